@@ -1,0 +1,300 @@
+//! `carrera.yaml`: the node-local bootstrap file (config.md §2).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+/// The whole `carrera.yaml`, defaults filled.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Settings {
+    /// ZooKeeper connect string.
+    pub zookeeper_addr: Option<String>,
+    /// Own address (node name host part).
+    pub host: Option<String>,
+    /// Thrift port.
+    pub port: u16,
+    /// Static topics (raw; parsed with the DDMQ model).
+    pub default_topic_info_conf: Option<serde_json::Value>,
+    /// Local proxy-config JSON path.
+    pub local_config: Option<PathBuf>,
+    /// In-process Kafka-protocol cluster.
+    pub embedded_kafka: bool,
+    /// Mock brokers.
+    pub embedded_kafka_brokers: i32,
+    /// Partitions of auto-created topics.
+    pub embedded_kafka_partitions: i32,
+    /// Delay topics in embedded auto-admit mode.
+    pub embedded_delay_topics: Vec<String>,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Admin HTTP port, 0 disables.
+    pub admin_port: u16,
+    /// Raw librdkafka properties per cluster or `*`.
+    pub kafka_overrides: BTreeMap<String, BTreeMap<String, String>>,
+    /// `server.*`.
+    pub server: ServerSettings,
+    /// `forwarding.*`.
+    pub forwarding: ForwardingSettings,
+    /// `logging.*`.
+    pub logging: LoggingSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            zookeeper_addr: None,
+            host: None,
+            port: 9613,
+            default_topic_info_conf: None,
+            local_config: None,
+            embedded_kafka: false,
+            embedded_kafka_brokers: 1,
+            embedded_kafka_partitions: 4,
+            embedded_delay_topics: Vec::new(),
+            data_dir: PathBuf::from("data"),
+            admin_port: 9614,
+            kafka_overrides: BTreeMap::new(),
+            server: ServerSettings::default(),
+            forwarding: ForwardingSettings::default(),
+            logging: LoggingSettings::default(),
+        }
+    }
+}
+
+/// `server.*` keys.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServerSettings {
+    /// Thrift listen address.
+    pub bind_addr: String,
+    /// Admin listen address.
+    pub admin_bind_addr: String,
+    /// Listen backlog.
+    pub listen_backlog: u32,
+    /// Connection cap.
+    pub max_connections: usize,
+    /// Read back-pressure budget in bytes.
+    pub max_inflight_bytes: usize,
+    /// Requests in progress above which new ones get 15.
+    pub max_inflight_requests: usize,
+    /// Idle close, 0 = never.
+    pub idle_timeout_sec: u64,
+    /// Graceful drain bound.
+    pub shutdown_drain_ms: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            bind_addr: "0.0.0.0".into(),
+            admin_bind_addr: "0.0.0.0".into(),
+            listen_backlog: 1024,
+            max_connections: 20_000,
+            max_inflight_bytes: 268_435_456,
+            max_inflight_requests: 100_000,
+            idle_timeout_sec: 0,
+            shutdown_drain_ms: 10_000,
+        }
+    }
+}
+
+/// `forwarding.*` keys.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ForwardingSettings {
+    /// Deadline for `timeout <= 0`.
+    pub default_timeout_ms: u64,
+    /// Cap on client timeouts.
+    pub max_timeout_ms: u64,
+    /// sendAsync / sendBatchSync deadline.
+    pub async_timeout_ms: u64,
+    /// Broker attempts per message.
+    pub max_attempts: u32,
+    /// First retry backoff.
+    pub retry_backoff_ms: u64,
+    /// Retry backoff cap.
+    pub retry_backoff_max_ms: u64,
+    /// No retry with less time left.
+    pub min_retry_window_ms: u64,
+    /// RocketMQ broker fault avoidance.
+    pub broker_fault_backoff_ms: u64,
+    /// librdkafka linger.ms.
+    pub kafka_linger_ms: u64,
+    /// librdkafka message.timeout.ms.
+    pub kafka_message_timeout_ms: u64,
+    /// Warm-up bound.
+    pub warm_up_timeout_ms: u64,
+    /// Producer flush bound at shutdown.
+    pub producer_flush_timeout_ms: u64,
+}
+
+impl Default for ForwardingSettings {
+    fn default() -> Self {
+        ForwardingSettings {
+            default_timeout_ms: 3000,
+            max_timeout_ms: 60_000,
+            async_timeout_ms: 10_000,
+            max_attempts: 3,
+            retry_backoff_ms: 5,
+            retry_backoff_max_ms: 100,
+            min_retry_window_ms: 5,
+            broker_fault_backoff_ms: 3000,
+            kafka_linger_ms: 0,
+            kafka_message_timeout_ms: 10_000,
+            warm_up_timeout_ms: 10_000,
+            producer_flush_timeout_ms: 5000,
+        }
+    }
+}
+
+/// `logging.*` keys.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LoggingSettings {
+    /// Log directory.
+    pub dir: PathBuf,
+    /// Filter.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LoggingSettings {
+    fn default() -> Self {
+        LoggingSettings {
+            dir: PathBuf::from("logs"),
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "zookeeperAddr",
+    "host",
+    "port",
+    "defaultTopicInfoConf",
+    "localConfig",
+    "embeddedKafka",
+    "embeddedKafkaBrokers",
+    "embeddedKafkaPartitions",
+    "embeddedDelayTopics",
+    "dataDir",
+    "adminPort",
+    "kafkaOverrides",
+    "server",
+    "forwarding",
+    "zk",
+    "scheduler",
+    "logging",
+];
+
+/// How the proxy config is obtained (config.md §1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// ZooKeeper documents.
+    ZooKeeper,
+    /// Local JSON file.
+    Local(PathBuf),
+    /// Synthesized config over the in-process mock cluster.
+    Embedded,
+}
+
+impl Settings {
+    /// Parses carrera.yaml text; returns the settings and the unknown top-level keys.
+    pub fn parse(text: &str) -> Result<(Settings, Vec<String>), ConfigError> {
+        let raw: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Invalid(format!("YAML: {e}")))?;
+        let unknown = match &raw {
+            serde_yaml::Value::Mapping(m) => m
+                .keys()
+                .filter_map(|k| k.as_str())
+                .filter(|k| !KNOWN_KEYS.contains(k))
+                .map(str::to_string)
+                .collect(),
+            serde_yaml::Value::Null => Vec::new(),
+            _ => return Err(ConfigError::Invalid("carrera.yaml must be a map".into())),
+        };
+        let s: Settings = if raw.is_null() {
+            Settings::default()
+        } else {
+            serde_yaml::from_value(raw).map_err(|e| ConfigError::Invalid(format!("YAML: {e}")))?
+        };
+        if s.port == 0 {
+            return Err(ConfigError::Invalid("`port` must be > 0".into()));
+        }
+        Ok((s, unknown))
+    }
+
+    /// Reads and parses a carrera.yaml file.
+    pub fn load(path: &Path) -> Result<(Settings, Vec<String>), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+        Self::parse(&text)
+    }
+
+    /// The mode these settings select, with the precedence of config.md §1.
+    pub fn mode(&self) -> Mode {
+        if let Some(p) = &self.local_config {
+            Mode::Local(p.clone())
+        } else if self.embedded_kafka || self.zookeeper_addr.is_none() {
+            Mode::Embedded
+        } else {
+            Mode::ZooKeeper
+        }
+    }
+
+    /// This node's name, `"<host>:<port>"`.
+    pub fn node_name(&self) -> String {
+        let host = self.host.clone().unwrap_or_else(first_ipv4);
+        format!("{host}:{}", self.port)
+    }
+}
+
+/// First non-loopback IPv4 address of the host, or 127.0.0.1.
+fn first_ipv4() -> String {
+    // A UDP "connect" picks the outgoing interface without sending anything.
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "127.0.0.1".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_embedded_default() {
+        let (s, unknown) = Settings::parse("").unwrap();
+        assert_eq!(s.port, 9613);
+        assert_eq!(s.admin_port, 9614);
+        assert_eq!(s.mode(), Mode::Embedded);
+        assert!(unknown.is_empty());
+    }
+
+    #[test]
+    fn mode_precedence_and_unknown_keys() {
+        let (s, unknown) = Settings::parse(
+            "zookeeperAddr: a:2181\nlocalConfig: x.json\nbogus: 1\nforwarding:\n  defaultTimeoutMs: 7\n",
+        )
+        .unwrap();
+        assert_eq!(s.mode(), Mode::Local(PathBuf::from("x.json")));
+        assert_eq!(unknown, vec!["bogus".to_string()]);
+        assert_eq!(s.forwarding.default_timeout_ms, 7);
+        let (s, _) = Settings::parse("zookeeperAddr: a:2181\n").unwrap();
+        assert_eq!(s.mode(), Mode::ZooKeeper);
+        let (s, _) = Settings::parse("zookeeperAddr: a:2181\nembeddedKafka: true\n").unwrap();
+        assert_eq!(s.mode(), Mode::Embedded);
+    }
+}

@@ -1,0 +1,176 @@
+//! One immutable configuration generation: topics, writers and limits that requests read.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::model::{ProxyConfig, TopicConfig};
+use super::settings::{Mode, Settings};
+use super::ConfigError;
+use crate::forward::admit::{AutoAdmit, TopicTable};
+use crate::writer::embedded::EmbeddedHandle;
+use crate::writer::kafka::KafkaCluster;
+use crate::writer::{ClusterWriter, Writers};
+
+/// Name of the embedded cluster.
+pub const EMBEDDED_CLUSTER: &str = "K_embedded";
+
+/// What a request needs from the configuration, fixed for its whole life.
+pub struct Snapshot {
+    /// Generation number (1 for the first accepted config).
+    pub generation: u64,
+    /// Where it came from: `local`, `embedded`, `zk`, `cache`.
+    pub source: &'static str,
+    /// The proxy config document in force.
+    pub proxy: ProxyConfig,
+    /// Admitted topics.
+    pub topics: TopicTable,
+    /// Writers by cluster.
+    pub writers: Writers,
+}
+
+impl Snapshot {
+    /// Whether the backend type of `cluster` is enabled and a writer exists.
+    pub fn writer(&self, cluster: &str) -> Option<&ClusterWriter> {
+        let c = &self.proxy.carrera;
+        if c.rocketmq.contains_key(cluster) {
+            // RocketMQ wins when a name is in both maps; its writer is not built yet.
+            return None;
+        }
+        if c.kafka.contains_key(cluster) && !c.use_kafka {
+            return None;
+        }
+        self.writers.get(cluster)
+    }
+
+    /// A JSON summary for `/status`.
+    pub fn status_json(&self) -> serde_json::Value {
+        let topics: Vec<_> = self
+            .topics
+            .all()
+            .iter()
+            .map(|t| {
+                json!({
+                    "topic": t.name, "clusters": t.clusters, "delayTopic": t.delay_topic,
+                    "autoBatch": t.auto_batch, "strongOrder": t.strong_order,
+                    "sizeLimit": t.size_limit, "maxTps": t.max_tps,
+                })
+            })
+            .collect();
+        let mut clusters = serde_json::Map::new();
+        for name in self.proxy.carrera.kafka.keys() {
+            clusters.insert(
+                name.clone(),
+                json!({"type": "kafka", "producer": self.writers.get(name).is_some()}),
+            );
+        }
+        for name in self.proxy.carrera.rocketmq.keys() {
+            clusters.insert(name.clone(), json!({"type": "rocketmq", "producer": false}));
+        }
+        json!({
+            "configSource": self.source,
+            "configGeneration": self.generation,
+            "topics": topics,
+            "clusters": clusters,
+        })
+    }
+}
+
+/// The synthesized proxy config of embedded mode (config.md §7).
+pub fn embedded_proxy_config(bootstrap: &str) -> ProxyConfig {
+    let doc = json!({
+        "proxyCluster": "P_embedded",
+        "brokerClusters": [EMBEDDED_CLUSTER],
+        "topics": [],
+        "carreraConfiguration": {
+            "useKafka": true,
+            "kafkaProducers": 1,
+            "useRequestLimiter": false,
+            "delay": {"chronosInnerTopicPrefix": "chronos_inner_", "innerTopicNum": 1},
+            "kafkaConfigurationMap": {
+                EMBEDDED_CLUSTER: {"bootstrapServers": [bootstrap], "acks": "all"}
+            }
+        }
+    });
+    // The document is fixed above; parsing it cannot fail except by a programming error.
+    ProxyConfig::parse(&doc.to_string(), false).expect("embedded config is valid")
+}
+
+/// Builds writers for every Kafka cluster of `proxy`; with `embedded`, all point at it.
+fn build_writers(
+    proxy: &mut ProxyConfig,
+    settings: &Settings,
+    embedded: Option<&EmbeddedHandle>,
+) -> Result<Writers, ConfigError> {
+    let mut writers = Writers::default();
+    if let Some(e) = embedded {
+        for k in proxy.carrera.kafka.values_mut() {
+            k.bootstrap_servers = vec![e.bootstrap().to_string()];
+        }
+    }
+    for (name, conf) in &proxy.carrera.kafka {
+        let k = KafkaCluster::new(
+            name,
+            conf,
+            &settings.forwarding,
+            &settings.kafka_overrides,
+            proxy.carrera.kafka_producers,
+            embedded.cloned(),
+        )
+        .map_err(|e| ConfigError::Producer(name.clone(), e.to_string()))?;
+        writers
+            .clusters
+            .insert(name.clone(), ClusterWriter::Kafka(Arc::new(k)));
+    }
+    Ok(writers)
+}
+
+/// Loads the first snapshot for the mode the settings select (ZooKeeper mode is not built yet).
+pub fn load_initial(
+    settings: &Settings,
+    node: &str,
+    embedded: Option<&EmbeddedHandle>,
+) -> Result<Snapshot, ConfigError> {
+    let yaml_static: Vec<TopicConfig> = match &settings.default_topic_info_conf {
+        Some(v) => super::model::parse_topic_info(v)?,
+        None => Vec::new(),
+    };
+    match settings.mode() {
+        Mode::Local(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+            let mut proxy = ProxyConfig::parse(&text, false)?;
+            let writers = build_writers(&mut proxy, settings, embedded)?;
+            let topics = TopicTable::build(&proxy, &yaml_static, &[], node);
+            Ok(Snapshot {
+                generation: 1,
+                source: "local",
+                proxy,
+                topics,
+                writers,
+            })
+        }
+        Mode::Embedded => {
+            let e =
+                embedded.ok_or_else(|| ConfigError::Invalid("embedded cluster missing".into()))?;
+            let mut proxy = embedded_proxy_config(e.bootstrap());
+            let writers = build_writers(&mut proxy, settings, Some(e))?;
+            let topics = TopicTable::auto(AutoAdmit::new(
+                EMBEDDED_CLUSTER,
+                settings.embedded_delay_topics.clone(),
+                &proxy.carrera.inner_topic_prefix,
+            ));
+            Ok(Snapshot {
+                generation: 1,
+                source: "embedded",
+                proxy,
+                topics,
+                writers,
+            })
+        }
+        Mode::ZooKeeper => Err(ConfigError::Invalid(
+            "ZooKeeper mode is not available in this build; use localConfig or embedded mode"
+                .into(),
+        )),
+    }
+}

@@ -1,0 +1,12 @@
+//! pproxy: a DDMQ-compatible producer proxy (Thrift in, Kafka/RocketMQ out).
+
+pub mod admin;
+pub mod app;
+pub mod client;
+pub mod config;
+pub mod delay;
+pub mod forward;
+pub mod proto;
+pub mod runtime;
+pub mod server;
+pub mod writer;

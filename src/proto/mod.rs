@@ -1,0 +1,9 @@
+//! The wire contract: Thrift codec, IDL types and result codes.
+
+pub mod codec;
+pub mod codes;
+pub mod types;
+
+pub use codec::{DecodeError, MessageHeader, Protocol};
+pub use codes::{Code, Outcome};
+pub use types::{Call, DelayMessage, Message, Method};

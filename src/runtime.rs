@@ -1,0 +1,136 @@
+//! Start-up and graceful shutdown of the server (operations.md §3).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::config::settings::{Mode, Settings};
+use crate::config::snapshot::load_initial;
+use crate::config::ConfigError;
+use crate::writer::embedded::EmbeddedHandle;
+
+/// Fatal start-up failures, with the process exit code each maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Invalid configuration (exit 2).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A port could not be bound (exit 3).
+    #[error("cannot bind {0}: {1}")]
+    Bind(String, std::io::Error),
+    /// Anything else (exit 1).
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl RunError {
+    /// Process exit status for this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Config(_) => 2,
+            RunError::Bind(..) => 3,
+            RunError::Fatal(_) => 1,
+        }
+    }
+}
+
+fn addr(host: &str, port: u16) -> Result<SocketAddr, RunError> {
+    format!("{host}:{port}")
+        .parse()
+        .map_err(|e| RunError::Config(ConfigError::Invalid(format!("address {host}:{port}: {e}"))))
+}
+
+/// Runs the proxy until SIGTERM/SIGINT, then drains and returns.
+pub async fn run(settings: Settings, pid_file: Option<PathBuf>) -> Result<(), RunError> {
+    let node = settings.node_name();
+    let embedded = if settings.embedded_kafka || settings.mode() == Mode::Embedded {
+        let e = EmbeddedHandle::start(
+            settings.embedded_kafka_brokers,
+            settings.embedded_kafka_partitions,
+        )
+        .map_err(|e| RunError::Fatal(format!("embedded Kafka: {e}")))?;
+        tracing::warn!(
+            bootstrap = e.bootstrap(),
+            "embedded Kafka cluster started: data is in memory, not for production"
+        );
+        Some(e)
+    } else {
+        None
+    };
+    let snapshot = load_initial(&settings, &node, embedded.as_ref())?;
+    tracing::info!(
+        node = %node,
+        mode = ?settings.mode(),
+        source = snapshot.source,
+        clusters = snapshot.writers.clusters.len(),
+        "configuration loaded"
+    );
+    let thrift_addr = addr(&settings.server.bind_addr, settings.port)?;
+    let admin_port = settings.admin_port;
+    let admin_addr = addr(&settings.server.admin_bind_addr, admin_port)?;
+    let backlog = settings.server.listen_backlog;
+    let drain = Duration::from_millis(settings.server.shutdown_drain_ms);
+    let flush = Duration::from_millis(settings.forwarding.producer_flush_timeout_ms);
+    let app = App::new(settings, node, snapshot, embedded);
+
+    if admin_port != 0 {
+        let l = crate::admin::bind(admin_addr)
+            .await
+            .map_err(|e| RunError::Bind(admin_addr.to_string(), e))?;
+        tokio::spawn(crate::admin::run(app.clone(), l));
+    }
+    let listener = crate::server::listener::bind(thrift_addr, backlog)
+        .map_err(|e| RunError::Bind(thrift_addr.to_string(), e))?;
+    if let Some(p) = &pid_file {
+        if let Some(dir) = p.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .map_err(|e| RunError::Fatal(format!("pid file {}: {e}", p.display())))?;
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (close_tx, close_rx) = watch::channel(false);
+    let server = tokio::spawn(crate::server::listener::run(
+        app.clone(),
+        listener,
+        stop_rx,
+        close_rx,
+    ));
+    app.listening.store(true, Ordering::Release);
+    tracing::info!(%thrift_addr, admin_port, "serving");
+
+    let mut term = signal(SignalKind::terminate()).map_err(|e| RunError::Fatal(e.to_string()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| RunError::Fatal(e.to_string()))?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    tracing::info!("shutdown: draining");
+    app.draining.store(true, Ordering::Release);
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    // A second signal during the drain exits at once.
+    let drained = tokio::select! {
+        d = app.wait_idle(drain) => d,
+        _ = term.recv() => std::process::exit(1),
+        _ = int.recv() => std::process::exit(1),
+    };
+    if !drained {
+        tracing::warn!("drain bound reached with requests in progress");
+    }
+    let snap = app.config.load_full();
+    for w in snap.writers.clusters.values() {
+        w.flush(flush).await;
+    }
+    let _ = close_tx.send(true);
+    if let Some(p) = &pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    tracing::info!("shutdown complete");
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! One client connection: framed reads, protocol limits, answers in request order (wire.md §2, §4).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+
+use super::dispatch::{handle_frame, reply_code, FrameResult};
+use crate::app::App;
+use crate::proto::codec::read_header;
+use crate::proto::Code;
+
+/// How much of an oversized frame is read to find its message header.
+const OVERSIZE_HEADER_PEEK: usize = 64 * 1024;
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed or reset.
+    Peer,
+    /// Idle timeout.
+    Idle,
+    /// Protocol violation.
+    Protocol,
+    /// Process shutdown.
+    Shutdown,
+}
+
+/// Shared limits of all connections.
+pub struct ConnLimits {
+    /// Bytes of frames read but not yet answered, across all connections.
+    pub inflight_bytes: Arc<Semaphore>,
+    /// Total permits of `inflight_bytes`.
+    pub inflight_budget: usize,
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(
+    app: Arc<App>,
+    stream: TcpStream,
+    limits: Arc<ConnLimits>,
+    mut close: watch::Receiver<bool>,
+) -> CloseReason {
+    let peer = stream.peer_addr().ok();
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(16 * 1024, rd);
+    loop {
+        let idle = app.settings.server.idle_timeout_sec;
+        let read_len = async {
+            if idle > 0 {
+                match tokio::time::timeout(Duration::from_secs(idle), rd.read_i32()).await {
+                    Ok(r) => r.map_err(|_| CloseReason::Peer),
+                    Err(_) => Err(CloseReason::Idle),
+                }
+            } else {
+                rd.read_i32().await.map_err(|_| CloseReason::Peer)
+            }
+        };
+        let len = tokio::select! {
+            r = read_len => match r { Ok(l) => l, Err(reason) => return reason },
+            _ = close.changed() => return CloseReason::Shutdown,
+        };
+        if len <= 0 {
+            let first = (len as u32 >> 24) as u8;
+            if first == 0x80 || first == 0x82 {
+                tracing::warn!(?peer, "unframed transport not supported");
+            } else {
+                tracing::debug!(?peer, len, "non-positive frame length");
+            }
+            return CloseReason::Protocol;
+        }
+        let len = len as usize;
+        let max = app.config.load().proxy.carrera.max_read_buffer_bytes;
+        if len > max {
+            match skip_oversized(&mut rd, len).await {
+                Ok(Some(reply)) => {
+                    if write_frame(&mut wr, reply).await.is_err() {
+                        return CloseReason::Peer;
+                    }
+                    continue;
+                }
+                Ok(None) => continue,
+                Err(reason) => return reason,
+            }
+        }
+        // Read back-pressure: wait for budget before reading the payload.
+        let want = len.min(limits.inflight_budget) as u32;
+        let Ok(permit) = limits.inflight_bytes.clone().acquire_many_owned(want).await else {
+            return CloseReason::Shutdown;
+        };
+        let mut buf = BytesMut::zeroed(len);
+        if rd.read_exact(&mut buf).await.is_err() {
+            return CloseReason::Peer;
+        }
+        let start = Instant::now();
+        let result = handle_frame(&app, buf.freeze(), start).await;
+        drop(permit);
+        match result {
+            FrameResult::Reply(b) => {
+                if let Err(e) = write_frame(&mut wr, b).await {
+                    tracing::debug!(?peer, error = %e, "reply not delivered");
+                    return CloseReason::Peer;
+                }
+            }
+            FrameResult::NoReply => {}
+            FrameResult::Close => return CloseReason::Protocol,
+        }
+    }
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(wr: &mut W, b: Bytes) -> std::io::Result<()> {
+    wr.write_all(&b).await
+}
+
+/// Reads the header of an oversized frame, discards the rest while streaming, answers 11.
+async fn skip_oversized<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    len: usize,
+) -> Result<Option<Bytes>, CloseReason> {
+    let peek = len.min(OVERSIZE_HEADER_PEEK);
+    let mut head = BytesMut::zeroed(peek);
+    rd.read_exact(&mut head)
+        .await
+        .map_err(|_| CloseReason::Peer)?;
+    let head = head.freeze();
+    let header = read_header(&head);
+    let rest = (len - peek) as u64;
+    let copied = tokio::io::copy(&mut rd.take(rest), &mut tokio::io::sink())
+        .await
+        .map_err(|_| CloseReason::Peer)?;
+    if copied < rest {
+        return Err(CloseReason::Peer);
+    }
+    let Ok((h, _)) = header else {
+        tracing::debug!(len, "oversized frame with unreadable header");
+        return Err(CloseReason::Protocol);
+    };
+    tracing::debug!(len, method = h.name_str(), "oversized frame answered 11");
+    match reply_code(&h, Code::Illegal) {
+        FrameResult::Reply(b) => Ok(Some(b)),
+        FrameResult::NoReply => Ok(None),
+        FrameResult::Close => Err(CloseReason::Protocol),
+    }
+}

@@ -1,0 +1,165 @@
+//! One frame in, at most one reply frame out: header, method, arguments, handler (wire.md §3).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use tokio::time::Instant;
+
+use crate::app::App;
+use crate::forward::{self, admit::HEARTBEAT_TOPIC};
+use crate::proto::codec::{message_type, read_header, Reader};
+use crate::proto::types::{encode_exception, encode_reply, read_call, AppExceptionType};
+use crate::proto::{Call, Code, MessageHeader, Method, Outcome};
+
+/// What the connection does after a frame.
+#[derive(Debug)]
+pub enum FrameResult {
+    /// Write this frame.
+    Reply(Bytes),
+    /// Nothing to write (ONEWAY).
+    NoReply,
+    /// Close the connection (undecodable header).
+    Close,
+}
+
+fn exception(h: &MessageHeader, kind: AppExceptionType, msg: &str) -> FrameResult {
+    if h.mtype == message_type::ONEWAY {
+        return FrameResult::NoReply;
+    }
+    FrameResult::Reply(encode_exception(h.protocol, &h.name, h.seqid, kind, msg))
+}
+
+fn unknown_method(h: &MessageHeader) -> FrameResult {
+    let msg = format!(
+        "Invalid method name: '{}'",
+        String::from_utf8_lossy(&h.name)
+    );
+    exception(h, AppExceptionType::UnknownMethod, &msg)
+}
+
+/// Reply for a frame whose header was read but whose arguments are refused outright.
+pub fn reply_code(h: &MessageHeader, code: Code) -> FrameResult {
+    if h.mtype != message_type::CALL && h.mtype != message_type::ONEWAY {
+        return exception(
+            h,
+            AppExceptionType::InvalidMessageType,
+            "invalid message type",
+        );
+    }
+    let Some(method) = Method::from_name(&h.name) else {
+        return unknown_method(h);
+    };
+    if h.mtype == message_type::ONEWAY {
+        return FrameResult::NoReply;
+    }
+    FrameResult::Reply(encode_reply(
+        h.protocol,
+        &h.name,
+        h.seqid,
+        method.is_delay(),
+        &code.into(),
+        "",
+    ))
+}
+
+/// Handles one complete frame payload that was fully read at `start`.
+pub async fn handle_frame(app: &Arc<App>, payload: Bytes, start: Instant) -> FrameResult {
+    let Ok((h, pos)) = read_header(&payload) else {
+        return FrameResult::Close;
+    };
+    if h.mtype != message_type::CALL && h.mtype != message_type::ONEWAY {
+        return exception(
+            &h,
+            AppExceptionType::InvalidMessageType,
+            "invalid message type",
+        );
+    }
+    let Some(method) = Method::from_name(&h.name) else {
+        return unknown_method(&h);
+    };
+    let mut r = Reader::new(&payload, pos, h.protocol);
+    let call = match read_call(&mut r, method) {
+        Ok(c) => c,
+        Err(e) => {
+            return exception(&h, AppExceptionType::ProtocolError, &e.to_string());
+        }
+    };
+    let echo_id = cancel_echo(&call);
+    let handled = AssertUnwindSafe(run(app, call, start)).catch_unwind().await;
+    let (outcome, id) = handled.unwrap_or_else(|_| {
+        tracing::error!(method = method.name(), "handler panicked; answered 10");
+        (Code::Failed.into(), echo_id)
+    });
+    if h.mtype == message_type::ONEWAY {
+        return FrameResult::NoReply;
+    }
+    FrameResult::Reply(encode_reply(
+        h.protocol,
+        &h.name,
+        h.seqid,
+        method.is_delay(),
+        &outcome,
+        &id,
+    ))
+}
+
+/// The request deadline for a client `timeout` (wire.md §1).
+pub fn sync_deadline(app: &App, start: Instant, timeout: i64) -> Instant {
+    let f = &app.settings.forwarding;
+    let ms = if timeout > 0 {
+        (timeout as u64).min(f.max_timeout_ms)
+    } else {
+        f.default_timeout_ms
+    };
+    start + Duration::from_millis(ms)
+}
+
+/// The id a delay reply carries whatever the outcome: the cancel id as received, else "".
+fn cancel_echo(call: &Call) -> String {
+    match call {
+        Call::SendDelaySync(Some(d), _) if d.action == 2 => {
+            d.uniq_delay_msg_id.clone().unwrap_or_default()
+        }
+        _ => String::new(),
+    }
+}
+
+async fn run(app: &Arc<App>, call: Call, start: Instant) -> (Outcome, String) {
+    let echo = cancel_echo(&call);
+    if app.is_draining() {
+        return (Code::ShuttingDown.into(), echo);
+    }
+    let _guard = app.begin_request();
+    if app.inflight.load(Ordering::Relaxed) > app.settings.server.max_inflight_requests {
+        return (Code::RateLimited.into(), echo);
+    }
+    let async_deadline = start + Duration::from_millis(app.settings.forwarding.async_timeout_ms);
+    match call {
+        Call::SendSync(m, timeout) => {
+            if m.as_ref().and_then(|m| m.topic.as_deref()) == Some(HEARTBEAT_TOPIC) {
+                return (Code::Ok.into(), String::new());
+            }
+            let deadline = sync_deadline(app, start, timeout);
+            (forward::send_one(app, m, deadline).await, String::new())
+        }
+        Call::SendAsync(m) => (
+            forward::send_one(app, m, async_deadline).await,
+            String::new(),
+        ),
+        Call::SendBatchSync(ms) => (
+            forward::send_batch(app, ms, async_deadline).await,
+            String::new(),
+        ),
+        Call::SendDelaySync(m, timeout) => {
+            let deadline = sync_deadline(app, start, timeout);
+            match tokio::time::timeout_at(deadline, crate::delay::handle(app, m)).await {
+                Ok(r) => r,
+                Err(_) => (Code::Timeout.into(), echo),
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Accept loop: connection cap, socket options, shutdown (wire.md §2).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{watch, Semaphore};
+
+use super::connection::{serve, ConnLimits};
+use crate::app::App;
+
+/// Binds the Thrift port with the configured backlog.
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// Accepts connections until `stop` fires; `close` tells open connections to end.
+pub async fn run(
+    app: Arc<App>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    close: watch::Receiver<bool>,
+) {
+    let budget = app
+        .settings
+        .server
+        .max_inflight_bytes
+        .clamp(1, Semaphore::MAX_PERMITS);
+    let limits = Arc::new(ConnLimits {
+        inflight_bytes: Arc::new(Semaphore::new(budget)),
+        inflight_budget: budget.min(u32::MAX as usize),
+    });
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if app.connections.load(Ordering::Relaxed) >= app.settings.server.max_connections {
+            tracing::debug!(%peer, "connection refused: maxConnections");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let _ = socket2::SockRef::from(&stream).set_keepalive(true);
+        app.connections.fetch_add(1, Ordering::Relaxed);
+        let app2 = app.clone();
+        let limits = limits.clone();
+        let close = close.clone();
+        tokio::spawn(async move {
+            let reason = serve(app2.clone(), stream, limits, close).await;
+            tracing::trace!(%peer, ?reason, "connection closed");
+            app2.connections.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
