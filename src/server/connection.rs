@@ -127,7 +127,10 @@ async fn skip_oversized<R: AsyncRead + Unpin>(
         .await
         .map_err(|_| CloseReason::Peer)?;
     let head = head.freeze();
-    let header = read_header(&head);
+    let Ok((h, _)) = read_header(&head) else {
+        tracing::debug!(len, "oversized frame with unreadable header");
+        return Err(CloseReason::Protocol);
+    };
     let rest = (len - peek) as u64;
     let copied = tokio::io::copy(&mut rd.take(rest), &mut tokio::io::sink())
         .await
@@ -135,10 +138,6 @@ async fn skip_oversized<R: AsyncRead + Unpin>(
     if copied < rest {
         return Err(CloseReason::Peer);
     }
-    let Ok((h, _)) = header else {
-        tracing::debug!(len, "oversized frame with unreadable header");
-        return Err(CloseReason::Protocol);
-    };
     tracing::debug!(len, method = h.name_str(), "oversized frame answered 11");
     match reply_code(&h, Code::Illegal) {
         FrameResult::Reply(b) => Ok(Some(b)),

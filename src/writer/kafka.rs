@@ -20,6 +20,9 @@ use crate::config::settings::ForwardingSettings;
 /// Backoff between submissions while librdkafka's local queue is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
 
+/// Pause between metadata attempts while the cluster is unreachable.
+const METADATA_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
 /// How partition counts are cached.
 struct PartitionCache {
     counts: RwLock<HashMap<String, (u32, Instant)>>,
@@ -144,7 +147,9 @@ impl KafkaCluster {
         }
     }
 
-    /// The topic's partition count: cached, or fetched within `min(deadline, fetch timeout)`.
+    /// The topic's partition count: cached, or fetched. Transient metadata failures (broker
+    /// unreachable) are retried until `min(deadline, metadataFetchTimeout)`; then the outcome is
+    /// unknown (12). A topic the broker reports as missing is final (14).
     pub async fn partition_count(&self, topic: &str, deadline: Instant) -> Result<u32, SendError> {
         if let Some(n) = self.cached_count(topic) {
             return Ok(n);
@@ -152,11 +157,31 @@ impl KafkaCluster {
         if let Some(e) = &self.embedded {
             e.ensure_topic(topic).await;
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let wait = left.min(self.cache.fetch_timeout);
-        if wait.is_zero() {
-            return Err(SendError::Timeout);
+        let bound = deadline.min(Instant::now() + self.cache.fetch_timeout);
+        loop {
+            let wait = bound.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                return Err(SendError::Timeout);
+            }
+            match self.fetch_count(topic, wait).await {
+                Ok(n) => {
+                    if let Ok(mut c) = self.cache.counts.write() {
+                        c.insert(topic.to_string(), (n, Instant::now()));
+                    }
+                    return Ok(n);
+                }
+                Err(e @ SendError::TopicNotExist(_)) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(topic, error = %e, "metadata fetch failed; retrying");
+                    let pause =
+                        METADATA_RETRY_PAUSE.min(bound.saturating_duration_since(Instant::now()));
+                    tokio::time::sleep(pause).await;
+                }
+            }
         }
+    }
+
+    async fn fetch_count(&self, topic: &str, wait: Duration) -> Result<u32, SendError> {
         let producer = self.producers[0].clone();
         let t = topic.to_string();
         // fetch_metadata blocks: keep it off the runtime threads.
@@ -171,24 +196,11 @@ impl KafkaCluster {
         .await
         .map_err(|e| SendError::Failed(e.to_string()))?;
         match fetched {
-            Ok(Some((None, n))) if n > 0 => {
-                if let Ok(mut c) = self.cache.counts.write() {
-                    c.insert(topic.to_string(), (n, Instant::now()));
-                }
-                Ok(n)
-            }
-            Ok(Some((Some(err), _))) => {
-                let e = KafkaError::MetadataFetch(err.into());
-                match SendError::from_kafka(&e) {
-                    SendError::TopicNotExist(m) => Err(SendError::TopicNotExist(m)),
-                    other => Err(SendError::Failed(other.to_string())),
-                }
-            }
+            Ok(Some((None, n))) if n > 0 => Ok(n),
+            Ok(Some((Some(err), _))) => Err(SendError::from_kafka(&KafkaError::MetadataFetch(
+                err.into(),
+            ))),
             Ok(_) => Err(SendError::TopicNotExist(topic.to_string())),
-            Err(e) if Instant::now() >= deadline => {
-                tracing::debug!(topic, error = %e, "metadata fetch ran out of time");
-                Err(SendError::Timeout)
-            }
             Err(e) => Err(SendError::Failed(format!("metadata: {e}"))),
         }
     }

@@ -1,0 +1,329 @@
+//! Shared helpers of the integration tests: a real `pproxy` process, a Thrift client, and Kafka
+//! admin/consumer helpers against the broker started by `scripts/stack.sh`.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pproxy::client::Client;
+use pproxy::proto::types::Reply;
+use pproxy::proto::{Call, Message, Protocol};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message as _};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running pproxy process, stopped (SIGTERM) on drop.
+pub struct Proxy {
+    child: Option<Child>,
+    /// Thrift address.
+    pub addr: String,
+    /// Admin port.
+    pub admin_port: u16,
+    /// Working directory (config, data, log).
+    pub dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    /// Starts `pproxy run` with a carrera.yaml made of the port keys plus `extra_yaml`.
+    pub fn start(extra_yaml: &str) -> Proxy {
+        Self::start_with_files(extra_yaml, &[])
+    }
+
+    /// Like `start`, also writing `files` (name, content) into the working directory first.
+    pub fn start_with_files(extra_yaml: &str, files: &[(&str, String)]) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).expect("write file");
+        }
+        let port = free_port();
+        let admin_port = free_port();
+        // Tests that set `server:` themselves bind loopback addresses there.
+        let server = if extra_yaml.contains("server:") {
+            ""
+        } else {
+            "server:\n  bindAddr: 127.0.0.1\n  adminBindAddr: 127.0.0.1\n"
+        };
+        let yaml = format!(
+            "host: 127.0.0.1\nport: {port}\nadminPort: {admin_port}\n{server}dataDir: data\n{extra_yaml}\n"
+        );
+        let conf = dir.path().join("carrera.yaml");
+        std::fs::write(&conf, yaml).expect("write carrera.yaml");
+        let log = std::fs::File::create(dir.path().join("pproxy.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_pproxy"))
+            .arg("run")
+            .arg("-c")
+            .arg(&conf)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info,pproxy=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn pproxy");
+        let mut p = Proxy {
+            child: Some(child),
+            addr: format!("127.0.0.1:{port}"),
+            admin_port,
+            dir,
+        };
+        p.wait_ready(Duration::from_secs(30));
+        p
+    }
+
+    fn wait_ready(&mut self, bound: Duration) {
+        let until = Instant::now() + bound;
+        while Instant::now() < until {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("pproxy exited early ({status}):\n{}", self.log());
+                }
+            }
+            if matches!(self.http_get("/ready"), Some((200, _))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("pproxy not ready in {bound:?}:\n{}", self.log());
+    }
+
+    /// The process log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pproxy.log")).unwrap_or_default()
+    }
+
+    /// A blocking GET on the admin port: (status, body).
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.admin_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let status = out.split_whitespace().nth(1)?.parse().ok()?;
+        let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        Some((status, body))
+    }
+
+    /// A connected compact-protocol client.
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.addr, Protocol::Compact, Duration::from_secs(15))
+            .await
+            .expect("connect")
+    }
+
+    /// Sends SIGTERM and waits for exit; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        unsafe_kill(c.id(), 15);
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            if let Ok(Some(s)) = c.try_wait() {
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    // Plain `kill` keeps the test crate free of unsafe code.
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends one call and expects a Result/DelayResult: (code, msg, delay id).
+pub async fn call(c: &mut Client, call: &Call) -> (i32, String, Option<String>) {
+    match c.call(call).await.expect("call") {
+        Reply::Result {
+            code,
+            msg,
+            delay_id,
+            ..
+        } => (code, msg, delay_id),
+        other => panic!("expected a result, got {other:?}"),
+    }
+}
+
+/// A message with topic and body.
+pub fn msg(topic: &str, body: &[u8]) -> Message {
+    Message {
+        topic: Some(topic.into()),
+        body: Some(Bytes::copy_from_slice(body)),
+        ..Default::default()
+    }
+}
+
+/// The real Kafka broker of the test stack; fails loudly when the stack is not up.
+pub fn kafka_bootstrap() -> String {
+    let addr = std::env::var("PPROXY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    if TcpStream::connect_timeout(
+        &addr.parse().expect("PPROXY_TEST_KAFKA is host:port"),
+        Duration::from_secs(2),
+    )
+    .is_err()
+    {
+        panic!("no Kafka at {addr}: start the test stack with `scripts/stack.sh up kafka` (scripts/test.sh does)");
+    }
+    addr
+}
+
+/// A unique topic name.
+pub fn unique_topic(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Creates a topic on the real Kafka and waits until its metadata shows every partition.
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let nt = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let res = admin
+        .create_topics([&nt], &AdminOptions::new())
+        .await
+        .expect("create_topics");
+    for r in res {
+        r.expect("topic created");
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        if let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
+            let t = &md.topics()[0];
+            if t.error().is_none()
+                && t.partitions().len() == partitions as usize
+                && t.partitions().iter().all(|p| p.leader() >= 0)
+            {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("topic {topic} not ready");
+}
+
+/// One consumed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    /// Partition.
+    pub partition: i32,
+    /// Offset within the partition.
+    pub offset: i64,
+    /// Key (None = null key).
+    pub key: Option<Vec<u8>>,
+    /// Value.
+    pub value: Vec<u8>,
+    /// Headers in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Reads every partition of `topic` from the beginning until `expected` records arrived or
+/// `wait` passed; then keeps reading for `settle` to catch unexpected extra records.
+pub fn consume(bootstrap: &str, topic: &str, expected: usize, wait: Duration) -> Vec<Consumed> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique_topic("pproxy-test"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let until = Instant::now() + wait;
+    let mut settle_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if now > until || settle_until.is_some_and(|s| now > s) {
+            break;
+        }
+        if out.len() >= expected && settle_until.is_none() {
+            settle_until = Some(now + Duration::from_millis(500));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| (x.key.to_string(), x.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Consumed {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+            }
+            Some(Err(e)) => panic!("consume error: {e}"),
+            None => {}
+        }
+    }
+    out.sort_by_key(|c| (c.partition, c.offset));
+    out
+}
+
+/// A local-mode proxy config document with one Kafka cluster `K_test` and the given static
+/// topics: (name, extra JSON members such as `,"delayTopic":true`). Static topics with empty `proxies` bind to any node (config.md §4.2).
+pub fn local_config(bootstrap: &str, topics: &[(&str, &str)], extra_carrera: &str) -> String {
+    let names: Vec<String> = topics.iter().map(|(t, _)| format!("\"{t}\"")).collect();
+    let defs: Vec<String> = topics
+        .iter()
+        .map(|(t, flags)| {
+            format!(
+                r#"{{"topic":"{t}"{flags},"topicUnits":[{{"brokerCluster":"K_test","proxies":{{}},"maxTps":100000}}]}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"instance":"local","proxyCluster":"P_test","brokerClusters":["K_test","R_test"],
+            "topics":[{}],
+            "carreraConfiguration":{{"useKafka":true,"kafkaProducers":2,{extra_carrera}
+              "kafkaConfigurationMap":{{"K_test":{{"bootstrapServers":["{bootstrap}"],"acks":"all"}}}},
+              "defaultTopicInfoConf":{{"topics":[{}]}}}}}}"#,
+        names.join(","),
+        defs.join(",")
+    )
+}
+
+/// Path of a file in the repository.
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}

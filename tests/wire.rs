@@ -1,0 +1,561 @@
+//! The wire contract (wire.md) against a real pproxy process in embedded mode: framing,
+//! protocol detection, message types, errors that keep the connection, limits, delay codes.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use pproxy::client::{Client, ClientError};
+use pproxy::proto::codec::{message_type, Protocol, TType, Writer};
+use pproxy::proto::types::{decode_reply, encode_call, write_message, Reply};
+use pproxy::proto::{Call, DelayMessage, Message};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn embedded() -> Proxy {
+    Proxy::start("embeddedDelayTopics: [delay_t]\n")
+}
+
+fn raw_call(proto: Protocol, name: &[u8], mtype: u8, seqid: i32, m: Option<&Message>) -> Bytes {
+    let mut w = Writer::new(proto);
+    w.message_begin(name, mtype, seqid);
+    w.struct_begin();
+    if let Some(m) = m {
+        w.field_begin(TType::Struct, 1);
+        write_message(&mut w, m);
+        w.field_begin(TType::I64, 2);
+        w.write_i64(1000);
+    }
+    w.struct_end();
+    w.finish()
+}
+
+async fn read_reply(s: &mut TcpStream) -> (Bytes, Reply) {
+    let len = tokio::time::timeout(Duration::from_secs(10), s.read_i32())
+        .await
+        .expect("reply in time")
+        .expect("reply frame");
+    let mut buf = vec![0u8; len as usize];
+    s.read_exact(&mut buf).await.expect("payload");
+    decode_reply(&Bytes::from(buf)).expect("decodable reply")
+}
+
+async fn expect_closed(s: &mut TcpStream) {
+    let mut b = [0u8; 1];
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+        .await
+        .expect("close in time");
+    assert!(
+        matches!(r, Ok(0) | Err(_)),
+        "connection should be closed, got {r:?}"
+    );
+}
+
+async fn heartbeat_ok(s: &mut TcpStream, seqid: i32) {
+    let hb = msg("carrera_heartbeat", b"");
+    s.write_all(&raw_call(
+        Protocol::Compact,
+        b"sendSync",
+        message_type::CALL,
+        seqid,
+        Some(&hb),
+    ))
+    .await
+    .expect("write");
+    let (_, r) = read_reply(s).await;
+    assert_eq!(
+        r,
+        Reply::Result {
+            seqid,
+            code: 0,
+            msg: "OK".into(),
+            delay_id: None
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seqid_and_method_name_are_echoed_in_both_protocols() {
+    let p = embedded();
+    for proto in [Protocol::Compact, Protocol::Binary] {
+        let mut s = TcpStream::connect(&p.addr).await.expect("connect");
+        for seqid in [0, 0, 12345, -7, i32::MAX] {
+            let m = msg("wire_echo", b"x");
+            s.write_all(&raw_call(
+                proto,
+                b"sendSync",
+                message_type::CALL,
+                seqid,
+                Some(&m),
+            ))
+            .await
+            .expect("write");
+            let (name, r) = read_reply(&mut s).await;
+            assert_eq!(&name[..], b"sendSync");
+            assert_eq!(
+                r,
+                Reply::Result {
+                    seqid,
+                    code: 0,
+                    msg: "OK".into(),
+                    delay_id: None
+                }
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_errors_keep_the_connection() {
+    let p = embedded();
+    let mut s = TcpStream::connect(&p.addr).await.expect("connect");
+
+    // Unknown method (old Python/PHP IDL).
+    s.write_all(&raw_call(
+        Protocol::Compact,
+        b"sendNotifySync",
+        message_type::CALL,
+        3,
+        None,
+    ))
+    .await
+    .expect("write");
+    let (name, r) = read_reply(&mut s).await;
+    assert_eq!(&name[..], b"sendNotifySync");
+    assert_eq!(
+        r,
+        Reply::Exception {
+            seqid: 3,
+            kind: 1,
+            message: "Invalid method name: 'sendNotifySync'".into()
+        }
+    );
+    heartbeat_ok(&mut s, 4).await;
+
+    // A REPLY sent to the server.
+    s.write_all(&raw_call(
+        Protocol::Compact,
+        b"sendSync",
+        message_type::REPLY,
+        5,
+        None,
+    ))
+    .await
+    .expect("write");
+    let (_, r) = read_reply(&mut s).await;
+    assert!(
+        matches!(
+            r,
+            Reply::Exception {
+                seqid: 5,
+                kind: 2,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    heartbeat_ok(&mut s, 6).await;
+
+    // Truncated argument struct inside a well-formed frame.
+    let full = raw_call(
+        Protocol::Compact,
+        b"sendSync",
+        message_type::CALL,
+        7,
+        Some(&msg("t", b"body")),
+    );
+    let cut = &full[4..full.len() - 6];
+    let mut frame = (cut.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(cut);
+    s.write_all(&frame).await.expect("write");
+    let (_, r) = read_reply(&mut s).await;
+    assert!(
+        matches!(
+            r,
+            Reply::Exception {
+                seqid: 7,
+                kind: 7,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    heartbeat_ok(&mut s, 8).await;
+
+    // A container length larger than the frame.
+    let mut w = Writer::new(Protocol::Compact);
+    w.message_begin(b"sendBatchSync", message_type::CALL, 9);
+    w.struct_begin();
+    w.field_begin(TType::List, 1);
+    w.write_raw(&[0xfc, 0xff, 0xff, 0xff, 0x0f]);
+    s.write_all(&w.finish()).await.expect("write");
+    let (_, r) = read_reply(&mut s).await;
+    assert!(
+        matches!(
+            r,
+            Reply::Exception {
+                seqid: 9,
+                kind: 7,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    heartbeat_ok(&mut s, 10).await;
+
+    // Invalid UTF-8 in the topic: a normal result 11.
+    let mut w = Writer::new(Protocol::Compact);
+    w.message_begin(b"sendSync", message_type::CALL, 11);
+    w.struct_begin();
+    w.field_begin(TType::Struct, 1);
+    w.struct_begin();
+    w.field_begin(TType::Binary, 1);
+    w.write_binary(&[0xc3, 0x28]);
+    w.field_begin(TType::Binary, 7);
+    w.write_binary(b"body");
+    w.struct_end();
+    w.struct_end();
+    s.write_all(&w.finish()).await.expect("write");
+    let (_, r) = read_reply(&mut s).await;
+    assert!(
+        matches!(
+            r,
+            Reply::Result {
+                seqid: 11,
+                code: 11,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+
+    // Absent message struct (null topic in DDMQ closed the connection): 11.
+    s.write_all(&raw_call(
+        Protocol::Compact,
+        b"sendSync",
+        message_type::CALL,
+        12,
+        None,
+    ))
+    .await
+    .expect("write");
+    let (_, r) = read_reply(&mut s).await;
+    assert!(
+        matches!(
+            r,
+            Reply::Result {
+                seqid: 12,
+                code: 11,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    heartbeat_ok(&mut s, 13).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oneway_gets_no_reply_and_pipelined_frames_answer_in_order() {
+    let p = embedded();
+    let mut s = TcpStream::connect(&p.addr).await.expect("connect");
+    let m = msg("wire_oneway", b"x");
+    let mut bytes = raw_call(
+        Protocol::Compact,
+        b"sendSync",
+        message_type::ONEWAY,
+        1,
+        Some(&m),
+    )
+    .to_vec();
+    for seqid in 2..=6 {
+        bytes.extend_from_slice(&raw_call(
+            Protocol::Compact,
+            b"sendSync",
+            message_type::CALL,
+            seqid,
+            Some(&m),
+        ));
+    }
+    s.write_all(&bytes).await.expect("write");
+    for seqid in 2..=6 {
+        let (_, r) = read_reply(&mut s).await;
+        assert_eq!(
+            r,
+            Reply::Result {
+                seqid,
+                code: 0,
+                msg: "OK".into(),
+                delay_id: None
+            }
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framing_violations_close_only_that_connection() {
+    let p = embedded();
+    let cases: [&[u8]; 4] = [
+        &[0, 0, 0, 0],                         // zero length
+        &[0xff, 0xff, 0xff, 0xf0],             // negative length
+        &[0x80, 0x01, 0x00, 0x01, 0, 0, 0, 8], // unframed binary
+        &[0, 0, 0, 3, 0x42, 0x42, 0x42],       // unsupported protocol byte
+    ];
+    let mut keeper = TcpStream::connect(&p.addr).await.expect("connect");
+    for bytes in cases {
+        let mut s = TcpStream::connect(&p.addr).await.expect("connect");
+        s.write_all(bytes).await.expect("write");
+        expect_closed(&mut s).await;
+    }
+    heartbeat_ok(&mut keeper, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_frames_answer_11_without_closing() {
+    let p = embedded();
+    let mut s = TcpStream::connect(&p.addr).await.expect("connect");
+    let big = vec![b'x'; 5_000_001];
+    for (name, delay) in [(&b"sendSync"[..], false), (&b"sendDelaySync"[..], true)] {
+        let frame = if delay {
+            let dm = DelayMessage {
+                topic: Some("delay_t".into()),
+                body: Some(Bytes::from(big.clone())),
+                action: 1,
+                ..Default::default()
+            };
+            encode_call(Protocol::Compact, 21, &Call::SendDelaySync(Some(dm), 1000))
+        } else {
+            raw_call(
+                Protocol::Compact,
+                name,
+                message_type::CALL,
+                21,
+                Some(&msg("t", &big)),
+            )
+        };
+        assert!(frame.len() > 5_000_004);
+        s.write_all(&frame).await.expect("write");
+        let (got_name, r) = read_reply(&mut s).await;
+        assert_eq!(&got_name[..], name);
+        let expected_id = delay.then(String::new);
+        assert_eq!(
+            r,
+            Reply::Result {
+                seqid: 21,
+                code: 11,
+                msg: "FAILED: Message is too large or illegal or the length is 0".into(),
+                delay_id: expected_id
+            }
+        );
+    }
+    heartbeat_ok(&mut s, 22).await;
+    // A frame announcing 2 GB with garbage where the header should be: closed, nothing buffered.
+    let mut s = TcpStream::connect(&p.addr).await.expect("connect");
+    let mut bytes = 0x7fff_ffffu32.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&[0x55; 70_000]);
+    let _ = s.write_all(&bytes).await;
+    expect_closed(&mut s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_concurrent_connections_and_idle_ones_are_kept() {
+    let p = embedded();
+    let mut idle = p.client().await;
+    let mut tasks = Vec::new();
+    for i in 0..2000 {
+        let addr = p.addr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&addr, Protocol::Compact, Duration::from_secs(30)).await?;
+            let r = c
+                .call(&Call::SendSync(Some(msg("carrera_heartbeat", b"")), 1000))
+                .await?;
+            Ok::<_, ClientError>((i, r, c))
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        let (_, r, c) = t.await.expect("task").expect("call");
+        assert!(matches!(r, Reply::Result { code: 0, .. }));
+        clients.push(c);
+    }
+    let (_, status) = p.http_get("/status").expect("status");
+    let v: serde_json::Value = serde_json::from_str(&status).expect("json");
+    assert!(v["connections"].as_u64().unwrap_or(0) >= 2000, "{v}");
+    drop(clients);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (code, _, _) = call(
+        &mut idle,
+        &Call::SendSync(Some(msg("wire_idle", b"x")), 1000),
+    )
+    .await;
+    assert_eq!(code, 0, "idle connection still served");
+}
+
+fn delay(topic: &str, action: i32, f: impl FnOnce(&mut DelayMessage)) -> Call {
+    let now = chrono::Utc::now().timestamp();
+    let mut d = DelayMessage {
+        topic: Some(topic.into()),
+        body: Some(Bytes::from_static(b"payload")),
+        action,
+        timestamp: now + 60,
+        dmsgtype: 2,
+        uuid: Some("14f22520-ad72-11e7-91be-6ee54da579e3".into()),
+        ..Default::default()
+    };
+    f(&mut d);
+    Call::SendDelaySync(Some(d), 1000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_validation_codes_and_scheduler_unavailable() {
+    let p = embedded();
+    let mut c = p.client().await;
+    let now = chrono::Utc::now().timestamp();
+    let id = "1507609164-2-1507781964-0-0-0-0-14f22520-ad72-11e7-91be-6ee54da579e3";
+    let cases: Vec<(Call, i32, &str)> = vec![
+        (delay("", 1, |_| {}), 11, ""),
+        (delay("delay_t", 1, |d| d.body = None), 11, ""),
+        (
+            delay("delay_t", 1, |d| {
+                d.properties = vec![("KEYS".into(), "x".into())]
+            }),
+            11,
+            "",
+        ),
+        (delay("bad name!", 1, |_| {}), 13, ""),
+        (delay("plain_topic", 1, |_| {}), 18, ""),
+        (delay("delay_t", 7, |_| {}), 32, ""),
+        (
+            delay("delay_t", 2, |d| d.uniq_delay_msg_id = Some(" ".into())),
+            30,
+            " ",
+        ),
+        (
+            delay("delay_t", 2, |d| {
+                d.uniq_delay_msg_id = Some("garbage".into())
+            }),
+            30,
+            "garbage",
+        ),
+        (
+            delay("delay_t", 2, |d| {
+                d.uniq_delay_msg_id = Some(
+                    "1507609164-5-1507781964-0-0-0-0-14f22520-ad72-11e7-91be-6ee54da579e3".into(),
+                )
+            }),
+            31,
+            "1507609164-5-1507781964-0-0-0-0-14f22520-ad72-11e7-91be-6ee54da579e3",
+        ),
+        (
+            delay("delay_t", 2, |d| {
+                d.uniq_delay_msg_id = Some(
+                    "1507609164-2-1507781964-0-0-0-3-14f22520-ad72-11e7-91be-6ee54da579e3".into(),
+                )
+            }),
+            34,
+            "1507609164-2-1507781964-0-0-0-3-14f22520-ad72-11e7-91be-6ee54da579e3",
+        ),
+        (delay("delay_t", 1, |d| d.timestamp = 999_999_999), 33, ""),
+        (
+            delay("delay_t", 1, |d| d.timestamp = now + 63 * 86_400),
+            33,
+            "",
+        ),
+        (delay("delay_t", 1, |d| d.dmsgtype = 0), 31, ""),
+        (delay("delay_t", 1, |d| d.times = 1), 35, ""),
+        (
+            delay("delay_t", 1, |d| {
+                d.dmsgtype = 3;
+                d.times = 0;
+            }),
+            35,
+            "",
+        ),
+        (
+            delay("delay_t", 1, |d| {
+                d.dmsgtype = 3;
+                d.times = 2;
+                d.interval = 5;
+                d.expire = d.timestamp;
+            }),
+            36,
+            "",
+        ),
+        (
+            delay("delay_t", 1, |d| {
+                d.dmsgtype = 3;
+                d.times = 2;
+                d.interval = 2;
+                d.expire = d.timestamp + 100;
+            }),
+            37,
+            "",
+        ),
+        (
+            delay("delay_t", 1, |d| {
+                d.dmsgtype = 4;
+                d.times = 2;
+                d.interval = 1;
+                d.expire = d.timestamp + 100;
+            }),
+            38,
+            "",
+        ),
+    ];
+    for (call_, want, want_id) in cases {
+        let (code, _, got_id) = call(&mut c, &call_).await;
+        assert_eq!(
+            (code, got_id.as_deref()),
+            (want, Some(want_id)),
+            "{call_:?}"
+        );
+    }
+    // Valid requests reach the (not yet built) scheduler: code 10 with an explicit message.
+    let (code, text, got_id) = call(&mut c, &delay("delay_t", 1, |_| {})).await;
+    assert_eq!(
+        (code, text.as_str(), got_id.as_deref()),
+        (10, "FAILED: delay scheduler is not available.", Some(""))
+    );
+    let (code, _, got_id) = call(
+        &mut c,
+        &delay("delay_t", 2, |d| d.uniq_delay_msg_id = Some(id.into())),
+    )
+    .await;
+    assert_eq!((code, got_id.as_deref()), (10, Some(id)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_node_answers_20_to_new_requests() {
+    // A broker that never answers keeps one request in flight while the node drains.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let doc = local_config(&dead, &[("orders", "")], "");
+    let mut p = Proxy::start_with_files(
+        "localConfig: local.json\nserver:\n  bindAddr: 127.0.0.1\n  adminBindAddr: 127.0.0.1\n  shutdownDrainMs: 5000\n",
+        &[("local.json", doc)],
+    );
+    let mut busy = p.client().await;
+    let mut other = p.client().await;
+    let inflight = tokio::spawn(async move {
+        call(&mut busy, &Call::SendSync(Some(msg("orders", b"x")), 2500)).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid_stop = std::thread::spawn(move || p.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, text, _) = call(
+        &mut other,
+        &Call::SendSync(Some(msg("carrera_heartbeat", b"")), 1000),
+    )
+    .await;
+    assert_eq!(
+        (code, text.as_str()),
+        (20, "FAILED: Server is shutting down.")
+    );
+    let (code, _, _) = inflight.await.expect("in-flight request answered");
+    assert_eq!(code, 12, "the in-flight request still got its answer");
+    assert_eq!(
+        pid_stop.join().expect("stop"),
+        Some(0),
+        "clean exit after the drain"
+    );
+}
