@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building pproxy needs on a fresh Debian machine: a C toolchain, make, perl and
+# pkg-config for the bundled librdkafka build. Only missing packages are installed.
+#
+#   scripts/setup.sh            build prerequisites
+#   scripts/setup.sh --tests    also what the test suite needs (python3-venv, thrift-compiler,
+#                               curl; the JDK for the Apache servers must already be there)
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have cc || need+=(gcc)
+have c++ || need+=(g++)
+have make || need+=(make)
+have perl || need+=(perl)
+have pkg-config || need+=(pkg-config)
+have curl || need+=(curl)
+if [ "${1:-}" = "--tests" ]; then
+  have thrift || need+=(thrift-compiler)
+  python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+  have java || need+=(openjdk-17-jre-headless)
+fi
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "setup: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+have cargo || { echo "setup: cargo (Rust 1.95) is required: https://rustup.rs" >&2; exit 1; }

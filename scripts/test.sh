@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what is missing, starts the real Apache
+# Kafka, RocketMQ and ZooKeeper servers on 127.0.0.1 (scripts/stack.sh), runs the Rust unit and
+# integration tests and the Python wire tests, and stops the servers again, pass or fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh --tests
+echo "test: building" >&2
+cargo build --locked --all-targets
+
+trap 'scripts/stack.sh down all || true' EXIT
+scripts/stack.sh up all
+eval "$(scripts/stack.sh env)"
+export PPROXY_TEST_KAFKA PPROXY_TEST_ROCKETMQ_NAMESRV PPROXY_TEST_ZK
+
+echo "test: cargo test" >&2
+cargo test --locked --all-targets
+echo "test: python wire tests" >&2
+PPROXY_BIN="$PWD/target/debug/pproxy" scripts/pytest.sh -q
