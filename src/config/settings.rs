@@ -255,19 +255,29 @@ impl Settings {
     }
 }
 
-/// First non-loopback IPv4 address of the host, or 127.0.0.1.
+/// First non-loopback IPv4 address of the host in interface order, or 127.0.0.1.
 fn first_ipv4() -> String {
-    // A UDP "connect" picks the outgoing interface without sending anything.
-    std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| {
-            s.connect("192.0.2.1:9")?;
-            s.local_addr()
-        })
-        .ok()
-        .map(|a| a.ip())
-        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "127.0.0.1".into())
+    let mut found = None;
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we only read and free with freeifaddrs.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) == 0 {
+            let mut cur = ifap;
+            while !cur.is_null() && found.is_none() {
+                let addr = (*cur).ifa_addr;
+                if !addr.is_null() && i32::from((*addr).sa_family) == libc::AF_INET {
+                    let sin = &*(addr as *const libc::sockaddr_in);
+                    let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                    if !ip.is_loopback() && !ip.is_unspecified() {
+                        found = Some(ip.to_string());
+                    }
+                }
+                cur = (*cur).ifa_next;
+            }
+            libc::freeifaddrs(ifap);
+        }
+    }
+    found.unwrap_or_else(|| "127.0.0.1".into())
 }
 
 #[cfg(test)]

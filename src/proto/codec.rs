@@ -54,6 +54,9 @@ pub enum DecodeError {
     /// A length larger than the bytes that remain.
     #[error("length {0} exceeds the remaining bytes")]
     Length(i64),
+    /// A container whose element types do not match the IDL.
+    #[error("wrong container element type")]
+    ElementType,
     /// Containers nested deeper than we accept.
     #[error("nesting too deep")]
     Depth,

@@ -163,7 +163,7 @@ fn read_props(r: &mut Reader<'_>, bad: &mut bool) -> Result<Vec<(String, String)
     for _ in 0..n {
         if kt != TType::Binary || vt != TType::Binary {
             // Wrong element types: the whole map is unusable.
-            return Err(DecodeError::BadType(0));
+            return Err(DecodeError::ElementType);
         }
         let k = read_string(r, bad)?;
         let v = read_string(r, bad)?;
@@ -247,10 +247,8 @@ pub fn read_call(r: &mut Reader<'_>, method: Method) -> Result<Call, DecodeError
             (Method::SendBatchSync, 1, TType::List) => {
                 let (et, n) = r.list_begin()?;
                 if et != TType::Struct {
-                    for _ in 0..n {
-                        r.skip(et)?;
-                    }
-                    continue;
+                    // Wrong element types: the arguments cannot be decoded (wire.md §3.3).
+                    return Err(DecodeError::ElementType);
                 }
                 batch = Vec::with_capacity(n.min(1024) as usize);
                 for _ in 0..n {
@@ -618,6 +616,20 @@ mod tests {
         let mut r = Reader::new(&payload, 0, Protocol::Compact);
         let m = read_message(&mut r).unwrap();
         assert!(m.invalid_utf8);
+    }
+
+    #[test]
+    fn batch_of_non_structs_is_a_decode_error() {
+        let mut w = Writer::new(Protocol::Compact);
+        w.struct_begin();
+        w.field_begin(TType::List, 1);
+        w.list_begin(TType::I32, 2);
+        w.write_i32(1);
+        w.write_i32(2);
+        w.struct_end();
+        let p = w.finish().slice(4..);
+        let mut r = Reader::new(&p, 0, Protocol::Compact);
+        assert!(read_call(&mut r, Method::SendBatchSync).is_err());
     }
 
     #[test]
