@@ -46,7 +46,11 @@ fn write_send_sync(o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
     o.write_field_end()?;
     o.write_field_begin(&TFieldIdentifier::new("properties", TType::Map, 9))?;
     let props: BTreeMap<&str, &str> = [("traceId", "t-1"), ("spanId", "s-1")].into();
-    o.write_map_begin(&TMapIdentifier::new(TType::String, TType::String, props.len() as i32))?;
+    o.write_map_begin(&TMapIdentifier::new(
+        TType::String,
+        TType::String,
+        props.len() as i32,
+    ))?;
     for (k, v) in props {
         o.write_string(k)?;
         o.write_string(v)?;
@@ -71,7 +75,8 @@ fn check_decoded(buf: Vec<u8>, proto: Protocol) {
     assert_eq!(h.protocol, proto);
     assert_eq!((h.seqid, &h.name[..]), (77, &b"sendSync"[..]));
     let mut r = Reader::new(&payload, pos, proto);
-    let Call::SendSync(Some(m), timeout) = read_call(&mut r, Method::SendSync).expect("args") else {
+    let Call::SendSync(Some(m), timeout) = read_call(&mut r, Method::SendSync).expect("args")
+    else {
         panic!("not a sendSync");
     };
     assert_eq!(timeout, 50);
@@ -101,7 +106,11 @@ fn read_result(i: &mut dyn TInputProtocol) -> thrift::Result<(String, i32, i32, 
     assert_eq!(m.message_type, TMessageType::Reply);
     i.read_struct_begin()?;
     let f = i.read_field_begin()?;
-    assert_eq!((f.field_type, f.id), (TType::Struct, Some(0)), "success field");
+    assert_eq!(
+        (f.field_type, f.id),
+        (TType::Struct, Some(0)),
+        "success field"
+    );
     i.read_struct_begin()?;
     let (mut code, mut msg, mut id) = (-1, String::new(), String::new());
     loop {
@@ -125,7 +134,14 @@ fn read_result(i: &mut dyn TInputProtocol) -> thrift::Result<(String, i32, i32, 
 #[test]
 fn replies_written_by_pproxy_decode_in_the_thrift_crate() {
     let outcome = Code::Illegal.into();
-    let compact = encode_reply(Protocol::Compact, b"sendDelaySync", -9, true, &outcome, "id-9");
+    let compact = encode_reply(
+        Protocol::Compact,
+        b"sendDelaySync",
+        -9,
+        true,
+        &outcome,
+        "id-9",
+    );
     let got = read_result(&mut TCompactInputProtocol::new(&compact[4..])).expect("compact");
     assert_eq!(
         got,
@@ -137,7 +153,14 @@ fn replies_written_by_pproxy_decode_in_the_thrift_crate() {
             "id-9".into()
         )
     );
-    let binary = encode_reply(Protocol::Binary, b"sendSync", 5, false, &Code::Ok.into(), "");
+    let binary = encode_reply(
+        Protocol::Binary,
+        b"sendSync",
+        5,
+        false,
+        &Code::Ok.into(),
+        "",
+    );
     let got = read_result(&mut TBinaryInputProtocol::new(&binary[4..], true)).expect("binary");
     assert_eq!(got, ("sendSync".into(), 5, 0, "OK".into(), String::new()));
 }
