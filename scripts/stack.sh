@@ -319,11 +319,12 @@ kafka_start() {
     log "kafka: already running"
   else
     if [[ ! -f $DATA/kafka/meta.properties ]]; then
-      # KRaft needs its storage formatted once with a cluster id.
+      # KRaft needs its storage formatted once with a cluster id. The "=" form matters:
+      # a random id may start with "-", which the tool would read as an option.
       local cluster_id
       cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
       log "kafka: formatting storage (cluster id $cluster_id)"
-      kafka_tool kafka.tools.StorageTool format -t "$cluster_id" \
+      kafka_tool kafka.tools.StorageTool format --cluster-id="$cluster_id" \
         -c "$CONF/kafka/server.properties" --ignore-formatted >"$LOGS/kafka-format.log" 2>&1 ||
         { tail -n 40 "$LOGS/kafka-format.log" >&2; die "kafka: storage format failed"; }
     fi
