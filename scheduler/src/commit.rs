@@ -1,0 +1,134 @@
+//! The committer: one thread owns every mutation, applies what is queued as transactions and
+//! makes the whole group durable with one flush before answering any of it (delay.md §8.2).
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{Applied, Mutation, Store, StoreError};
+
+/// Answer of one mutation, sent after its group is durable.
+pub type Reply = Result<Applied, Arc<StoreError>>;
+
+struct Job {
+    m: Mutation,
+    reply: Option<oneshot::Sender<Reply>>,
+}
+
+/// Counters the committer maintains.
+#[derive(Default, Debug)]
+pub struct CommitStats {
+    /// Groups flushed.
+    pub groups: AtomicU64,
+    /// Mutations applied.
+    pub mutations: AtomicU64,
+    /// Storage failures.
+    pub errors: AtomicU64,
+    /// Duration of the last group including its flush, µs.
+    pub last_group_us: AtomicU64,
+    /// `fired_through_ms` as of the last group.
+    pub fired_through_ms: AtomicI64,
+}
+
+/// Handle to the committer thread.
+#[derive(Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<Job>,
+    /// Shared counters.
+    pub stats: Arc<CommitStats>,
+}
+
+impl Committer {
+    /// Starts the committer over `store`; groups hold at most `max_group` mutations.
+    pub fn start(store: Store, max_group: usize, queue: usize) -> Committer {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let stats = Arc::new(CommitStats::default());
+        let s2 = stats.clone();
+        std::thread::Builder::new()
+            .name("delay-commit".into())
+            .spawn(move || run(store, rx, max_group.max(1), s2))
+            .expect("spawn committer thread");
+        Committer { tx, stats }
+    }
+
+    /// Applies `m` and waits until it is durable.
+    pub async fn commit(&self, m: Mutation) -> Reply {
+        let (tx, rx) = oneshot::channel();
+        let closed = || {
+            Arc::new(StoreError::Sled(sled::Error::Unsupported(
+                "committer stopped".into(),
+            )))
+        };
+        self.tx
+            .send(Job { m, reply: Some(tx) })
+            .await
+            .map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Applies `m` without waiting for its flush (fire completions); the reply still arrives.
+    pub async fn submit(&self, m: Mutation) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.send(Job { m, reply: Some(tx) }).await;
+        rx
+    }
+}
+
+fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<CommitStats>) {
+    let mut group: Vec<Job> = Vec::with_capacity(max_group);
+    // blocking_recv: this is a dedicated thread, not a runtime worker.
+    while let Some(first) = rx.blocking_recv() {
+        let started = Instant::now();
+        group.push(first);
+        while group.len() < max_group {
+            match rx.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        let results: Vec<Reply> = group
+            .iter()
+            .map(|j| store.apply(&j.m).map_err(Arc::new))
+            .collect();
+        if let Ok(Some(first_due)) = store.first_due() {
+            stats
+                .fired_through_ms
+                .store(first_due - 1, Ordering::Relaxed);
+            let _ = store.set_meta("fired_through_ms", &(first_due - 1).to_be_bytes());
+        } else {
+            let now = chrono_now_ms();
+            stats.fired_through_ms.store(now, Ordering::Relaxed);
+        }
+        let flushed = store.flush();
+        stats.groups.fetch_add(1, Ordering::Relaxed);
+        stats
+            .mutations
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        stats
+            .last_group_us
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let flush_err = flushed.err().map(Arc::new);
+        if flush_err.is_some() || results.iter().any(Result::is_err) {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        for (job, res) in group.drain(..).zip(results) {
+            let res = match &flush_err {
+                Some(e) => Err(e.clone()),
+                None => res,
+            };
+            if let Some(reply) = job.reply {
+                let _ = reply.send(res);
+            }
+        }
+    }
+}
+
+/// Wall clock, epoch ms.
+pub fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,645 @@
+//! The running scheduler: loader, timing wheel, firing through a sink, completions (delay.md §8).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::commit::{chrono_now_ms, CommitStats, Committer};
+use crate::record::Record;
+use crate::store::{
+    due_key, Applied, CancelResult, CatchUp, DeadLetter, DoneEntry, FireEnd, Mutation, Store,
+    StoreError,
+};
+use crate::wheel::{Wheel, MAX_SPAN};
+
+/// Scheduler settings (`scheduler.*`, delay.md §7).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How far ahead records are loaded into memory, ms.
+    pub near_window_ms: i64,
+    /// Most records held in the wheel.
+    pub max_loaded: usize,
+    /// Records read per loader step.
+    pub fire_batch_size: usize,
+    /// Fires in flight.
+    pub fire_concurrency: usize,
+    /// First retry backoff, ms.
+    pub fire_retry_initial_ms: i64,
+    /// Retry backoff cap, ms.
+    pub fire_retry_max_ms: i64,
+    /// Retries stop this long after the due time, s.
+    pub fire_retry_budget_sec: i64,
+    /// How long finished ids are remembered, s.
+    pub done_retention_sec: i64,
+    /// Dead-letter retention, s.
+    pub dead_retention_sec: i64,
+    /// Pending cap (0 = none).
+    pub max_pending: u64,
+    /// Mutations per group commit.
+    pub max_commit_group: usize,
+    /// Loop catch-up policy.
+    pub catch_up: CatchUp,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            near_window_ms: 60_000,
+            max_loaded: 500_000,
+            fire_batch_size: 256,
+            fire_concurrency: 256,
+            fire_retry_initial_ms: 100,
+            fire_retry_max_ms: 30_000,
+            fire_retry_budget_sec: 3600,
+            done_retention_sec: 3600,
+            dead_retention_sec: 604_800,
+            max_pending: 0,
+            max_commit_group: 4096,
+            catch_up: CatchUp {
+                skip: true,
+                late_tolerance_ms: 1000,
+            },
+        }
+    }
+}
+
+/// The message handed to the writer when an occurrence fires (delay.md §5.4).
+#[derive(Debug, Clone)]
+pub struct FireMessage {
+    /// Delay topic.
+    pub topic: String,
+    /// Occurrence id (the message key).
+    pub key: String,
+    /// Body bytes.
+    pub body: Vec<u8>,
+    /// Tags.
+    pub tags: Option<String>,
+    /// Properties (the sink adds `from_chronos`).
+    pub properties: Vec<(String, String)>,
+    /// Due time, epoch ms.
+    pub due_ms: i64,
+}
+
+/// Where fired messages go: answers a wire result code and message.
+pub trait Sink: Send + Sync + 'static {
+    /// Hands one message to the writer; resolves to (code, msg).
+    fn fire(&self, m: FireMessage) -> Pin<Box<dyn Future<Output = (i32, String)> + Send>>;
+}
+
+/// Codes that dead-letter at once (delay.md §5.5).
+pub fn is_permanent(code: i32) -> bool {
+    matches!(code, 11 | 14 | 18 | 19)
+}
+
+/// Scheduler failures seen by add/cancel.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedError {
+    /// Storage failed (code 10).
+    #[error(transparent)]
+    Store(#[from] Arc<StoreError>),
+    /// `maxPending` reached (code 15).
+    #[error("too many pending records")]
+    Full,
+    /// Shutting down.
+    #[error("scheduler stopped")]
+    Stopped,
+}
+
+/// Counters and gauges for metrics and status.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Pending records.
+    pub pending: AtomicI64,
+    /// New adds.
+    pub adds: AtomicU64,
+    /// Cancels by result: cancelled, unknown, after_finish, topic_mismatch.
+    pub cancels: [AtomicU64; 4],
+    /// Fire attempts: ok, retry, dead.
+    pub fired: [AtomicU64; 3],
+    /// Loop occurrences skipped by catch-up.
+    pub skipped: AtomicU64,
+    /// Lateness histogram, buckets in ms: 1, 5, 10, 50, 100, 500, 1000, 5000, 60000, +inf.
+    pub lateness: [AtomicU64; 10],
+    /// Sum of lateness, ms.
+    pub lateness_sum_ms: AtomicU64,
+}
+
+/// Upper bounds (ms) of the lateness buckets.
+pub const LATENESS_BUCKETS_MS: [u64; 9] = [1, 5, 10, 50, 100, 500, 1000, 5000, 60_000];
+
+impl Stats {
+    fn observe_lateness(&self, ms: u64) {
+        let i = LATENESS_BUCKETS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(9);
+        self.lateness[i].fetch_add(1, Ordering::Relaxed);
+        self.lateness_sum_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+}
+
+#[derive(Default)]
+struct InFlight {
+    cancelled: bool,
+}
+
+struct State {
+    wheel: Wheel<String>,
+    inflight: HashMap<String, InFlight>,
+    /// Every `due` key below this cursor is loaded (wheel, in flight or being completed).
+    cursor: Vec<u8>,
+}
+
+struct Inner {
+    store: Store,
+    committer: Committer,
+    cfg: Config,
+    sink: Arc<dyn Sink>,
+    state: Mutex<State>,
+    wake: Notify,
+    fire_slots: Arc<Semaphore>,
+    stop: AtomicBool,
+    stats: Stats,
+}
+
+/// Lifecycle of an id, for the status API.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The add id this id maps to.
+    pub canonical_id: String,
+    /// `pending`, `firing`, `retrying`, or the final state, or `unknown`.
+    pub state: &'static str,
+    /// The pending record.
+    pub record: Option<Record>,
+    /// The finished entry.
+    pub done: Option<DoneEntry>,
+    /// Dead letters of this id.
+    pub dead: Vec<DeadLetter>,
+}
+
+/// The scheduler handle.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // A panic while holding the lock leaves consistent data (every update is one statement).
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+impl Scheduler {
+    /// Opens the store at `path` and starts loading and firing on the current runtime.
+    pub async fn open(
+        path: &Path,
+        cfg: Config,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Scheduler, StoreError> {
+        let p = path.to_path_buf();
+        let store = blocking(move || Store::open(&p)).await?;
+        let s2 = store.clone();
+        let pending = blocking(move || s2.count_pending()).await;
+        let committer = Committer::start(store.clone(), cfg.max_commit_group, 65_536);
+        let inner = Arc::new(Inner {
+            store,
+            committer,
+            fire_slots: Arc::new(Semaphore::new(cfg.fire_concurrency.max(1))),
+            cfg,
+            sink,
+            state: Mutex::new(State {
+                wheel: Wheel::new(chrono_now_ms().max(0) as u64),
+                inflight: HashMap::new(),
+                cursor: Vec::new(),
+            }),
+            wake: Notify::new(),
+            stop: AtomicBool::new(false),
+            stats: Stats::default(),
+        });
+        inner.stats.pending.store(pending as i64, Ordering::Relaxed);
+        tokio::spawn(drive(inner.clone()));
+        tokio::spawn(trim(inner.clone()));
+        Ok(Scheduler { inner })
+    }
+
+    /// Stores a record under its canonical id; true when it is new. Answers after the flush.
+    pub async fn add(&self, id: String, record: Record) -> Result<bool, SchedError> {
+        let inner = &self.inner;
+        if inner.stop.load(Ordering::Acquire) {
+            return Err(SchedError::Stopped);
+        }
+        if inner.cfg.max_pending > 0
+            && inner.stats.pending.load(Ordering::Relaxed) >= inner.cfg.max_pending as i64
+        {
+            return Err(SchedError::Full);
+        }
+        let applied = inner
+            .committer
+            .commit(Mutation::Add {
+                id: id.clone(),
+                record: Box::new(record),
+            })
+            .await?;
+        match applied {
+            Applied::Added { due_ms } => {
+                inner.stats.pending.fetch_add(1, Ordering::Relaxed);
+                inner.stats.adds.fetch_add(1, Ordering::Relaxed);
+                inner.schedule_if_loaded(due_ms, id);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Cancels a canonical id for `topic`. Answers after the flush.
+    pub async fn cancel(&self, id: String, topic: String) -> Result<CancelResult, SchedError> {
+        let inner = &self.inner;
+        let at_ms = chrono_now_ms();
+        let applied = inner
+            .committer
+            .commit(Mutation::Cancel {
+                id: id.clone(),
+                topic,
+                at_ms,
+            })
+            .await?;
+        let Applied::Cancel(result) = applied else {
+            return Ok(CancelResult::Unknown);
+        };
+        inner.stats.cancels[result as usize - 1].fetch_add(1, Ordering::Relaxed);
+        if result == CancelResult::Cancelled {
+            inner.stats.pending.fetch_sub(1, Ordering::Relaxed);
+            let mut st = lock(&inner.state);
+            st.wheel.remove(&id);
+            if let Some(f) = st.inflight.get_mut(&id) {
+                // Not yet handed to the writer: the fire task drops it (guarantee 4).
+                f.cancelled = true;
+            }
+        }
+        Ok(result)
+    }
+
+    /// Status of a canonical id.
+    pub async fn status(&self, canonical_id: String) -> Result<Status, StoreError> {
+        let inflight = lock(&self.inner.state).inflight.contains_key(&canonical_id);
+        let store = self.inner.store.clone();
+        let id = canonical_id.clone();
+        let (record, done, dead) = blocking(move || {
+            Ok::<_, StoreError>((store.record(&id)?, store.done(&id)?, store.dead_of(&id)?))
+        })
+        .await?;
+        let state = match (&record, &done) {
+            (Some(r), _) if inflight => {
+                let _ = r;
+                "firing"
+            }
+            (Some(r), _) if r.attempts > 0 => "retrying",
+            (Some(_), _) => "pending",
+            (None, Some(d)) => d.state.name(),
+            (None, None) => "unknown",
+        };
+        Ok(Status {
+            canonical_id,
+            state,
+            record,
+            done,
+            dead,
+        })
+    }
+
+    /// Dead letters, oldest first.
+    pub async fn dead_letters(
+        &self,
+        topic: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let store = self.inner.store.clone();
+        blocking(move || store.dead_letters(topic.as_deref(), limit)).await
+    }
+
+    /// Fires a dead letter again now; the outcome code of that fire.
+    pub async fn redrive(&self, id: String, k: u64) -> Result<Option<(i32, String)>, StoreError> {
+        let store = self.inner.store.clone();
+        let Some(d) = blocking(move || store.take_dead(&id, k)).await? else {
+            return Ok(None);
+        };
+        let msg = fire_message(&d.record, d.k);
+        let out = self.inner.sink.fire(msg).await;
+        if out.0 != 0 {
+            // Keep it dead, with the new outcome.
+            let store = self.inner.store.clone();
+            let again = DeadLetter {
+                code: out.0,
+                msg: out.1.clone(),
+                dead_ms: chrono_now_ms(),
+                ..d
+            };
+            blocking(move || {
+                store
+                    .put_dead(&again)
+                    .and_then(|_| store.flush().map(|_| ()))
+            })
+            .await?;
+        }
+        Ok(Some(out))
+    }
+
+    /// Deletes a dead letter; true if it existed.
+    pub async fn purge(&self, id: String, k: u64) -> Result<bool, StoreError> {
+        let store = self.inner.store.clone();
+        Ok(blocking(move || store.take_dead(&id, k)).await?.is_some())
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Commit counters.
+    pub fn commit_stats(&self) -> &CommitStats {
+        &self.inner.committer.stats
+    }
+
+    /// Records in the wheel and fires in flight.
+    pub fn loaded_and_inflight(&self) -> (usize, usize) {
+        let st = lock(&self.inner.state);
+        (st.wheel.len(), st.inflight.len())
+    }
+
+    /// Number of dead letters.
+    pub fn dead_count(&self) -> usize {
+        self.inner.store.dead_count()
+    }
+
+    /// Stops handing out fires, waits for those in flight (bounded), flushes.
+    pub async fn shutdown(&self, bound: Duration) {
+        self.inner.stop.store(true, Ordering::Release);
+        self.inner.wake.notify_one();
+        let until = tokio::time::Instant::now() + bound;
+        while !lock(&self.inner.state).inflight.is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let store = self.inner.store.clone();
+        let _ = blocking(move || {
+            store.set_meta("clean_shutdown", &[1])?;
+            store.flush()
+        })
+        .await;
+    }
+}
+
+impl Inner {
+    /// Puts a just-committed due time into the wheel when the loader has passed it.
+    fn schedule_if_loaded(&self, due_ms: i64, id: String) {
+        let key = due_key(due_ms, &id);
+        let mut st = lock(&self.state);
+        if key >= st.cursor || st.inflight.contains_key(&id) {
+            return;
+        }
+        if st.wheel.len() >= self.cfg.max_loaded {
+            // Full: evict the latest entry (it stays in sled) and move the cursor back to it.
+            match st.wheel.pop_latest() {
+                Some((d, evicted)) if (d as i64, &evicted) > (due_ms, &id) => {
+                    st.cursor = st.cursor.clone().min(due_key(d as i64, &evicted));
+                }
+                Some((d, evicted)) => {
+                    st.wheel.insert(d, evicted);
+                    st.cursor = key;
+                    return;
+                }
+                None => {}
+            }
+        }
+        st.wheel.insert(due_ms.max(0) as u64, id);
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    fn retry_at(&self, rec: &Record, k: u64, now: i64) -> Option<i64> {
+        let occurrence_due = rec.due_ms(k);
+        if now - occurrence_due > self.cfg.fire_retry_budget_sec.saturating_mul(1000) {
+            return None;
+        }
+        let exp = rec.attempts.min(30);
+        let backoff = self
+            .cfg
+            .fire_retry_initial_ms
+            .saturating_mul(1i64 << exp)
+            .min(self.cfg.fire_retry_max_ms);
+        Some(now + backoff.max(1))
+    }
+}
+
+/// Loads `due` entries up to `now + nearWindowMs` into the wheel.
+async fn load(inner: &Arc<Inner>, now: i64) {
+    let horizon = now
+        .saturating_add(inner.cfg.near_window_ms)
+        .min(now + MAX_SPAN as i64 - 1);
+    loop {
+        let (from, room) = {
+            let st = lock(&inner.state);
+            let room = inner.cfg.max_loaded.saturating_sub(st.wheel.len());
+            (
+                st.cursor.clone(),
+                room.min(inner.cfg.fire_batch_size.max(1) * 4),
+            )
+        };
+        let end = due_key(horizon, "");
+        if room == 0 || from >= end {
+            return;
+        }
+        let store = inner.store.clone();
+        let from2 = from.clone();
+        let batch = blocking(move || store.due_after(&from2, &end, room)).await;
+        let Ok(batch) = batch else {
+            tracing::warn!("delay loader: storage read failed");
+            return;
+        };
+        let mut st = lock(&inner.state);
+        if st.cursor != from {
+            continue; // an eviction moved the cursor meanwhile: rescan
+        }
+        for (due, id) in &batch {
+            if !st.inflight.contains_key(id) {
+                st.wheel.insert((*due).max(0) as u64, id.clone());
+            }
+        }
+        if batch.len() < room {
+            st.cursor = due_key(horizon, "");
+            return;
+        }
+        if let Some((due, id)) = batch.last() {
+            let mut next = due_key(*due, id);
+            next.push(0);
+            st.cursor = next;
+        }
+    }
+}
+
+async fn drive(inner: Arc<Inner>) {
+    while !inner.stop.load(Ordering::Acquire) {
+        let now = chrono_now_ms();
+        load(&inner, now).await;
+        let expired = {
+            let mut st = lock(&inner.state);
+            let due = st.wheel.poll(now.max(0) as u64);
+            let mut out = Vec::with_capacity(due.len());
+            for (d, id) in due {
+                if !st.inflight.contains_key(&id) {
+                    st.inflight.insert(id.clone(), InFlight::default());
+                    out.push((d as i64, id));
+                }
+            }
+            out
+        };
+        for (due, id) in expired {
+            let Ok(permit) = inner.fire_slots.clone().acquire_owned().await else {
+                return;
+            };
+            tokio::spawn(fire_one(inner.clone(), due, id, permit));
+        }
+        let next = lock(&inner.state).wheel.next_expiration();
+        let now = chrono_now_ms();
+        let period = inner.cfg.near_window_ms.clamp(10, 1000);
+        let wait_ms = match next {
+            Some(n) => (n as i64 - now).clamp(0, period),
+            None => period,
+        };
+        if wait_ms > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
+                _ = inner.wake.notified() => {}
+            }
+        }
+    }
+}
+
+fn fire_message(rec: &Record, k: u64) -> FireMessage {
+    FireMessage {
+        topic: rec.topic.clone(),
+        key: rec.occurrence_id(k),
+        body: rec.body.clone(),
+        tags: rec.tags.clone(),
+        properties: rec.properties.clone(),
+        due_ms: rec.due_ms(k),
+    }
+}
+
+async fn fire_one(inner: Arc<Inner>, due: i64, id: String, permit: OwnedSemaphorePermit) {
+    let store = inner.store.clone();
+    let id2 = id.clone();
+    let rec = blocking(move || store.record(&id2)).await;
+    let rec = match rec {
+        Ok(Some(r)) if r.next_due_ms == due => r,
+        Ok(Some(r)) => {
+            // The entry moved (a retry or a later occurrence): schedule its current time.
+            lock(&inner.state).inflight.remove(&id);
+            inner.schedule_if_loaded(r.next_due_ms, id);
+            return;
+        }
+        Ok(None) => {
+            lock(&inner.state).inflight.remove(&id);
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(%id, error = %e, "delay fire: storage read failed");
+            lock(&inner.state).inflight.remove(&id);
+            inner.schedule_if_loaded(due + 1000, id);
+            return;
+        }
+    };
+    // Never early: the wall clock may have moved back since the wheel expired.
+    loop {
+        let now = chrono_now_ms();
+        if now >= due {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis((due - now) as u64)).await;
+    }
+    {
+        let mut st = lock(&inner.state);
+        if st.inflight.get(&id).is_some_and(|f| f.cancelled) {
+            st.inflight.remove(&id);
+            return;
+        }
+    }
+    let k = rec.next_index;
+    let handed = chrono_now_ms();
+    inner.stats.observe_lateness((handed - due).max(0) as u64);
+    let (code, msg) = inner.sink.fire(fire_message(&rec, k)).await;
+    drop(permit);
+    let now = chrono_now_ms();
+    let end = if code == 0 {
+        inner.stats.fired[0].fetch_add(1, Ordering::Relaxed);
+        FireEnd::Ok
+    } else if is_permanent(code) {
+        inner.stats.fired[2].fetch_add(1, Ordering::Relaxed);
+        FireEnd::Dead { code, msg }
+    } else {
+        match inner.retry_at(&rec, k, now) {
+            Some(at_ms) => {
+                inner.stats.fired[1].fetch_add(1, Ordering::Relaxed);
+                FireEnd::Retry { at_ms }
+            }
+            None => {
+                inner.stats.fired[2].fetch_add(1, Ordering::Relaxed);
+                FireEnd::Dead { code, msg }
+            }
+        }
+    };
+    let m = Mutation::Complete {
+        id: id.clone(),
+        k,
+        end,
+        now_ms: now,
+        catch_up: inner.cfg.catch_up,
+    };
+    let reply = inner.committer.submit(m).await.await;
+    lock(&inner.state).inflight.remove(&id);
+    match reply {
+        Ok(Ok(Applied::Rescheduled {
+            due_ms, skipped, ..
+        })) => {
+            inner.stats.skipped.fetch_add(skipped, Ordering::Relaxed);
+            inner.schedule_if_loaded(due_ms, id);
+        }
+        Ok(Ok(Applied::Finished(_))) => {
+            inner.stats.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            // The due entry is still in the store: the occurrence fires again (at least once).
+            tracing::warn!(%id, error = %e, "delay completion not stored");
+            inner.schedule_if_loaded(due, id);
+        }
+        Err(_) => {}
+    }
+}
+
+async fn trim(inner: Arc<Inner>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        if inner.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let now = chrono_now_ms();
+        let m = Mutation::Trim {
+            before_ms: now - inner.cfg.done_retention_sec.saturating_mul(1000),
+            dead_before_ms: now - inner.cfg.dead_retention_sec.saturating_mul(1000),
+            limit: 10_000,
+        };
+        let _ = inner.committer.commit(m).await;
+    }
+}

@@ -1,0 +1,890 @@
+//! The durable store: sled trees mutated in multi-tree transactions (delay.md §8.1).
+//!
+//! Every call here blocks on sled; the scheduler calls them from the committer thread or a
+//! blocking-pool thread, never from the async runtime's workers.
+
+use std::path::Path;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::{Db, Tree};
+
+use crate::record::{Corrupt, Record};
+
+/// Storage failures (answered 10 on the wire).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value could not be decoded.
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
+}
+
+impl From<TransactionError<Corrupt>> for StoreError {
+    fn from(e: TransactionError<Corrupt>) -> Self {
+        match e {
+            TransactionError::Abort(c) => StoreError::Corrupt(c),
+            TransactionError::Storage(s) => StoreError::Sled(s),
+        }
+    }
+}
+
+/// Final states kept in `done`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Final {
+    /// One-shot fired.
+    Fired = 1,
+    /// Loop ended.
+    Completed = 2,
+    /// Cancelled while pending.
+    Cancelled = 3,
+    /// Dead-lettered (one-shot).
+    Dead = 4,
+    /// A cancel arrived for an id never seen; remembered so a late add stays cancelled.
+    CancelledUnknown = 5,
+}
+
+impl Final {
+    fn from_u8(v: u8) -> Final {
+        match v {
+            1 => Final::Fired,
+            2 => Final::Completed,
+            3 => Final::Cancelled,
+            4 => Final::Dead,
+            _ => Final::CancelledUnknown,
+        }
+    }
+
+    /// Status-API name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Final::Fired => "fired",
+            Final::Completed => "completed",
+            Final::Cancelled => "cancelled",
+            Final::Dead => "dead",
+            Final::CancelledUnknown => "unknown",
+        }
+    }
+}
+
+/// Result of a cancel (delay.md §5.1, operations.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelResult {
+    /// Pending record deleted.
+    Cancelled = 1,
+    /// Id never seen (remembered).
+    Unknown = 2,
+    /// Id already finished.
+    AfterFinish = 3,
+    /// Pending under another topic: not cancelled (code 30).
+    TopicMismatch = 4,
+}
+
+impl CancelResult {
+    fn from_u8(v: u8) -> CancelResult {
+        match v {
+            1 => CancelResult::Cancelled,
+            2 => CancelResult::Unknown,
+            3 => CancelResult::AfterFinish,
+            _ => CancelResult::TopicMismatch,
+        }
+    }
+
+    /// Status-API name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CancelResult::Cancelled => "cancelled",
+            CancelResult::Unknown => "unknown",
+            CancelResult::AfterFinish => "after_finish",
+            CancelResult::TopicMismatch => "topic_mismatch",
+        }
+    }
+}
+
+/// A finished id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoneEntry {
+    /// Final state.
+    pub state: Final,
+    /// When it finished, epoch ms.
+    pub finished_ms: i64,
+    /// Last occurrence index.
+    pub last_index: u64,
+    /// Cancel attempts (at ms, result), bounded.
+    pub cancels: Vec<(i64, CancelResult)>,
+}
+
+const MAX_CANCELS_KEPT: usize = 16;
+
+impl DoneEntry {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = vec![self.state as u8];
+        v.extend_from_slice(&self.finished_ms.to_be_bytes());
+        v.extend_from_slice(&self.last_index.to_be_bytes());
+        for (at, r) in &self.cancels {
+            v.extend_from_slice(&at.to_be_bytes());
+            v.push(*r as u8);
+        }
+        v
+    }
+
+    fn decode(b: &[u8]) -> Result<DoneEntry, Corrupt> {
+        if b.len() < 17 || !(b.len() - 17).is_multiple_of(9) {
+            return Err(Corrupt);
+        }
+        let i64_at = |o: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[o..o + 8]);
+            i64::from_be_bytes(a)
+        };
+        let cancels = (17..b.len())
+            .step_by(9)
+            .map(|o| (i64_at(o), CancelResult::from_u8(b[o + 8])))
+            .collect();
+        Ok(DoneEntry {
+            state: Final::from_u8(b[0]),
+            finished_ms: i64_at(1),
+            last_index: i64_at(9) as u64,
+            cancels,
+        })
+    }
+}
+
+/// How one fire attempt ended, as the completion records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FireEnd {
+    /// Stored by the broker.
+    Ok,
+    /// Retry at `at_ms`.
+    Retry {
+        /// When to try again.
+        at_ms: i64,
+    },
+    /// Dead-letter this occurrence.
+    Dead {
+        /// Last result code.
+        code: i32,
+        /// Last message.
+        msg: String,
+    },
+}
+
+/// Catch-up policy for loops (delay.md §5.3).
+#[derive(Debug, Clone, Copy)]
+pub struct CatchUp {
+    /// `skip` (true) or `all`.
+    pub skip: bool,
+    /// Lateness tolerated before skipping, ms.
+    pub late_tolerance_ms: i64,
+}
+
+/// One mutation applied by the committer.
+#[derive(Debug, Clone)]
+pub enum Mutation {
+    /// Store a new record (idempotent by id).
+    Add {
+        /// Canonical id.
+        id: String,
+        /// The record.
+        record: Box<Record>,
+    },
+    /// Cancel a canonical id.
+    Cancel {
+        /// Canonical id.
+        id: String,
+        /// Topic of the request.
+        topic: String,
+        /// Request time, epoch ms.
+        at_ms: i64,
+    },
+    /// Finish a fire attempt of occurrence `k`.
+    Complete {
+        /// Canonical id.
+        id: String,
+        /// Occurrence index fired.
+        k: u64,
+        /// Outcome.
+        end: FireEnd,
+        /// Completion time, epoch ms.
+        now_ms: i64,
+        /// Loop catch-up policy.
+        catch_up: CatchUp,
+    },
+    /// Delete `done` entries finished before `before_ms` and dead letters older than
+    /// `dead_before_ms`, at most `limit` of each.
+    Trim {
+        /// Done retention bound.
+        before_ms: i64,
+        /// Dead retention bound.
+        dead_before_ms: i64,
+        /// Batch bound.
+        limit: usize,
+    },
+}
+
+/// What a mutation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Add stored a new record due at `due_ms`.
+    Added {
+        /// Due time of occurrence 0.
+        due_ms: i64,
+    },
+    /// Add found the id pending or finished: nothing changed.
+    AddExisting,
+    /// Cancel outcome.
+    Cancel(CancelResult),
+    /// Completion: the record is due again at `due_ms` (retry or next loop occurrence).
+    Rescheduled {
+        /// New due time.
+        due_ms: i64,
+        /// Occurrences skipped by catch-up.
+        skipped: u64,
+        /// Whether the occurrence was dead-lettered.
+        dead: bool,
+    },
+    /// Completion finished the record.
+    Finished(Final),
+    /// Completion for a record no longer pending at that index (cancelled meanwhile).
+    Stale,
+    /// Trim removed this many entries.
+    Trimmed(usize),
+}
+
+/// Key of the `due` tree: big-endian due ms, then the id.
+pub fn due_key(due_ms: i64, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + id.len());
+    k.extend_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// Splits a `due` key into (due ms, id).
+pub fn split_due_key(k: &[u8]) -> Option<(i64, String)> {
+    if k.len() < 8 {
+        return None;
+    }
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&k[..8]);
+    Some((
+        u64::from_be_bytes(a) as i64,
+        String::from_utf8(k[8..].to_vec()).ok()?,
+    ))
+}
+
+fn time_key(ms: i64, id: &str) -> Vec<u8> {
+    due_key(ms, id)
+}
+
+fn dead_key(id: &str, k: u64) -> Vec<u8> {
+    let mut v = id.as_bytes().to_vec();
+    v.push(0);
+    v.extend_from_slice(&k.to_be_bytes());
+    v
+}
+
+/// A dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Canonical id.
+    pub id: String,
+    /// Occurrence index.
+    pub k: u64,
+    /// Record snapshot.
+    pub record: Record,
+    /// Last code.
+    pub code: i32,
+    /// Last message.
+    pub msg: String,
+    /// When it was dead-lettered.
+    pub dead_ms: i64,
+}
+
+fn encode_dead(r: &Record, code: i32, msg: &str, dead_ms: i64) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&dead_ms.to_be_bytes());
+    v.extend_from_slice(&code.to_be_bytes());
+    v.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    v.extend_from_slice(msg.as_bytes());
+    v.extend_from_slice(&r.encode());
+    v
+}
+
+fn decode_dead(key: &[u8], v: &[u8]) -> Result<DeadLetter, Corrupt> {
+    let sep = key.len().checked_sub(9).ok_or(Corrupt)?;
+    let id = String::from_utf8(key[..sep].to_vec()).map_err(|_| Corrupt)?;
+    let mut kb = [0u8; 8];
+    kb.copy_from_slice(&key[sep + 1..]);
+    if v.len() < 16 {
+        return Err(Corrupt);
+    }
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&v[..8]);
+    let code = i32::from_be_bytes([v[8], v[9], v[10], v[11]]);
+    let n = u32::from_be_bytes([v[12], v[13], v[14], v[15]]) as usize;
+    let msg = v.get(16..16 + n).ok_or(Corrupt)?;
+    Ok(DeadLetter {
+        id,
+        k: u64::from_be_bytes(kb),
+        record: Record::decode(&v[16 + n..])?,
+        code,
+        msg: String::from_utf8_lossy(msg).into_owned(),
+        dead_ms: i64::from_be_bytes(a),
+    })
+}
+
+/// The sled database and its trees.
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+    records: Tree,
+    due: Tree,
+    done: Tree,
+    done_by_time: Tree,
+    dead: Tree,
+    meta: Tree,
+}
+
+type Abort = ConflictableTransactionError<Corrupt>;
+
+impl Store {
+    /// Opens (or creates) the store; sled's lock keeps a second process out.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        Ok(Store {
+            records: db.open_tree("records")?,
+            due: db.open_tree("due")?,
+            done: db.open_tree("done")?,
+            done_by_time: db.open_tree("done_by_time")?,
+            dead: db.open_tree("dead")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<usize, StoreError> {
+        Ok(self.db.flush()?)
+    }
+
+    /// Applies one mutation in one multi-tree transaction.
+    pub fn apply(&self, m: &Mutation) -> Result<Applied, StoreError> {
+        if let Mutation::Trim {
+            before_ms,
+            dead_before_ms,
+            limit,
+        } = m
+        {
+            return self.trim(*before_ms, *dead_before_ms, *limit);
+        }
+        let trees = (
+            &self.records,
+            &self.due,
+            &self.done,
+            &self.done_by_time,
+            &self.dead,
+        );
+        let r = trees.transaction(|(records, due, done, dbt, dead_tree)| {
+            let finish = |id: &str, entry: &DoneEntry| -> Result<(), Abort> {
+                done.insert(id.as_bytes(), entry.encode())?;
+                dbt.insert(time_key(entry.finished_ms, id), &[])?;
+                Ok(())
+            };
+            match m {
+                Mutation::Add { id, record } => {
+                    if records.get(id.as_bytes())?.is_some() || done.get(id.as_bytes())?.is_some() {
+                        return Ok(Applied::AddExisting);
+                    }
+                    records.insert(id.as_bytes(), record.encode())?;
+                    due.insert(due_key(record.next_due_ms, id), &[])?;
+                    Ok(Applied::Added {
+                        due_ms: record.next_due_ms,
+                    })
+                }
+                Mutation::Cancel { id, topic, at_ms } => {
+                    if let Some(raw) = records.get(id.as_bytes())? {
+                        let rec = Record::decode(&raw).map_err(Abort::Abort)?;
+                        if rec.topic != *topic {
+                            return Ok(Applied::Cancel(CancelResult::TopicMismatch));
+                        }
+                        records.remove(id.as_bytes())?;
+                        due.remove(due_key(rec.next_due_ms, id))?;
+                        finish(
+                            id,
+                            &DoneEntry {
+                                state: Final::Cancelled,
+                                finished_ms: *at_ms,
+                                last_index: rec.next_index,
+                                cancels: vec![(*at_ms, CancelResult::Cancelled)],
+                            },
+                        )?;
+                        return Ok(Applied::Cancel(CancelResult::Cancelled));
+                    }
+                    if let Some(raw) = done.get(id.as_bytes())? {
+                        let mut entry = DoneEntry::decode(&raw).map_err(Abort::Abort)?;
+                        let result = if entry.state == Final::CancelledUnknown {
+                            CancelResult::Unknown
+                        } else {
+                            CancelResult::AfterFinish
+                        };
+                        if entry.cancels.len() < MAX_CANCELS_KEPT {
+                            entry.cancels.push((*at_ms, result));
+                        }
+                        done.insert(id.as_bytes(), entry.encode())?;
+                        return Ok(Applied::Cancel(result));
+                    }
+                    finish(
+                        id,
+                        &DoneEntry {
+                            state: Final::CancelledUnknown,
+                            finished_ms: *at_ms,
+                            last_index: 0,
+                            cancels: vec![(*at_ms, CancelResult::Unknown)],
+                        },
+                    )?;
+                    Ok(Applied::Cancel(CancelResult::Unknown))
+                }
+                Mutation::Complete {
+                    id,
+                    k,
+                    end,
+                    now_ms,
+                    catch_up,
+                } => {
+                    let Some(raw) = records.get(id.as_bytes())? else {
+                        return Ok(Applied::Stale);
+                    };
+                    let mut rec = Record::decode(&raw).map_err(Abort::Abort)?;
+                    if rec.next_index != *k {
+                        return Ok(Applied::Stale);
+                    }
+                    let old_due = due_key(rec.next_due_ms, id);
+                    let dead = matches!(end, FireEnd::Dead { .. });
+                    if let FireEnd::Dead { code, msg } = end {
+                        dead_tree
+                            .insert(dead_key(id, *k), encode_dead(&rec, *code, msg, *now_ms))?;
+                    }
+                    if let FireEnd::Retry { at_ms } = end {
+                        rec.attempts += 1;
+                        if rec.first_failure_ms == 0 {
+                            rec.first_failure_ms = *now_ms;
+                        }
+                        rec.next_due_ms = *at_ms;
+                        due.remove(old_due)?;
+                        due.insert(due_key(rec.next_due_ms, id), &[])?;
+                        records.insert(id.as_bytes(), rec.encode())?;
+                        return Ok(Applied::Rescheduled {
+                            due_ms: *at_ms,
+                            skipped: 0,
+                            dead: false,
+                        });
+                    }
+                    // Ok or dead: move to the next occurrence, or finish.
+                    let next =
+                        rec.next_after(*k, *now_ms, catch_up.late_tolerance_ms, catch_up.skip);
+                    due.remove(old_due)?;
+                    match next {
+                        Some((n, skipped)) => {
+                            rec.next_index = n;
+                            rec.next_due_ms = rec.due_ms(n);
+                            rec.attempts = 0;
+                            rec.first_failure_ms = 0;
+                            due.insert(due_key(rec.next_due_ms, id), &[])?;
+                            records.insert(id.as_bytes(), rec.encode())?;
+                            Ok(Applied::Rescheduled {
+                                due_ms: rec.next_due_ms,
+                                skipped,
+                                dead,
+                            })
+                        }
+                        None => {
+                            records.remove(id.as_bytes())?;
+                            let state = match (rec.kind(), dead) {
+                                (crate::record::Kind::Once, true) => Final::Dead,
+                                (crate::record::Kind::Once, false) => Final::Fired,
+                                _ => Final::Completed,
+                            };
+                            finish(
+                                id,
+                                &DoneEntry {
+                                    state,
+                                    finished_ms: *now_ms,
+                                    last_index: *k,
+                                    cancels: vec![],
+                                },
+                            )?;
+                            Ok(Applied::Finished(state))
+                        }
+                    }
+                }
+                Mutation::Trim { .. } => Ok(Applied::Trimmed(0)),
+            }
+        })?;
+        Ok(r)
+    }
+
+    fn trim(
+        &self,
+        before_ms: i64,
+        dead_before_ms: i64,
+        limit: usize,
+    ) -> Result<Applied, StoreError> {
+        let mut n = 0;
+        let end = due_key(before_ms, "");
+        for kv in self.done_by_time.range(..end).take(limit) {
+            let (k, _) = kv?;
+            if let Some((_, id)) = split_due_key(&k) {
+                // A re-finished id has a newer time entry: only delete when this one is current.
+                if let Some(raw) = self.done.get(id.as_bytes())? {
+                    if DoneEntry::decode(&raw)?.finished_ms < before_ms {
+                        self.done.remove(id.as_bytes())?;
+                    }
+                }
+            }
+            self.done_by_time.remove(k)?;
+            n += 1;
+        }
+        let mut stale = Vec::new();
+        for kv in self.dead.iter() {
+            let (k, v) = kv?;
+            if v.len() >= 8 {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&v[..8]);
+                if i64::from_be_bytes(a) < dead_before_ms {
+                    stale.push(k);
+                }
+            }
+            if stale.len() >= limit {
+                break;
+            }
+        }
+        for k in stale {
+            self.dead.remove(k)?;
+            n += 1;
+        }
+        Ok(Applied::Trimmed(n))
+    }
+
+    /// The pending record of a canonical id.
+    pub fn record(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        Ok(match self.records.get(id.as_bytes())? {
+            Some(v) => Some(Record::decode(&v)?),
+            None => None,
+        })
+    }
+
+    /// The done entry of a canonical id.
+    pub fn done(&self, id: &str) -> Result<Option<DoneEntry>, StoreError> {
+        Ok(match self.done.get(id.as_bytes())? {
+            Some(v) => Some(DoneEntry::decode(&v)?),
+            None => None,
+        })
+    }
+
+    /// Dead letters of one id.
+    pub fn dead_of(&self, id: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut prefix = id.as_bytes().to_vec();
+        prefix.push(0);
+        self.dead
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok(decode_dead(&k, &v)?)
+            })
+            .collect()
+    }
+
+    /// All dead letters (optionally of one topic), oldest first, at most `limit`.
+    pub fn dead_letters(
+        &self,
+        topic: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.dead.iter() {
+            let (k, v) = kv?;
+            let d = decode_dead(&k, &v)?;
+            if topic.is_none_or(|t| d.record.topic == t) {
+                out.push(d);
+            }
+        }
+        out.sort_by_key(|d| d.dead_ms);
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Removes one dead letter; returns it.
+    pub fn take_dead(&self, id: &str, k: u64) -> Result<Option<DeadLetter>, StoreError> {
+        let key = dead_key(id, k);
+        Ok(match self.dead.remove(&key)? {
+            Some(v) => Some(decode_dead(&key, &v)?),
+            None => None,
+        })
+    }
+
+    /// Number of dead letters.
+    pub fn dead_count(&self) -> usize {
+        self.dead.len()
+    }
+
+    /// `due` entries from `from_ms` (inclusive) up to `to_ms` (exclusive), at most `limit`.
+    pub fn due_range(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self
+            .due
+            .range(due_key(from_ms, "")..due_key(to_ms, ""))
+            .take(limit)
+        {
+            let (k, _) = kv?;
+            if let Some(e) = split_due_key(&k) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `due` entries with keys after `from` (exclusive of nothing: `from` itself is included)
+    /// and before `end`, at most `limit`.
+    pub fn due_after(
+        &self,
+        from: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.due.range(from.to_vec()..end.to_vec()).take(limit) {
+            let (k, _) = kv?;
+            if let Some(e) = split_due_key(&k) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores (or replaces) a dead letter.
+    pub fn put_dead(&self, d: &DeadLetter) -> Result<(), StoreError> {
+        self.dead.insert(
+            dead_key(&d.id, d.k),
+            encode_dead(&d.record, d.code, &d.msg, d.dead_ms),
+        )?;
+        Ok(())
+    }
+
+    /// Earliest pending due time.
+    pub fn first_due(&self) -> Result<Option<i64>, StoreError> {
+        Ok(match self.due.first()? {
+            Some((k, _)) => split_due_key(&k).map(|(d, _)| d),
+            None => None,
+        })
+    }
+
+    /// Number of pending records (walks the tree: start-up only).
+    pub fn count_pending(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Writes a meta value.
+    pub fn set_meta(&self, name: &str, v: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(name.as_bytes(), v)?;
+        Ok(())
+    }
+
+    /// Reads a meta value.
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(name.as_bytes())?.map(|v| v.to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{to_ms, DelayId};
+
+    fn rec(dtype: i64, ts: i64, times: i64, interval: i64) -> Record {
+        Record {
+            topic: "t".into(),
+            tags: None,
+            properties: vec![],
+            body: b"b".to_vec(),
+            id: DelayId {
+                timestamp: ts,
+                dtype,
+                expire: ts + 172_800,
+                times,
+                timed: 0,
+                interval,
+                seq: 0,
+                uuid: "14f22520-ad72-11e7-91be-6ee54da579e3".into(),
+            },
+            next_index: 0,
+            next_due_ms: to_ms(ts),
+            attempts: 0,
+            first_failure_ms: 0,
+            created_ms: 0,
+            owner: String::new(),
+        }
+    }
+
+    const CU: CatchUp = CatchUp {
+        skip: true,
+        late_tolerance_ms: 1000,
+    };
+
+    #[test]
+    fn add_is_idempotent_and_cancel_is_topic_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let r = rec(2, 1_700_000_000, 0, 0);
+        let id = r.occurrence_id(0);
+        let add = Mutation::Add {
+            id: id.clone(),
+            record: Box::new(r.clone()),
+        };
+        assert_eq!(
+            s.apply(&add).unwrap(),
+            Applied::Added {
+                due_ms: 1_700_000_000_000
+            }
+        );
+        assert_eq!(s.apply(&add).unwrap(), Applied::AddExisting);
+        assert_eq!(
+            s.due_range(0, i64::MAX, 10).unwrap(),
+            vec![(1_700_000_000_000, id.clone())]
+        );
+        let cancel = |topic: &str| Mutation::Cancel {
+            id: id.clone(),
+            topic: topic.into(),
+            at_ms: 5,
+        };
+        assert_eq!(
+            s.apply(&cancel("other")).unwrap(),
+            Applied::Cancel(CancelResult::TopicMismatch)
+        );
+        assert_eq!(
+            s.apply(&cancel("t")).unwrap(),
+            Applied::Cancel(CancelResult::Cancelled)
+        );
+        assert_eq!(
+            s.apply(&cancel("t")).unwrap(),
+            Applied::Cancel(CancelResult::AfterFinish)
+        );
+        assert!(s.due_range(0, i64::MAX, 10).unwrap().is_empty());
+        assert_eq!(
+            s.apply(&add).unwrap(),
+            Applied::AddExisting,
+            "a late add stays cancelled"
+        );
+        let unknown = Mutation::Cancel {
+            id: "x".into(),
+            topic: "t".into(),
+            at_ms: 6,
+        };
+        assert_eq!(
+            s.apply(&unknown).unwrap(),
+            Applied::Cancel(CancelResult::Unknown)
+        );
+        assert_eq!(s.done("x").unwrap().unwrap().state, Final::CancelledUnknown);
+    }
+
+    #[test]
+    fn completions_advance_loops_retry_and_dead_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let r = rec(3, 1_700_000_000, 3, 10);
+        let id = r.occurrence_id(0);
+        s.apply(&Mutation::Add {
+            id: id.clone(),
+            record: Box::new(r),
+        })
+        .unwrap();
+        let complete = |k, end, now_ms| Mutation::Complete {
+            id: id.clone(),
+            k,
+            end,
+            now_ms,
+            catch_up: CU,
+        };
+        let t0 = 1_700_000_000_000;
+        assert_eq!(
+            s.apply(&complete(0, FireEnd::Retry { at_ms: t0 + 100 }, t0))
+                .unwrap(),
+            Applied::Rescheduled {
+                due_ms: t0 + 100,
+                skipped: 0,
+                dead: false
+            }
+        );
+        assert_eq!(s.record(&id).unwrap().unwrap().attempts, 1);
+        assert_eq!(
+            s.apply(&complete(0, FireEnd::Ok, t0 + 200)).unwrap(),
+            Applied::Rescheduled {
+                due_ms: t0 + 10_000,
+                skipped: 0,
+                dead: false
+            }
+        );
+        assert_eq!(
+            s.apply(&complete(0, FireEnd::Ok, t0 + 200)).unwrap(),
+            Applied::Stale
+        );
+        let dead = FireEnd::Dead {
+            code: 11,
+            msg: "bad".into(),
+        };
+        assert_eq!(
+            s.apply(&complete(1, dead, t0 + 10_000)).unwrap(),
+            Applied::Rescheduled {
+                due_ms: t0 + 20_000,
+                skipped: 0,
+                dead: true
+            }
+        );
+        assert_eq!(s.dead_of(&id).unwrap()[0].k, 1);
+        assert_eq!(
+            s.apply(&complete(2, FireEnd::Ok, t0 + 20_000)).unwrap(),
+            Applied::Finished(Final::Completed)
+        );
+        assert!(s.record(&id).unwrap().is_none());
+        assert!(s.due_range(0, i64::MAX, 10).unwrap().is_empty());
+        // trim by retention
+        assert_eq!(
+            s.apply(&Mutation::Trim {
+                before_ms: t0 + 30_000,
+                dead_before_ms: t0 + 30_000,
+                limit: 100
+            })
+            .unwrap(),
+            Applied::Trimmed(2)
+        );
+        assert!(s.done(&id).unwrap().is_none());
+        assert_eq!(s.dead_count(), 0);
+    }
+
+    #[test]
+    fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = rec(2, 1_700_000_000, 0, 0);
+        let id = r.occurrence_id(0);
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.apply(&Mutation::Add {
+                id: id.clone(),
+                record: Box::new(r.clone()),
+            })
+            .unwrap();
+            s.flush().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.record(&id).unwrap(), Some(r));
+        assert_eq!(s.first_due().unwrap(), Some(1_700_000_000_000));
+    }
+}
