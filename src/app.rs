@@ -1,7 +1,7 @@
 //! Process-wide state shared by the server, the handlers and the admin endpoints.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -34,6 +34,8 @@ pub struct App {
     pub connections: AtomicUsize,
     /// Process start.
     pub started: Instant,
+    /// The delay scheduler, once opened.
+    pub scheduler: OnceLock<scheduler::Scheduler>,
 }
 
 impl App {
@@ -55,6 +57,7 @@ impl App {
             idle: Notify::new(),
             connections: AtomicUsize::new(0),
             started: Instant::now(),
+            scheduler: OnceLock::new(),
         })
     }
 

@@ -8,10 +8,13 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
+use std::sync::Arc;
+
 use crate::app::App;
 use crate::config::settings::{Mode, Settings};
 use crate::config::snapshot::load_initial;
 use crate::config::ConfigError;
+use crate::delay::sink::WriterSink;
 use crate::writer::embedded::EmbeddedHandle;
 
 /// Fatal start-up failures, with the process exit code each maps to.
@@ -23,6 +26,9 @@ pub enum RunError {
     /// A port could not be bound (exit 3).
     #[error("cannot bind {0}: {1}")]
     Bind(String, std::io::Error),
+    /// The delay store cannot be opened, e.g. locked by another process (exit 3).
+    #[error("delay store {0}: {1}")]
+    Store(String, String),
     /// Anything else (exit 1).
     #[error("{0}")]
     Fatal(String),
@@ -33,7 +39,7 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Config(_) => 2,
-            RunError::Bind(..) => 3,
+            RunError::Bind(..) | RunError::Store(..) => 3,
             RunError::Fatal(_) => 1,
         }
     }
@@ -76,7 +82,18 @@ pub async fn run(settings: Settings, pid_file: Option<PathBuf>) -> Result<(), Ru
     let backlog = settings.server.listen_backlog;
     let drain = Duration::from_millis(settings.server.shutdown_drain_ms);
     let flush = Duration::from_millis(settings.forwarding.producer_flush_timeout_ms);
+    let delay_dir = settings.data_dir.join("delay");
+    let sched_cfg = settings.scheduler.to_config();
+    let fire_timeout = Duration::from_millis(settings.scheduler.fire_timeout_ms);
     let app = App::new(settings, node, snapshot, embedded);
+    let sink = Arc::new(WriterSink {
+        app: Arc::downgrade(&app),
+        timeout: fire_timeout,
+    });
+    let sched = scheduler::Scheduler::open(&delay_dir, sched_cfg, sink)
+        .await
+        .map_err(|e| RunError::Store(delay_dir.display().to_string(), e.to_string()))?;
+    let _ = app.scheduler.set(sched);
 
     if admin_port != 0 {
         let l = crate::admin::bind(admin_addr)
@@ -122,6 +139,9 @@ pub async fn run(settings: Settings, pid_file: Option<PathBuf>) -> Result<(), Ru
     };
     if !drained {
         tracing::warn!("drain bound reached with requests in progress");
+    }
+    if let Some(s) = app.scheduler.get() {
+        s.shutdown(flush).await;
     }
     let snap = app.config.load_full();
     for w in snap.writers.clusters.values() {

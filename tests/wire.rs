@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn embedded() -> Proxy {
-    Proxy::start("embeddedDelayTopics: [delay_t]\n")
+    Proxy::start("embeddedDelayTopics: [delay_t, delay_t2]\n")
 }
 
 fn raw_call(proto: Protocol, name: &[u8], mtype: u8, seqid: i32, m: Option<&Message>) -> Bytes {
@@ -408,7 +408,7 @@ fn delay(topic: &str, action: i32, f: impl FnOnce(&mut DelayMessage)) -> Call {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delay_validation_codes_and_scheduler_unavailable() {
+async fn delay_validation_codes_add_and_cancel() {
     let p = embedded();
     let mut c = p.client().await;
     let now = chrono::Utc::now().timestamp();
@@ -511,18 +511,47 @@ async fn delay_validation_codes_and_scheduler_unavailable() {
             "{call_:?}"
         );
     }
-    // Valid requests reach the (not yet built) scheduler: code 10 with an explicit message.
-    let (code, text, got_id) = call(&mut c, &delay("delay_t", 1, |_| {})).await;
+    // A valid add answers 0 with the deterministic id; the same add again gives the same id.
+    let ts = now + 600;
+    let (code, text, got_id) = call(&mut c, &delay("delay_t", 1, |d| d.timestamp = ts)).await;
+    let want = format!(
+        "{ts}-2-{}-0-0-0-0-14f22520-ad72-11e7-91be-6ee54da579e3",
+        ts + 172_800
+    );
     assert_eq!(
         (code, text.as_str(), got_id.as_deref()),
-        (10, "FAILED: delay scheduler is not available.", Some(""))
+        (0, "OK", Some(want.as_str()))
     );
-    let (code, _, got_id) = call(
+    let (code, _, again) = call(&mut c, &delay("delay_t", 1, |d| d.timestamp = ts)).await;
+    assert_eq!((code, again.as_deref()), (0, Some(want.as_str())));
+    // Cancel from another delay topic: 30, not cancelled; from its own topic: 0.
+    let (code, _, _) = call(
+        &mut c,
+        &delay("delay_t2", 2, |d| d.uniq_delay_msg_id = Some(want.clone())),
+    )
+    .await;
+    assert_eq!(code, 30);
+    let (code, _, echoed) = call(
+        &mut c,
+        &delay("delay_t", 2, |d| d.uniq_delay_msg_id = Some(want.clone())),
+    )
+    .await;
+    assert_eq!((code, echoed.as_deref()), (0, Some(want.as_str())));
+    // Cancel of an unknown but well-formed id: 0, and visible in the status API.
+    let (code, _, _) = call(
         &mut c,
         &delay("delay_t", 2, |d| d.uniq_delay_msg_id = Some(id.into())),
     )
     .await;
-    assert_eq!((code, got_id.as_deref()), (10, Some(id)));
+    assert_eq!(code, 0);
+    let (status, body) = p.http_get(&format!("/delay/{want}")).expect("status");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["state"], "cancelled", "{v}");
+    let (_, body) = p.http_get(&format!("/delay/{id}")).expect("status");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["state"], "unknown", "{v}");
+    assert_eq!(v["cancelRequests"][0]["result"], "unknown", "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

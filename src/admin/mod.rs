@@ -32,6 +32,10 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 async fn handle(app: Arc<App>, mut stream: TcpStream) -> std::io::Result<()> {
+    let loopback = stream
+        .peer_addr()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or(false);
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -44,8 +48,20 @@ async fn handle(app: Arc<App>, mut stream: TcpStream) -> std::io::Result<()> {
     let line = String::from_utf8_lossy(&buf);
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let (status, body) = match (method, path) {
+        ("GET", "/delay/dead") => delay_dead(&app, query).await,
+        ("GET", p) if p.starts_with("/delay/") => delay_status(&app, &p["/delay/".len()..]).await,
+        ("POST", p) if p.starts_with("/delay/dead/") => {
+            if !loopback {
+                (
+                    403,
+                    json!({"error": "mutations only from loopback"}).to_string(),
+                )
+            } else {
+                delay_dead_action(&app, &p["/delay/dead/".len()..]).await
+            }
+        }
         ("GET", "/health") => (200, "OK".to_string()),
         ("GET", "/ready") => {
             let reasons = not_ready_reasons(&app);
@@ -60,6 +76,9 @@ async fn handle(app: Arc<App>, mut stream: TcpStream) -> std::io::Result<()> {
     };
     let reason = match status {
         200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Not Found",
     };
@@ -80,6 +99,9 @@ fn not_ready_reasons(app: &App) -> Vec<&'static str> {
     let mut r = Vec::new();
     if app.is_draining() {
         r.push("draining");
+    }
+    if app.scheduler.get().is_none() {
+        r.push("scheduler not open");
     }
     if !app.listening.load(Ordering::Acquire) {
         r.push("thrift port not bound");
@@ -106,5 +128,135 @@ fn status_json(app: &App) -> serde_json::Value {
     if let (Some(o), serde_json::Value::Object(s)) = (v.as_object_mut(), snap.status_json()) {
         o.extend(s);
     }
+    if let Some(sched) = app.scheduler.get() {
+        let (loaded, inflight) = sched.loaded_and_inflight();
+        let w = sched
+            .commit_stats()
+            .fired_through_ms
+            .load(Ordering::Relaxed);
+        let now = chrono::Utc::now().timestamp_millis();
+        v["scheduler"] = json!({
+            "pending": sched.stats().pending.load(Ordering::Relaxed),
+            "loaded": loaded,
+            "inflight": inflight,
+            "dead": sched.dead_count(),
+            "firedThroughLagMs": if w > 0 { (now - w).max(0) } else { 0 },
+        });
+    }
     v
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// `GET /delay/{id}`: the lifecycle of any add or occurrence id (operations.md §4).
+async fn delay_status(app: &App, raw_id: &str) -> (u16, String) {
+    let Some(sched) = app.scheduler.get() else {
+        return (503, json!({"error": "scheduler not open"}).to_string());
+    };
+    let canonical = scheduler::DelayId::parse(raw_id)
+        .and_then(|d| d.canonical())
+        .map_or_else(|| raw_id.to_string(), |d| d.to_string());
+    let st = match sched.status(canonical.clone()).await {
+        Ok(s) => s,
+        Err(e) => return (500, json!({"error": e.to_string()}).to_string()),
+    };
+    let parsed = scheduler::DelayId::parse(&canonical);
+    let mut v = json!({
+        "id": raw_id,
+        "canonicalId": canonical,
+        "state": st.state,
+        "type": parsed.as_ref().map(|d| d.dtype),
+        "times": parsed.as_ref().map(|d| d.times),
+        "expire": parsed.as_ref().map(|d| d.expire),
+        "interval": parsed.as_ref().map(|d| d.interval),
+    });
+    if let Some(r) = &st.record {
+        v["topic"] = json!(r.topic);
+        v["nextIndex"] = json!(r.next_index);
+        v["nextDueMs"] = json!(r.next_due_ms);
+        v["attempts"] = json!(r.attempts);
+    }
+    if let Some(d) = &st.done {
+        v["finishedMs"] = json!(d.finished_ms);
+        v["lastIndex"] = json!(d.last_index);
+        v["cancelRequests"] = d
+            .cancels
+            .iter()
+            .map(|(at, r)| json!({"atMs": at, "result": r.name()}))
+            .collect();
+    }
+    if let Some(last) = st.dead.last() {
+        v["lastCode"] = json!(last.code);
+        v["lastMsg"] = json!(last.msg);
+        v["topic"] = json!(last.record.topic);
+    }
+    v["deadLetters"] = st
+        .dead
+        .iter()
+        .map(|d| json!({"k": d.k, "code": d.code, "msg": d.msg, "deadMs": d.dead_ms}))
+        .collect();
+    (200, v.to_string())
+}
+
+/// `GET /delay/dead?topic=&limit=`.
+async fn delay_dead(app: &App, query: &str) -> (u16, String) {
+    let Some(sched) = app.scheduler.get() else {
+        return (503, json!({"error": "scheduler not open"}).to_string());
+    };
+    let topic = query_param(query, "topic")
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
+    let limit = query_param(query, "limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100);
+    match sched.dead_letters(topic, limit).await {
+        Ok(list) => {
+            let items: Vec<_> = list
+                .iter()
+                .map(|d| {
+                    json!({"id": d.id, "k": d.k, "topic": d.record.topic, "key": d.record.occurrence_id(d.k),
+                           "code": d.code, "msg": d.msg, "deadMs": d.dead_ms})
+                })
+                .collect();
+            (200, json!(items).to_string())
+        }
+        Err(e) => (500, json!({"error": e.to_string()}).to_string()),
+    }
+}
+
+/// `POST /delay/dead/{id}/{k}/redrive|purge`.
+async fn delay_dead_action(app: &App, rest: &str) -> (u16, String) {
+    let Some(sched) = app.scheduler.get() else {
+        return (503, json!({"error": "scheduler not open"}).to_string());
+    };
+    let parts: Vec<&str> = rest.rsplitn(3, '/').collect();
+    let (Some(action), Some(k), Some(id)) = (parts.first(), parts.get(1), parts.get(2)) else {
+        return (
+            400,
+            json!({"error": "expected /delay/dead/{id}/{k}/redrive|purge"}).to_string(),
+        );
+    };
+    let Ok(k) = k.parse::<u64>() else {
+        return (400, json!({"error": "k must be a number"}).to_string());
+    };
+    let (id, k) = (id.to_string(), k);
+    match *action {
+        "redrive" => match sched.redrive(id, k).await {
+            Ok(Some((code, msg))) => (200, json!({"code": code, "msg": msg}).to_string()),
+            Ok(None) => (404, json!({"error": "no such dead letter"}).to_string()),
+            Err(e) => (500, json!({"error": e.to_string()}).to_string()),
+        },
+        "purge" => match sched.purge(id, k).await {
+            Ok(true) => (200, json!({"purged": true}).to_string()),
+            Ok(false) => (404, json!({"error": "no such dead letter"}).to_string()),
+            Err(e) => (500, json!({"error": e.to_string()}).to_string()),
+        },
+        _ => (404, json!({"error": "unknown action"}).to_string()),
+    }
 }

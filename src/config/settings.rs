@@ -41,6 +41,8 @@ pub struct Settings {
     pub forwarding: ForwardingSettings,
     /// `logging.*`.
     pub logging: LoggingSettings,
+    /// `scheduler.*` (delay.md §7).
+    pub scheduler: SchedulerSettings,
 }
 
 impl Default for Settings {
@@ -61,6 +63,7 @@ impl Default for Settings {
             server: ServerSettings::default(),
             forwarding: ForwardingSettings::default(),
             logging: LoggingSettings::default(),
+            scheduler: SchedulerSettings::default(),
         }
     }
 }
@@ -169,6 +172,93 @@ impl Default for LoggingSettings {
             dir: PathBuf::from("logs"),
             level: "info".into(),
             format: "text".into(),
+        }
+    }
+}
+
+/// `scheduler.*` keys (delay.md §7).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SchedulerSettings {
+    /// First-fire horizon, seconds (code 33).
+    pub max_delay_seconds: i64,
+    /// `skip` or `all`.
+    pub loop_catch_up: String,
+    /// Catch-up bound per loop (`all`).
+    pub loop_catch_up_max: i64,
+    /// Lateness tolerated before skipping, ms.
+    pub late_tolerance_ms: i64,
+    /// Near window, ms.
+    pub near_window_ms: i64,
+    /// Records held in memory.
+    pub max_loaded: usize,
+    /// Records per loader step.
+    pub fire_batch_size: usize,
+    /// Fires in flight.
+    pub fire_concurrency: usize,
+    /// Fire pacing, 0 = unlimited.
+    pub fire_max_tps: u64,
+    /// Deadline of one fire attempt, ms.
+    pub fire_timeout_ms: u64,
+    /// First retry backoff, ms.
+    pub fire_retry_initial_ms: i64,
+    /// Retry backoff cap, ms.
+    pub fire_retry_max_ms: i64,
+    /// Retry budget after the due time, s.
+    pub fire_retry_budget_sec: i64,
+    /// Finished-id retention, s.
+    pub done_retention_sec: i64,
+    /// Dead-letter retention, s.
+    pub dead_retention_sec: i64,
+    /// Pending cap, 0 = none.
+    pub max_pending: u64,
+    /// Mutations per group commit.
+    pub max_commit_group: usize,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings {
+            max_delay_seconds: 5_356_800,
+            loop_catch_up: "skip".into(),
+            loop_catch_up_max: 100,
+            late_tolerance_ms: 1000,
+            near_window_ms: 60_000,
+            max_loaded: 500_000,
+            fire_batch_size: 256,
+            fire_concurrency: 256,
+            fire_max_tps: 0,
+            fire_timeout_ms: 10_000,
+            fire_retry_initial_ms: 100,
+            fire_retry_max_ms: 30_000,
+            fire_retry_budget_sec: 3600,
+            done_retention_sec: 3600,
+            dead_retention_sec: 604_800,
+            max_pending: 0,
+            max_commit_group: 4096,
+        }
+    }
+}
+
+impl SchedulerSettings {
+    /// The scheduler crate's configuration.
+    pub fn to_config(&self) -> scheduler::Config {
+        scheduler::Config {
+            near_window_ms: self.near_window_ms.max(10),
+            max_loaded: self.max_loaded.max(1),
+            fire_batch_size: self.fire_batch_size.max(1),
+            fire_concurrency: self.fire_concurrency.max(1),
+            fire_retry_initial_ms: self.fire_retry_initial_ms.max(1),
+            fire_retry_max_ms: self.fire_retry_max_ms.max(1),
+            fire_retry_budget_sec: self.fire_retry_budget_sec.max(0),
+            done_retention_sec: self.done_retention_sec.max(0),
+            dead_retention_sec: self.dead_retention_sec.max(0),
+            max_pending: self.max_pending,
+            max_commit_group: self.max_commit_group.max(1),
+            catch_up: scheduler::CatchUp {
+                skip: self.loop_catch_up != "all",
+                late_tolerance_ms: self.late_tolerance_ms.max(0),
+            },
         }
     }
 }

@@ -1,47 +1,9 @@
-//! uniqDelayMsgId: generation and tolerant parsing (delay.md §4).
+//! uniqDelayMsgId generation (delay.md §4.2); parsing lives with the record in the scheduler.
 
 use crate::forward::route::java_hash;
 
 /// OID namespace for UUID v5 of non-canonical client uuids.
 const OID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6ba7b812_9dad_11d1_80b4_00c04fd430c8);
-
-/// The fields of a delay id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DelayId {
-    /// First (or this occurrence's) fire time, seconds or ms as the client sent it.
-    pub timestamp: i64,
-    /// dmsgtype.
-    pub dtype: i64,
-    /// Expire, same unit rule.
-    pub expire: i64,
-    /// Loop times.
-    pub times: i64,
-    /// Occurrence index.
-    pub timed: i64,
-    /// Interval or base.
-    pub interval: i64,
-    /// Inner topic seq.
-    pub seq: i64,
-    /// Lower-case uuid.
-    pub uuid: String,
-}
-
-impl std::fmt::Display for DelayId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}-{}-{}-{}-{}-{}-{}-{}",
-            self.timestamp,
-            self.dtype,
-            self.expire,
-            self.times,
-            self.timed,
-            self.interval,
-            self.seq,
-            self.uuid
-        )
-    }
-}
 
 fn is_canonical_uuid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
@@ -66,42 +28,14 @@ pub fn seq_for(uuid: &str, inner_topic_num: i64) -> i64 {
     i64::from(java_hash(uuid)).rem_euclid(inner_topic_num.max(1))
 }
 
-/// Parses an id (delay.md §4.3); `None` means code 30.
-pub fn parse(id: &str) -> Option<DelayId> {
-    let parts: Vec<&str> = id.split('-').collect();
-    if parts.len() != 12 {
-        return None;
-    }
-    let mut nums = [0i64; 7];
-    for (n, p) in nums.iter_mut().zip(&parts[..7]) {
-        if p.is_empty() || p.len() > 19 || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        *n = p.parse().ok()?;
-    }
-    let uuid_parts = &parts[7..];
-    let ok = uuid_parts
-        .iter()
-        .zip([8, 4, 4, 4, 12])
-        .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if !ok {
-        return None;
-    }
-    Some(DelayId {
-        timestamp: nums[0],
-        dtype: nums[1],
-        expire: nums[2],
-        times: nums[3],
-        timed: nums[4],
-        interval: nums[5],
-        seq: nums[6],
-        uuid: uuid_parts.join("-").to_ascii_lowercase(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scheduler::DelayId;
+
+    fn parse(id: &str) -> Option<DelayId> {
+        DelayId::parse(id)
+    }
 
     #[test]
     fn parses_ddmq_and_extended_ids() {

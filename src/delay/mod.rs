@@ -1,31 +1,18 @@
-//! `sendDelaySync`: validation (delay.md §3) and, once the scheduler lands, add and cancel.
+//! `sendDelaySync`: validation (delay.md §3), ids (§4), add and cancel through the scheduler.
 
 pub mod id;
+pub mod sink;
 
 use std::sync::Arc;
+
+use scheduler::{CancelResult, DelayId, Record, SchedError};
 
 use crate::app::App;
 use crate::forward::admit::DEFAULT_SIZE_LIMIT;
 use crate::forward::validate::{check_tags_and_properties, is_blank};
 use crate::proto::{Code, DelayMessage, Outcome};
 
-/// Message of code 10 while no scheduler is built in (the Foundation issue's wording).
-pub const SCHEDULER_UNAVAILABLE: &str = "FAILED: delay scheduler is not available.";
-
-/// Default first-fire horizon: 62 days.
-pub const MAX_DELAY_SECONDS: i64 = 5_356_800;
-
-/// Timestamps at or above this are milliseconds.
-pub const MS_THRESHOLD: i64 = 1_000_000_000_000;
-
-/// Converts a client timestamp (seconds, or ms when >= 10^12) to ms.
-pub fn to_ms(v: i64) -> i64 {
-    if v >= MS_THRESHOLD {
-        v
-    } else {
-        v.saturating_mul(1000)
-    }
-}
+pub use scheduler::record::{to_ms, MS_THRESHOLD};
 
 /// Runs the validation table of delay.md §3 (steps 2-17) at time `now_ms`.
 pub fn validate(app: &App, m: &DelayMessage, now_ms: i64) -> Result<(), Code> {
@@ -52,13 +39,13 @@ pub fn validate(app: &App, m: &DelayMessage, now_ms: i64) -> Result<(), Code> {
         return Err(Code::TopicNotDelay);
     }
     match m.action {
-        1 => validate_add(m, now_ms),
+        1 => validate_add(m, now_ms, app.settings.scheduler.max_delay_seconds),
         2 => {
             let raw = m.uniq_delay_msg_id.as_deref().unwrap_or("");
             if is_blank(raw) {
                 return Err(Code::IllegalDelayId);
             }
-            let parsed = id::parse(raw.trim()).ok_or(Code::IllegalDelayId)?;
+            let parsed = DelayId::parse(raw.trim()).ok_or(Code::IllegalDelayId)?;
             if !(2..=4).contains(&parsed.dtype) {
                 return Err(Code::IllegalDelayType);
             }
@@ -71,9 +58,11 @@ pub fn validate(app: &App, m: &DelayMessage, now_ms: i64) -> Result<(), Code> {
     }
 }
 
-fn validate_add(m: &DelayMessage, now_ms: i64) -> Result<(), Code> {
+fn validate_add(m: &DelayMessage, now_ms: i64, max_delay_sec: i64) -> Result<(), Code> {
     let due_ms = to_ms(m.timestamp);
-    if m.timestamp < 1_000_000_000 || due_ms > now_ms.saturating_add(MAX_DELAY_SECONDS * 1000) {
+    if m.timestamp < 1_000_000_000
+        || due_ms > now_ms.saturating_add(max_delay_sec.saturating_mul(1000))
+    {
         return Err(Code::IllegalDelayTimestamp);
     }
     if !(2..=4).contains(&m.dmsgtype) {
@@ -95,6 +84,52 @@ fn validate_add(m: &DelayMessage, now_ms: i64) -> Result<(), Code> {
     Ok(())
 }
 
+/// Builds the add id and the record of a validated add (delay.md §4.2).
+pub fn build_add(m: DelayMessage, inner_topic_num: i64, now_ms: i64) -> (String, Record) {
+    let uuid = id::normalize_uuid(m.uuid.as_deref());
+    let ms_unit = m.timestamp >= MS_THRESHOLD;
+    let (expire, times, interval) = if m.dmsgtype == 2 {
+        let two_days = if ms_unit { 172_800_000 } else { 172_800 };
+        (m.timestamp.saturating_add(two_days), 0, m.interval.max(0))
+    } else {
+        (m.expire, m.times, m.interval)
+    };
+    let delay_id = DelayId {
+        timestamp: m.timestamp,
+        dtype: i64::from(m.dmsgtype),
+        expire,
+        times,
+        timed: 0,
+        interval,
+        seq: id::seq_for(&uuid, inner_topic_num),
+        uuid,
+    };
+    let rec = Record {
+        topic: m.topic.unwrap_or_default(),
+        tags: m.tags,
+        properties: m.properties,
+        body: m.body.map(|b| b.to_vec()).unwrap_or_default(),
+        id: delay_id.clone(),
+        next_index: 0,
+        next_due_ms: to_ms(m.timestamp),
+        attempts: 0,
+        first_failure_ms: 0,
+        created_ms: now_ms,
+        owner: String::new(),
+    };
+    (delay_id.to_string(), rec)
+}
+
+fn sched_failure(e: &SchedError) -> Outcome {
+    match e {
+        SchedError::Full => Code::RateLimited.into(),
+        SchedError::Store(_) | SchedError::Stopped => {
+            tracing::warn!(error = %e, "delay storage failure");
+            Code::Failed.into()
+        }
+    }
+}
+
 /// Handles one `sendDelaySync` after the drain check: the outcome and the id to answer.
 pub async fn handle(app: &Arc<App>, m: Option<DelayMessage>) -> (Outcome, String) {
     let Some(m) = m else {
@@ -109,12 +144,25 @@ pub async fn handle(app: &Arc<App>, m: Option<DelayMessage>) -> (Outcome, String
     if let Err(code) = validate(app, &m, now_ms) {
         return (code.into(), echo);
     }
-    // The durable scheduler is the delay issue's work; until then every valid request is refused.
-    (
-        Outcome {
-            code: Code::Failed,
-            msg: Some(SCHEDULER_UNAVAILABLE),
-        },
-        echo,
-    )
+    let Some(sched) = app.scheduler.get() else {
+        return (Code::Failed.into(), echo);
+    };
+    if m.action == 1 {
+        let num = app.config.load().proxy.carrera.inner_topic_num;
+        let (id, rec) = build_add(m, num, now_ms);
+        return match sched.add(id.clone(), rec).await {
+            Ok(_) => (Code::Ok.into(), id),
+            Err(e) => (sched_failure(&e), String::new()),
+        };
+    }
+    // Cancel: any occurrence id maps to its add id; an impossible one is simply unknown.
+    let topic = m.topic.unwrap_or_default();
+    let canonical = DelayId::parse(echo.trim())
+        .and_then(|d| d.canonical())
+        .map_or_else(|| echo.trim().to_string(), |d| d.to_string());
+    match sched.cancel(canonical, topic).await {
+        Ok(CancelResult::TopicMismatch) => (Code::IllegalDelayId.into(), echo),
+        Ok(_) => (Code::Ok.into(), echo),
+        Err(e) => (sched_failure(&e), echo),
+    }
 }

@@ -52,11 +52,6 @@ MSG = {
     38: "FAILED: Illegal delay exponent base, base can not be less than 2.",
 }
 
-# Until the delay scheduler lands, a valid sendDelaySync answers 10 with this message: the
-# Foundation issue asks for a message saying the scheduler is not available (the issue is newer
-# than wire.md §6 and wins; see docs/DECISIONS.md).
-SCHEDULER_UNAVAILABLE = "FAILED: delay scheduler is not available."
-
 UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
@@ -119,10 +114,6 @@ def send_delay(addr, dm, timeout=SEND_TIMEOUT_MS):
 
 def assert_delay(res, code, dmid):
     assert (res.code, res.msg, res.uniqDelayMsgId) == (code, MSG[code], dmid)
-
-
-def assert_scheduler_unavailable(res, dmid):
-    assert (res.code, res.msg, res.uniqDelayMsgId) == (10, SCHEDULER_UNAVAILABLE, dmid)
 
 
 # ---------------------------------------------------------------- sendSync basics
@@ -357,14 +348,11 @@ def test_delay_add_validation(proxy, fields, code):
 
 
 def test_delay_add_valid_and_idempotent(proxy):
-    """A valid add answers 0 with the id of delay.md §4.1 (or 10 if the scheduler is not built)."""
+    """A valid add answers 0 with the id of delay.md §4.1."""
     ts = _now() + 3600
     u = str(uuid.uuid4())
     res = send_delay(proxy, delay_add(timestamp=ts, uuid=u.upper()))
-    assert res.code in (0, 10), res
-    if res.code == 10:
-        assert_scheduler_unavailable(res, "")
-        pytest.xfail("delay scheduler not built yet; id checks need an add answered 0")
+    assert res.code == 0, res
     assert res.msg == "OK"
     # type 2: expire = ts + 2 days, times 0, timed 0, interval 0, seq 0 (innerTopicNum 1), uuid lower-cased
     assert res.uniqDelayMsgId == "%d-2-%d-0-0-0-0-%s" % (ts, ts + 172800, u)
@@ -379,10 +367,7 @@ def test_delay_add_valid_and_idempotent(proxy):
 def test_delay_add_ms_timestamp_and_non_uuid(proxy):
     ts_ms = _now() * 1000 + 3_600_000
     res = send_delay(proxy, delay_add(timestamp=ts_ms, uuid="not-a-uuid"))
-    assert res.code in (0, 10), res
-    if res.code == 10:
-        assert_scheduler_unavailable(res, "")
-        pytest.xfail("delay scheduler not built yet; id checks need an add answered 0")
+    assert res.code == 0, res
     u5 = uuid.uuid5(uuid.NAMESPACE_OID, "not-a-uuid")
     assert_delay(res, 0, "%d-2-%d-0-0-0-0-%s" % (ts_ms, ts_ms + 172_800_000, u5))
 
@@ -390,10 +375,7 @@ def test_delay_add_ms_timestamp_and_non_uuid(proxy):
 def test_delay_add_loop_without_uuid_gets_random_uuid(proxy):
     ts = _now() + 3600
     res = send_delay(proxy, delay_add(timestamp=ts, dmsgtype=3, times=5, interval=60, expire=ts + 600))
-    assert res.code in (0, 10), res
-    if res.code == 10:
-        assert_scheduler_unavailable(res, "")
-        pytest.xfail("delay scheduler not built yet; id checks need an add answered 0")
+    assert res.code == 0, res
     assert res.msg == "OK"
     assert re.fullmatch(r"%d-3-%d-5-0-60-0-%s" % (ts, ts + 600, UUID_RE), res.uniqDelayMsgId), res
 
@@ -402,10 +384,7 @@ def test_delay_cancel_unknown_parseable_id_is_ok(proxy):
     dmid = "%d-2-%d-0-0-0-0-%s" % (_now() + 100, _now() + 100 + 172800, uuid.uuid4())
     dm = DelayMessage(topic=DELAY_TOPIC, uniqDelayMsgId=dmid, body=b"c", tags="", action=2)
     res = send_delay(proxy, dm)
-    if res.code == 10:
-        assert_scheduler_unavailable(res, dmid)
-    else:
-        assert_delay(res, 0, dmid)
+    assert_delay(res, 0, dmid)
 
 
 # ---------------------------------------------------------------- binary protocol (generated client)
