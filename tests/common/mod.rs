@@ -242,6 +242,8 @@ pub struct Consumed {
     pub value: Vec<u8>,
     /// Headers in order.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// Record timestamp (CreateTime: when the producer was handed the record), epoch ms.
+    pub timestamp_ms: i64,
 }
 
 /// Reads every partition of `topic` from the beginning until `expected` records arrived or
@@ -290,6 +292,7 @@ pub fn consume(bootstrap: &str, topic: &str, expected: usize, wait: Duration) ->
                     key: m.key().map(<[u8]>::to_vec),
                     value: m.payload().unwrap_or_default().to_vec(),
                     headers,
+                    timestamp_ms: m.timestamp().to_millis().unwrap_or(-1),
                 });
             }
             Some(Err(e)) => panic!("consume error: {e}"),
