@@ -29,6 +29,7 @@ pub fn free_port() -> u16 {
 /// A running pproxy process, stopped (SIGTERM) on drop.
 pub struct Proxy {
     child: Option<Child>,
+    conf: PathBuf,
     /// Thrift address.
     pub addr: String,
     /// Admin port.
@@ -62,25 +63,49 @@ impl Proxy {
         );
         let conf = dir.path().join("carrera.yaml");
         std::fs::write(&conf, yaml).expect("write carrera.yaml");
-        let log = std::fs::File::create(dir.path().join("pproxy.log")).expect("log file");
+        let mut p = Proxy {
+            child: None,
+            conf,
+            addr: format!("127.0.0.1:{port}"),
+            admin_port,
+            dir,
+        };
+        p.spawn();
+        p
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("pproxy.log"))
+            .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_pproxy"))
             .arg("run")
             .arg("-c")
-            .arg(&conf)
-            .current_dir(dir.path())
+            .arg(&self.conf)
+            .current_dir(self.dir.path())
             .env("RUST_LOG", "info,pproxy=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn pproxy");
-        let mut p = Proxy {
-            child: Some(child),
-            addr: format!("127.0.0.1:{port}"),
-            admin_port,
-            dir,
-        };
-        p.wait_ready(Duration::from_secs(30));
-        p
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(30));
+    }
+
+    /// SIGKILLs the process (no drain, no flush).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again on the same configuration, ports and data directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
     }
 
     fn wait_ready(&mut self, bound: Duration) {

@@ -1,0 +1,205 @@
+//! Crash safety of the delay path (delay.md §6), counted, not timed: SIGKILL pproxy at random
+//! points while clients add and cancel and occurrences fire into the real Kafka, restart on the
+//! same data directory, and check after the last restart:
+//! 1. every add answered 0 fires at least once (every occurrence, for loops);
+//! 2. nothing fires before its due time (Kafka CreateTime >= due);
+//! 3. every cancel answered 0 (made >= 1 s before the due time) holds;
+//! 4. duplicates are counted and reported.
+//! Iterations: PPROXY_CRASH_ITERS (default 5; scripts/soak-delay-crash.sh runs more).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use pproxy::client::Client;
+use pproxy::proto::types::Reply;
+use pproxy::proto::{Call, DelayMessage, Protocol};
+use rand::{Rng, SeedableRng};
+
+#[derive(Default)]
+struct Ledger {
+    /// Acked adds: occurrence ids -> due ms.
+    must_fire: HashMap<String, i64>,
+    /// Add ids whose cancel was acked.
+    cancelled: HashSet<String>,
+    /// Add ids a cancel was sent for (acked or not): excluded from `must_fire`.
+    cancel_tried: HashSet<String>,
+    /// Acked add ids with their occurrence ids.
+    adds: HashMap<String, Vec<String>>,
+    acked_adds: u64,
+    acked_cancels: u64,
+}
+
+fn add_msg(topic: &str, uuid: String, due_ms: i64, looped: bool) -> DelayMessage {
+    DelayMessage {
+        topic: Some(topic.into()),
+        body: Some(Bytes::from(uuid.clone().into_bytes())),
+        action: 1,
+        timestamp: due_ms,
+        dmsgtype: if looped { 3 } else { 2 },
+        interval: if looped { 3 } else { 0 },
+        times: if looped { 2 } else { 0 },
+        expire: if looped { due_ms + 60_000 } else { 0 },
+        uuid: Some(uuid),
+        ..Default::default()
+    }
+}
+
+async fn client_load(addr: String, topic: String, seed: u64, ledger: Arc<Mutex<Ledger>>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let Ok(mut c) = Client::connect(&addr, Protocol::Compact, Duration::from_secs(5)).await else {
+        return;
+    };
+    let mut mine: Vec<(String, i64)> = Vec::new();
+    loop {
+        let now = chrono::Utc::now().timestamp_millis();
+        let cancel_candidate = mine.iter().position(|(_, due)| *due > now + 1500);
+        if rng.random_bool(0.25) && cancel_candidate.is_some() {
+            let (id, _) = mine.swap_remove(cancel_candidate.unwrap_or(0));
+            ledger.lock().unwrap().cancel_tried.insert(id.clone());
+            let m = DelayMessage {
+                topic: Some(topic.clone()),
+                uniq_delay_msg_id: Some(id.clone()),
+                body: Some(Bytes::from_static(b"c")),
+                action: 2,
+                ..Default::default()
+            };
+            match c.call(&Call::SendDelaySync(Some(m), 3000)).await {
+                Ok(Reply::Result { code: 0, .. }) => {
+                    let mut l = ledger.lock().unwrap();
+                    l.cancelled.insert(id);
+                    l.acked_cancels += 1;
+                }
+                Ok(_) => {}
+                Err(_) => return, // killed
+            }
+            continue;
+        }
+        let looped = rng.random_bool(0.15);
+        let due = now + rng.random_range(200..4000);
+        let uuid = uuid::Uuid::new_v4().to_string();
+        match c.call(&Call::SendDelaySync(Some(add_msg(&topic, uuid, due, looped)), 3000)).await {
+            Ok(Reply::Result { code: 0, delay_id: Some(id), .. }) => {
+                let parsed = scheduler::DelayId::parse(&id).expect("returned id parses");
+                let occurrences: Vec<(String, i64)> = (0..if looped { 2 } else { 1 })
+                    .map(|k| {
+                        let mut o = parsed.clone();
+                        o.timestamp = due + 3000 * k;
+                        o.timed = k;
+                        (o.to_string(), due + 3000 * k)
+                    })
+                    .collect();
+                let mut l = ledger.lock().unwrap();
+                l.acked_adds += 1;
+                l.adds.insert(id.clone(), occurrences.iter().map(|(o, _)| o.clone()).collect());
+                for (o, d) in occurrences {
+                    l.must_fire.insert(o, d);
+                }
+                drop(l);
+                mine.push((id, due));
+            }
+            Ok(other) => panic!("unexpected answer {other:?}"),
+            Err(_) => return, // killed
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_adds_cancels_and_fires_loses_nothing() {
+    let kafka = kafka_bootstrap();
+    let iterations: usize = std::env::var("PPROXY_CRASH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let seed: u64 = std::env::var("PPROXY_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("crash test: {iterations} iterations, seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let topic = unique_topic("crash");
+    create_topic(&kafka, &topic, 3).await;
+    let doc = local_config(&kafka, &[(&topic, r#","delayTopic":true"#)], "");
+    let mut proxy = Proxy::start_with_files("localConfig: local.json\n", &[("local.json", doc)]);
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+
+    for i in 0..iterations {
+        if i > 0 {
+            proxy.restart();
+        }
+        let tasks: Vec<_> = (0..6)
+            .map(|_| tokio::spawn(client_load(proxy.addr.clone(), topic.clone(), rng.random(), ledger.clone())))
+            .collect();
+        let run_ms = rng.random_range(300..1500);
+        tokio::time::sleep(Duration::from_millis(run_ms)).await;
+        proxy.kill9();
+        // Clients see the kill as transport errors and stop.
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+    proxy.restart();
+
+    let (must_fire, cancelled, acked_adds, acked_cancels) = {
+        let l = ledger.lock().unwrap();
+        let mut must: HashMap<String, i64> = HashMap::new();
+        for (add, occs) in &l.adds {
+            if l.cancel_tried.contains(add) {
+                continue;
+            }
+            for o in occs {
+                must.insert(o.clone(), l.must_fire[o]);
+            }
+        }
+        let cancelled: HashSet<String> = l
+            .cancelled
+            .iter()
+            .flat_map(|a| l.adds.get(a).cloned().unwrap_or_default())
+            .collect();
+        (must, cancelled, l.acked_adds, l.acked_cancels)
+    };
+    assert!(acked_adds > 20, "the load did run: {acked_adds} adds");
+
+    // Wait until everything due has fired and the scheduler is idle.
+    let latest_due = must_fire.values().copied().max().unwrap_or(0);
+    let until = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = chrono::Utc::now().timestamp_millis();
+        let (_, body) = proxy.http_get("/status").expect("status");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let pending = v["scheduler"]["pending"].as_i64().unwrap_or(-1);
+        let inflight = v["scheduler"]["inflight"].as_i64().unwrap_or(-1);
+        if now > latest_due + 1000 && pending == 0 && inflight == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "scheduler did not drain: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let got = consume(&kafka, &topic, must_fire.len(), Duration::from_secs(30));
+    let mut seen: HashMap<String, Vec<i64>> = HashMap::new();
+    for r in &got {
+        let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or(b"")).into_owned();
+        seen.entry(key).or_default().push(r.timestamp_ms);
+    }
+    let missing: Vec<&String> = must_fire.keys().filter(|k| !seen.contains_key(*k)).collect();
+    assert!(missing.is_empty(), "{} acknowledged occurrences never fired: {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    for (key, times) in &seen {
+        if let Some(due) = must_fire.get(key) {
+            for t in times {
+                assert!(*t >= *due, "{key} fired {} ms early", due - t);
+            }
+        }
+        assert!(!cancelled.contains(key), "cancelled {key} fired");
+    }
+    let duplicates: usize = seen.values().map(|t| t.len() - 1).sum();
+    println!(
+        "crash test: {iterations} kills, {acked_adds} acked adds, {acked_cancels} acked cancels, {} occurrences checked, {} records consumed, {duplicates} duplicates",
+        must_fire.len(),
+        got.len()
+    );
+}
