@@ -45,6 +45,8 @@ pub struct Config {
     pub max_commit_group: usize,
     /// Loop catch-up policy.
     pub catch_up: CatchUp,
+    /// sled page cache, bytes.
+    pub cache_bytes: u64,
 }
 
 impl Default for Config {
@@ -65,6 +67,7 @@ impl Default for Config {
                 skip: true,
                 late_tolerance_ms: 1000,
             },
+            cache_bytes: 128 << 20,
         }
     }
 }
@@ -209,9 +212,10 @@ impl Scheduler {
         sink: Arc<dyn Sink>,
     ) -> Result<Scheduler, StoreError> {
         let p = path.to_path_buf();
-        let store = blocking(move || Store::open(&p)).await?;
+        let cache = cfg.cache_bytes;
+        let store = blocking(move || Store::open(&p, cache)).await?;
         let s2 = store.clone();
-        let pending = blocking(move || s2.count_pending()).await;
+        let pending = blocking(move || s2.count_pending()).await?;
         let committer = Committer::start(store.clone(), cfg.max_commit_group, 65_536);
         let inner = Arc::new(Inner {
             store,
@@ -228,7 +232,7 @@ impl Scheduler {
             stop: AtomicBool::new(false),
             stats: Stats::default(),
         });
-        inner.stats.pending.store(pending as i64, Ordering::Relaxed);
+        inner.stats.pending.store(pending, Ordering::Relaxed);
         tokio::spawn(drive(inner.clone()));
         tokio::spawn(trim(inner.clone()));
         Ok(Scheduler { inner })

@@ -252,6 +252,8 @@ pub enum Applied {
     Trimmed(usize),
 }
 
+const PENDING_KEY: &[u8] = b"pending";
+
 /// Key of the `due` tree: big-endian due ms, then the id.
 pub fn due_key(due_ms: i64, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + id.len());
@@ -350,10 +352,11 @@ type Abort = ConflictableTransactionError<Corrupt>;
 
 impl Store {
     /// Opens (or creates) the store; sled's lock keeps a second process out.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
             .open()?;
         Ok(Store {
             records: db.open_tree("records")?,
@@ -387,8 +390,19 @@ impl Store {
             &self.done,
             &self.done_by_time,
             &self.dead,
+            &self.meta,
         );
-        let r = trees.transaction(|(records, due, done, dbt, dead_tree)| {
+        let r = trees.transaction(|(records, due, done, dbt, dead_tree, meta)| {
+            // The pending count lives in the same transactions that change it, so it is exact
+            // after any crash and start-up never has to walk the records.
+            let bump = |delta: i64| -> Result<(), Abort> {
+                let cur = meta
+                    .get(PENDING_KEY)?
+                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                    .map_or(0, i64::from_be_bytes);
+                meta.insert(PENDING_KEY, &(cur + delta).to_be_bytes())?;
+                Ok(())
+            };
             let finish = |id: &str, entry: &DoneEntry| -> Result<(), Abort> {
                 done.insert(id.as_bytes(), entry.encode())?;
                 dbt.insert(time_key(entry.finished_ms, id), &[])?;
@@ -401,6 +415,7 @@ impl Store {
                     }
                     records.insert(id.as_bytes(), record.encode())?;
                     due.insert(due_key(record.next_due_ms, id), &[])?;
+                    bump(1)?;
                     Ok(Applied::Added {
                         due_ms: record.next_due_ms,
                     })
@@ -413,6 +428,7 @@ impl Store {
                         }
                         records.remove(id.as_bytes())?;
                         due.remove(due_key(rec.next_due_ms, id))?;
+                        bump(-1)?;
                         finish(
                             id,
                             &DoneEntry {
@@ -503,6 +519,7 @@ impl Store {
                         }
                         None => {
                             records.remove(id.as_bytes())?;
+                            bump(-1)?;
                             let state = match (rec.kind(), dead) {
                                 (crate::record::Kind::Once, true) => Final::Dead,
                                 (crate::record::Kind::Once, false) => Final::Fired,
@@ -687,9 +704,17 @@ impl Store {
         })
     }
 
-    /// Number of pending records (walks the tree: start-up only).
-    pub fn count_pending(&self) -> usize {
-        self.records.len()
+    /// Number of pending records: the stored counter, or a walk of the records (once, for a
+    /// database written before the counter existed).
+    pub fn count_pending(&self) -> Result<i64, StoreError> {
+        if let Some(v) = self.meta.get(PENDING_KEY)? {
+            if let Ok(b) = <[u8; 8]>::try_from(v.as_ref()) {
+                return Ok(i64::from_be_bytes(b));
+            }
+        }
+        let n = self.records.len() as i64;
+        self.meta.insert(PENDING_KEY, &n.to_be_bytes())?;
+        Ok(n)
     }
 
     /// Writes a meta value.
@@ -742,7 +767,7 @@ mod tests {
     #[test]
     fn add_is_idempotent_and_cancel_is_topic_bound() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::open(dir.path(), 16 << 20).unwrap();
         let r = rec(2, 1_700_000_000, 0, 0);
         let id = r.occurrence_id(0);
         let add = Mutation::Add {
@@ -798,7 +823,7 @@ mod tests {
     #[test]
     fn completions_advance_loops_retry_and_dead_letter() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::open(dir.path(), 16 << 20).unwrap();
         let r = rec(3, 1_700_000_000, 3, 10);
         let id = r.occurrence_id(0);
         s.apply(&Mutation::Add {
@@ -875,7 +900,7 @@ mod tests {
         let r = rec(2, 1_700_000_000, 0, 0);
         let id = r.occurrence_id(0);
         {
-            let s = Store::open(dir.path()).unwrap();
+            let s = Store::open(dir.path(), 16 << 20).unwrap();
             s.apply(&Mutation::Add {
                 id: id.clone(),
                 record: Box::new(r.clone()),
@@ -883,8 +908,9 @@ mod tests {
             .unwrap();
             s.flush().unwrap();
         }
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::open(dir.path(), 16 << 20).unwrap();
         assert_eq!(s.record(&id).unwrap(), Some(r));
+        assert_eq!(s.count_pending().unwrap(), 1);
         assert_eq!(s.first_due().unwrap(), Some(1_700_000_000_000));
     }
 }

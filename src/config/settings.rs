@@ -214,6 +214,8 @@ pub struct SchedulerSettings {
     pub max_pending: u64,
     /// Mutations per group commit.
     pub max_commit_group: usize,
+    /// sled page cache, MiB.
+    pub store_cache_mb: u64,
 }
 
 impl Default for SchedulerSettings {
@@ -236,6 +238,7 @@ impl Default for SchedulerSettings {
             dead_retention_sec: 604_800,
             max_pending: 0,
             max_commit_group: 4096,
+            store_cache_mb: 128,
         }
     }
 }
@@ -259,6 +262,7 @@ impl SchedulerSettings {
                 skip: self.loop_catch_up != "all",
                 late_tolerance_ms: self.late_tolerance_ms.max(0),
             },
+            cache_bytes: self.store_cache_mb.max(1) << 20,
         }
     }
 }
