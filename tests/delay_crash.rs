@@ -5,6 +5,7 @@
 //! 2. nothing fires before its due time (Kafka CreateTime >= due);
 //! 3. every cancel answered 0 (made >= 1 s before the due time) holds;
 //! 4. duplicates are counted and reported.
+//!
 //! Iterations: PPROXY_CRASH_ITERS (default 5; scripts/soak-delay-crash.sh runs more).
 
 mod common;
@@ -82,8 +83,18 @@ async fn client_load(addr: String, topic: String, seed: u64, ledger: Arc<Mutex<L
         let looped = rng.random_bool(0.15);
         let due = now + rng.random_range(200..4000);
         let uuid = uuid::Uuid::new_v4().to_string();
-        match c.call(&Call::SendDelaySync(Some(add_msg(&topic, uuid, due, looped)), 3000)).await {
-            Ok(Reply::Result { code: 0, delay_id: Some(id), .. }) => {
+        match c
+            .call(&Call::SendDelaySync(
+                Some(add_msg(&topic, uuid, due, looped)),
+                3000,
+            ))
+            .await
+        {
+            Ok(Reply::Result {
+                code: 0,
+                delay_id: Some(id),
+                ..
+            }) => {
                 let parsed = scheduler::DelayId::parse(&id).expect("returned id parses");
                 let occurrences: Vec<(String, i64)> = (0..if looped { 2 } else { 1 })
                     .map(|k| {
@@ -95,7 +106,10 @@ async fn client_load(addr: String, topic: String, seed: u64, ledger: Arc<Mutex<L
                     .collect();
                 let mut l = ledger.lock().unwrap();
                 l.acked_adds += 1;
-                l.adds.insert(id.clone(), occurrences.iter().map(|(o, _)| o.clone()).collect());
+                l.adds.insert(
+                    id.clone(),
+                    occurrences.iter().map(|(o, _)| o.clone()).collect(),
+                );
                 for (o, d) in occurrences {
                     l.must_fire.insert(o, d);
                 }
@@ -132,7 +146,14 @@ async fn sigkill_during_adds_cancels_and_fires_loses_nothing() {
             proxy.restart();
         }
         let tasks: Vec<_> = (0..6)
-            .map(|_| tokio::spawn(client_load(proxy.addr.clone(), topic.clone(), rng.random(), ledger.clone())))
+            .map(|_| {
+                tokio::spawn(client_load(
+                    proxy.addr.clone(),
+                    topic.clone(),
+                    rng.random(),
+                    ledger.clone(),
+                ))
+            })
             .collect();
         let run_ms = rng.random_range(300..1500);
         tokio::time::sleep(Duration::from_millis(run_ms)).await;
@@ -176,7 +197,10 @@ async fn sigkill_during_adds_cancels_and_fires_loses_nothing() {
         if now > latest_due + 1000 && pending == 0 && inflight == 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < until, "scheduler did not drain: {v}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "scheduler did not drain: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -186,8 +210,16 @@ async fn sigkill_during_adds_cancels_and_fires_loses_nothing() {
         let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or(b"")).into_owned();
         seen.entry(key).or_default().push(r.timestamp_ms);
     }
-    let missing: Vec<&String> = must_fire.keys().filter(|k| !seen.contains_key(*k)).collect();
-    assert!(missing.is_empty(), "{} acknowledged occurrences never fired: {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    let missing: Vec<&String> = must_fire
+        .keys()
+        .filter(|k| !seen.contains_key(*k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged occurrences never fired: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     for (key, times) in &seen {
         if let Some(due) = must_fire.get(key) {
             for t in times {

@@ -10,7 +10,10 @@ use common::*;
 use pproxy::proto::{Call, DelayMessage};
 
 fn header<'a>(c: &'a Consumed, name: &str) -> Option<&'a [u8]> {
-    c.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+    c.headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,16 +33,27 @@ async fn delay_messages_fire_on_time_once_and_cancel_holds() {
             action: 1,
             timestamp: now_ms + 1500,
             dmsgtype: 2,
-            properties: vec![("traceId".into(), "t-1".into()), ("from_chronos".into(), "client".into())],
+            properties: vec![
+                ("traceId".into(), "t-1".into()),
+                ("from_chronos".into(), "client".into()),
+            ],
             ..Default::default()
         };
         f(&mut d);
         Call::SendDelaySync(Some(d), 3000)
     };
-    let (code, _, once_id) = call(&mut c, &add(&|d| d.uuid = Some("a0000000-0000-0000-0000-000000000001".into()))).await;
+    let (code, _, once_id) = call(
+        &mut c,
+        &add(&|d| d.uuid = Some("a0000000-0000-0000-0000-000000000001".into())),
+    )
+    .await;
     assert_eq!(code, 0);
     let once_id = once_id.expect("id");
-    let (code, _, cancel_id) = call(&mut c, &add(&|d| d.uuid = Some("a0000000-0000-0000-0000-000000000002".into()))).await;
+    let (code, _, cancel_id) = call(
+        &mut c,
+        &add(&|d| d.uuid = Some("a0000000-0000-0000-0000-000000000002".into())),
+    )
+    .await;
     assert_eq!(code, 0);
     let cancel_id = cancel_id.expect("id");
     let cancel = Call::SendDelaySync(
@@ -83,15 +97,33 @@ async fn delay_messages_fire_on_time_once_and_cancel_holds() {
     assert_eq!(code, 0);
 
     let got = consume(&kafka, &topic, 7, Duration::from_secs(20));
-    let keys: Vec<String> = got.iter().map(|r| String::from_utf8_lossy(r.key.as_deref().unwrap_or(b"")).into_owned()).collect();
-    assert_eq!(got.len(), 7, "1 one-shot + 3 fixed + 3 exponential: {keys:?}");
+    let keys: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.key.as_deref().unwrap_or(b"")).into_owned())
+        .collect();
+    assert_eq!(
+        got.len(),
+        7,
+        "1 one-shot + 3 fixed + 3 exponential: {keys:?}"
+    );
 
-    let once = got.iter().find(|r| r.key.as_deref() == Some(once_id.as_bytes())).expect("one-shot fired");
+    let once = got
+        .iter()
+        .find(|r| r.key.as_deref() == Some(once_id.as_bytes()))
+        .expect("one-shot fired");
     assert_eq!(once.value, vec![0xff, 0x00, 0x80], "body bytes unchanged");
     assert_eq!(header(once, "TAGS"), Some(&b"tagA"[..]));
     assert_eq!(header(once, "traceId"), Some(&b"t-1"[..]));
-    assert_eq!(header(once, "from_chronos"), Some(&b"from_chronos"[..]), "marker overwrites the client's");
-    assert!(once.timestamp_ms >= now_ms + 1500, "fired {} ms early", now_ms + 1500 - once.timestamp_ms);
+    assert_eq!(
+        header(once, "from_chronos"),
+        Some(&b"from_chronos"[..]),
+        "marker overwrites the client's"
+    );
+    assert!(
+        once.timestamp_ms >= now_ms + 1500,
+        "fired {} ms early",
+        now_ms + 1500 - once.timestamp_ms
+    );
     assert!(!keys.contains(&cancel_id), "cancelled message fired");
 
     let fixed_id = scheduler::DelayId::parse(&fixed_id.expect("id")).expect("parse");
@@ -116,7 +148,11 @@ async fn delay_messages_fire_on_time_once_and_cancel_holds() {
             .unwrap_or_else(|| panic!("exponential occurrence {k} missing: {keys:?}"));
         assert!(r.timestamp_ms >= occ.timestamp, "occurrence {k} early");
     }
-    for (id, want) in [(&once_id, "fired"), (&cancel_id, "cancelled"), (&fixed_id.to_string(), "completed")] {
+    for (id, want) in [
+        (&once_id, "fired"),
+        (&cancel_id, "cancelled"),
+        (&fixed_id.to_string(), "completed"),
+    ] {
         let (_, body) = proxy.http_get(&format!("/delay/{id}")).expect("status");
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
         assert_eq!(v["state"], want, "{id}: {v}");
