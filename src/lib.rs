@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod delay;

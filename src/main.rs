@@ -2,15 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 
-use pproxy::client::Client;
 use pproxy::config::settings::Settings;
 use pproxy::proto::types::Reply;
-use pproxy::proto::{Call, Message, Protocol};
+use pproxy::proto::{Call, DelayMessage, Message, Protocol};
 
 #[derive(Parser)]
 #[command(name = "pproxy", version, about = "DDMQ-compatible producer proxy")]
@@ -75,8 +73,213 @@ enum Cmd {
         #[arg(long, default_value_t = 3000)]
         timeout_ms: i64,
     },
+    /// sendDelaySync add/cancel, and the status of an id.
+    Delay {
+        #[command(subcommand)]
+        cmd: DelayCmd,
+        /// Proxy address.
+        #[arg(long, default_value = "127.0.0.1:9613", global = true)]
+        addr: String,
+        /// Admin endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:9614", global = true)]
+        admin: String,
+        /// Request timeout in ms.
+        #[arg(long, default_value_t = 3000, global = true)]
+        timeout_ms: i64,
+    },
     /// Print version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum DelayCmd {
+    /// Add a delay message; prints `code msg id`.
+    Add {
+        /// Delay topic.
+        #[arg(long)]
+        topic: String,
+        /// Body text.
+        #[arg(long)]
+        body: String,
+        /// First fire time: epoch seconds, epoch ms or RFC 3339.
+        #[arg(long, conflicts_with = "in_")]
+        at: Option<String>,
+        /// First fire after this delay: 250ms, 90s, 5m, 2h, 3d.
+        #[arg(long = "in")]
+        in_: Option<String>,
+        /// 2 one-shot, 3 fixed loop, 4 exponential loop.
+        #[arg(long = "type", default_value_t = 2)]
+        dtype: i32,
+        /// Loop interval (s) or exponent base.
+        #[arg(long, default_value_t = 0)]
+        interval: i64,
+        /// Loop fires.
+        #[arg(long, default_value_t = 0)]
+        times: i64,
+        /// Loop expire TIME.
+        #[arg(long)]
+        expire: Option<String>,
+        /// Client uuid (retries with the same uuid are idempotent).
+        #[arg(long)]
+        uuid: Option<String>,
+        /// Tags.
+        #[arg(long)]
+        tags: Option<String>,
+        /// Property k=v (repeatable).
+        #[arg(long = "prop")]
+        props: Vec<String>,
+    },
+    /// Cancel a delay message by any of its ids.
+    Cancel {
+        /// Delay topic.
+        #[arg(long)]
+        topic: String,
+        /// The id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Status of an id (admin HTTP).
+    Status {
+        /// The id.
+        id: String,
+    },
+}
+
+fn parse_props(props: Vec<String>) -> Result<Vec<(String, String)>, String> {
+    props
+        .into_iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| format!("--prop takes k=v, got {p}"))
+        })
+        .collect()
+}
+
+fn print_reply(r: Result<Reply, pproxy::client::ClientError>) -> ExitCode {
+    match r {
+        Ok(Reply::Result {
+            code,
+            msg,
+            delay_id,
+            ..
+        }) => {
+            match delay_id {
+                Some(id) if !id.is_empty() => println!("{code} {msg} {id}"),
+                _ => println!("{code} {msg}"),
+            }
+            if code == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Ok(Reply::Exception { kind, message, .. }) => {
+            println!("exception {kind}: {message}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> Option<F::Output> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt.block_on(f)),
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            None
+        }
+    }
+}
+
+fn delay_command(cmd: DelayCmd, addr: String, admin: String, timeout_ms: i64) -> ExitCode {
+    use pproxy::cli::{admin_get, call_once, from_now, parse_duration_ms, parse_time};
+    let dm = match cmd {
+        DelayCmd::Status { id } => {
+            return match admin_get(&admin, &format!("/delay/{id}")) {
+                Ok((200, body)) => {
+                    println!("{body}");
+                    ExitCode::SUCCESS
+                }
+                Ok((status, body)) => {
+                    eprintln!("{status} {body}");
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    eprintln!("admin endpoint {admin}: {e}");
+                    ExitCode::from(3)
+                }
+            };
+        }
+        DelayCmd::Cancel { topic, id } => DelayMessage {
+            topic: Some(topic),
+            uniq_delay_msg_id: Some(id),
+            body: Some(Bytes::from_static(b"c")),
+            action: 2,
+            ..Default::default()
+        },
+        DelayCmd::Add {
+            topic,
+            body,
+            at,
+            in_,
+            dtype,
+            interval,
+            times,
+            expire,
+            uuid,
+            tags,
+            props,
+        } => {
+            let timestamp = match (at, in_) {
+                (Some(a), _) => parse_time(&a),
+                (None, Some(d)) => parse_duration_ms(&d).map(from_now),
+                (None, None) => None,
+            };
+            let Some(timestamp) = timestamp else {
+                eprintln!("give --at TIME or --in DURATION");
+                return ExitCode::from(2);
+            };
+            let expire = match expire.map(|e| parse_time(&e)) {
+                Some(None) => {
+                    eprintln!("bad --expire");
+                    return ExitCode::from(2);
+                }
+                Some(Some(e)) => e,
+                None => 0,
+            };
+            let properties = match parse_props(props) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            DelayMessage {
+                topic: Some(topic),
+                body: Some(Bytes::from(body)),
+                tags,
+                action: 1,
+                timestamp,
+                dmsgtype: dtype,
+                interval,
+                times,
+                expire,
+                uuid,
+                properties,
+                ..Default::default()
+            }
+        }
+    };
+    let call = Call::SendDelaySync(Some(dm), timeout_ms);
+    block_on(call_once(&addr, Protocol::Compact, timeout_ms, &call))
+        .map_or(ExitCode::from(1), print_reply)
 }
 
 fn load_settings(config: Option<PathBuf>) -> Result<Settings, String> {
@@ -196,14 +399,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let mut properties = Vec::new();
-            for p in props {
-                let Some((k, v)) = p.split_once('=') else {
-                    eprintln!("--prop takes k=v");
+            let properties = match parse_props(props) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("{e}");
                     return ExitCode::from(2);
-                };
-                properties.push((k.to_string(), v.to_string()));
-            }
+                }
+            };
             let m = Message {
                 topic: Some(topic),
                 key,
@@ -223,39 +425,14 @@ fn main() -> ExitCode {
             } else {
                 Call::SendSync(Some(m), timeout_ms)
             };
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("runtime: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-            let socket_timeout = Duration::from_millis(timeout_ms.max(0) as u64 + 1000);
-            let r = rt.block_on(async {
-                let mut c = Client::connect(&addr, protocol, socket_timeout).await?;
-                c.call(&call).await
-            });
-            match r {
-                Ok(Reply::Result { code, msg, .. }) => {
-                    println!("{code} {msg}");
-                    if code == 0 {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    }
-                }
-                Ok(Reply::Exception { kind, message, .. }) => {
-                    println!("exception {kind}: {message}");
-                    ExitCode::from(1)
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::from(3)
-                }
-            }
+            block_on(pproxy::cli::call_once(&addr, protocol, timeout_ms, &call))
+                .map_or(ExitCode::from(1), print_reply)
         }
+        Cmd::Delay {
+            cmd,
+            addr,
+            admin,
+            timeout_ms,
+        } => delay_command(cmd, addr, admin, timeout_ms),
     }
 }

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Soak version of tests/delay_crash.rs: many SIGKILL/restart cycles against the real Kafka.
+#   scripts/soak-delay-crash.sh [iterations=50] [seed]
+# Starts Kafka through scripts/stack.sh if it is not running (and stops it again if it did).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+iters=${1:-50}
+started=0
+if ! scripts/stack.sh status | grep -q '^kafka .*healthy'; then
+  scripts/stack.sh up kafka
+  started=1
+fi
+cleanup() { [ "$started" = 1 ] && scripts/stack.sh down kafka; }
+trap cleanup EXIT
+export PPROXY_TEST_KAFKA=127.0.0.1:9092 PPROXY_CRASH_ITERS=$iters
+[ -n "${2:-}" ] && export PPROXY_CRASH_SEED=$2
+cargo test --locked --test delay_crash -- --nocapture
