@@ -15,6 +15,6 @@ eval "$(scripts/stack.sh env)"
 export PPROXY_TEST_KAFKA PPROXY_TEST_ROCKETMQ_NAMESRV PPROXY_TEST_ZK
 
 echo "test: cargo test" >&2
-cargo test --locked --all-targets
+cargo test --locked --workspace --lib --bins --tests --examples
 echo "test: python wire tests" >&2
 PPROXY_BIN="$PWD/target/debug/pproxy" scripts/pytest.sh -q
