@@ -47,6 +47,8 @@ pub struct Config {
     pub catch_up: CatchUp,
     /// sled page cache, bytes.
     pub cache_bytes: u64,
+    /// Fire pacing, fires per second; 0 = unlimited.
+    pub fire_max_tps: u64,
 }
 
 impl Default for Config {
@@ -66,8 +68,10 @@ impl Default for Config {
             catch_up: CatchUp {
                 skip: true,
                 late_tolerance_ms: 1000,
+                max_catch_up: 100,
             },
             cache_bytes: 128 << 20,
+            fire_max_tps: 0,
         }
     }
 }
@@ -493,6 +497,10 @@ async fn load(inner: &Arc<Inner>, now: i64) {
 }
 
 async fn drive(inner: Arc<Inner>) {
+    // Fire pacing: each hand-out takes the next slot of a fixed cadence (no burst beyond it).
+    let pace = (inner.cfg.fire_max_tps > 0)
+        .then(|| Duration::from_nanos(1_000_000_000 / inner.cfg.fire_max_tps.max(1)));
+    let mut next_slot = tokio::time::Instant::now();
     while !inner.stop.load(Ordering::Acquire) {
         let now = chrono_now_ms();
         load(&inner, now).await;
@@ -509,6 +517,14 @@ async fn drive(inner: Arc<Inner>) {
             out
         };
         for (due, id) in expired {
+            if let Some(step) = pace {
+                let now = tokio::time::Instant::now();
+                next_slot = next_slot.max(now - step);
+                if next_slot > now {
+                    tokio::time::sleep_until(next_slot).await;
+                }
+                next_slot += step;
+            }
             let Ok(permit) = inner.fire_slots.clone().acquire_owned().await else {
                 return;
             };

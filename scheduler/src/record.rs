@@ -196,6 +196,8 @@ pub struct Record {
     pub created_ms: i64,
     /// Principal that added the record (empty = none).
     pub owner: String,
+    /// Overdue occurrences fired in a row by catch-up `all`.
+    pub caught_up: u32,
 }
 
 impl Record {
@@ -243,40 +245,49 @@ impl Record {
         .to_string()
     }
 
-    /// The next occurrence after `k` completes, applying catch-up `skip` when the next one is
-    /// overdue by more than `late_tolerance_ms` at `now_ms`. Returns (index, skipped count).
+    /// The next occurrence after `k` completes (delay.md §5.3). An occurrence overdue by more
+    /// than `late_tolerance_ms` at `now_ms` is skipped under `skip`; under `all` it fires, up to
+    /// `max_catch_up` in a row (counted in `caught_up`), and the rest is skipped.
+    /// Returns (index, skipped count, new `caught_up`).
     pub fn next_after(
         &self,
         k: u64,
         now_ms: i64,
         late_tolerance_ms: i64,
         skip: bool,
-    ) -> Option<(u64, u64)> {
-        let mut next = k + 1;
+        max_catch_up: u32,
+    ) -> Option<(u64, u64, u32)> {
+        let next = k + 1;
         if !self.has_occurrence(next) {
             return None;
         }
+        let overdue = |n: u64| self.due_ms(n) < now_ms - late_tolerance_ms;
+        if !overdue(next) {
+            return Some((next, 0, 0));
+        }
+        if !skip && self.caught_up < max_catch_up {
+            return Some((next, 0, self.caught_up + 1));
+        }
+        let mut next = next;
         let mut skipped = 0;
-        if skip {
-            while self.due_ms(next) < now_ms - late_tolerance_ms {
-                if self.kind() == Kind::Fixed && self.id.interval > 0 {
-                    // Jump arithmetically to the first occurrence due within tolerance.
-                    let base = to_ms(self.id.timestamp);
-                    let step = self.id.interval.saturating_mul(1000);
-                    let target = (now_ms - late_tolerance_ms - base + step - 1) / step;
-                    let target = (target.max(next as i64 + 1)) as u64;
-                    skipped += target - next;
-                    next = target;
-                } else {
-                    next += 1;
-                    skipped += 1;
-                }
-                if !self.has_occurrence(next) {
-                    return None;
-                }
+        while overdue(next) {
+            if self.kind() == Kind::Fixed && self.id.interval > 0 {
+                // Jump arithmetically to the first occurrence due within tolerance.
+                let base = to_ms(self.id.timestamp);
+                let step = self.id.interval.saturating_mul(1000);
+                let target = (now_ms - late_tolerance_ms - base + step - 1) / step;
+                let target = (target.max(next as i64 + 1)) as u64;
+                skipped += target - next;
+                next = target;
+            } else {
+                next += 1;
+                skipped += 1;
+            }
+            if !self.has_occurrence(next) {
+                return None;
             }
         }
-        Some((next, skipped))
+        Some((next, skipped, 0))
     }
 }
 
@@ -368,6 +379,7 @@ impl Record {
         e.i64(self.first_failure_ms);
         e.i64(self.created_ms);
         e.bytes(self.owner.as_bytes());
+        e.i64(i64::from(self.caught_up));
         e.0
     }
 
@@ -416,6 +428,7 @@ impl Record {
             first_failure_ms: d.i64()?,
             created_ms: d.i64()?,
             owner: d.string()?,
+            caught_up: d.i64()? as u32,
         })
     }
 }
@@ -446,6 +459,7 @@ mod tests {
             first_failure_ms: 0,
             created_ms: 1,
             owner: String::new(),
+            caught_up: 0,
         }
     }
 
@@ -502,14 +516,25 @@ mod tests {
         let r = rec(3, 1_700_000_000, 10, 100, 1_800_000_000);
         // occurrence 0 completed 95 s late: 1..9 are overdue, the next within tolerance is 10
         let now = 1_700_000_095_000;
-        assert_eq!(r.next_after(0, now, 1000, true), Some((10, 9)));
-        assert_eq!(r.next_after(0, now, 1000, false), Some((1, 0)));
+        assert_eq!(r.next_after(0, now, 1000, true, 100), Some((10, 9, 0)));
+        assert_eq!(
+            r.next_after(0, now, 1000, false, 100),
+            Some((1, 0, 1)),
+            "all: fire the overdue one"
+        );
+        let mut tired = r.clone();
+        tired.caught_up = 3;
+        assert_eq!(
+            tired.next_after(3, now, 1000, false, 3),
+            Some((10, 6, 0)),
+            "all: bound reached, skip the rest"
+        );
         let e = rec(4, 1_700_000_000, 2, 100, 1_800_000_000);
-        let (k, skipped) = e.next_after(0, 1_700_000_100_000, 1000, true).unwrap();
+        let (k, skipped, _) = e.next_after(0, 1_700_000_100_000, 1000, true, 100).unwrap();
         assert!(e.due_ms(k) >= 1_700_000_099_000 && skipped == k - 1);
         let short = rec(3, 1_700_000_000, 10, 3, 1_800_000_000);
         assert_eq!(
-            short.next_after(0, 1_700_000_095_000, 1000, true),
+            short.next_after(0, 1_700_000_095_000, 1000, true, 100),
             None,
             "loop ended"
         );

@@ -177,6 +177,8 @@ pub struct CatchUp {
     pub skip: bool,
     /// Lateness tolerated before skipping, ms.
     pub late_tolerance_ms: i64,
+    /// `all`: most overdue occurrences fired in a row.
+    pub max_catch_up: u32,
 }
 
 /// One mutation applied by the committer.
@@ -500,12 +502,18 @@ impl Store {
                         });
                     }
                     // Ok or dead: move to the next occurrence, or finish.
-                    let next =
-                        rec.next_after(*k, *now_ms, catch_up.late_tolerance_ms, catch_up.skip);
+                    let next = rec.next_after(
+                        *k,
+                        *now_ms,
+                        catch_up.late_tolerance_ms,
+                        catch_up.skip,
+                        catch_up.max_catch_up,
+                    );
                     due.remove(old_due)?;
                     match next {
-                        Some((n, skipped)) => {
+                        Some((n, skipped, caught_up)) => {
                             rec.next_index = n;
+                            rec.caught_up = caught_up;
                             rec.next_due_ms = rec.due_ms(n);
                             rec.attempts = 0;
                             rec.first_failure_ms = 0;
@@ -756,12 +764,14 @@ mod tests {
             first_failure_ms: 0,
             created_ms: 0,
             owner: String::new(),
+            caught_up: 0,
         }
     }
 
     const CU: CatchUp = CatchUp {
         skip: true,
         late_tolerance_ms: 1000,
+        max_catch_up: 100,
     };
 
     #[test]

@@ -261,8 +261,10 @@ impl SchedulerSettings {
             catch_up: scheduler::CatchUp {
                 skip: self.loop_catch_up != "all",
                 late_tolerance_ms: self.late_tolerance_ms.max(0),
+                max_catch_up: self.loop_catch_up_max.clamp(0, i64::from(u32::MAX)) as u32,
             },
             cache_bytes: self.store_cache_mb.max(1) << 20,
+            fire_max_tps: self.fire_max_tps,
         }
     }
 }

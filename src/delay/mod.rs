@@ -116,6 +116,7 @@ pub fn build_add(m: DelayMessage, inner_topic_num: i64, now_ms: i64) -> (String,
         first_failure_ms: 0,
         created_ms: now_ms,
         owner: String::new(),
+        caught_up: 0,
     };
     (delay_id.to_string(), rec)
 }
