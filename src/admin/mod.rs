@@ -181,6 +181,11 @@ async fn delay_status(app: &App, raw_id: &str) -> (u16, String) {
         v["nextIndex"] = json!(r.next_index);
         v["nextDueMs"] = json!(r.next_due_ms);
         v["attempts"] = json!(r.attempts);
+        v["nextOccurrenceId"] = json!(r.occurrence_id(r.next_index));
+        if r.kind() != scheduler::Kind::Once {
+            // Occurrences still to fire, bounded by times (expire may end the loop sooner).
+            v["remainingLoops"] = json!((r.id.times - r.next_index as i64).max(0));
+        }
     }
     if let Some(d) = &st.done {
         v["finishedMs"] = json!(d.finished_ms);
