@@ -36,6 +36,8 @@ pub struct App {
     pub started: Instant,
     /// The delay scheduler, once opened.
     pub scheduler: OnceLock<scheduler::Scheduler>,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl App {
@@ -58,6 +60,7 @@ impl App {
             connections: AtomicUsize::new(0),
             started: Instant::now(),
             scheduler: OnceLock::new(),
+            metrics: crate::metrics::Metrics::default(),
         })
     }
 

@@ -30,6 +30,25 @@ pub struct CommitStats {
     pub last_group_us: AtomicU64,
     /// `fired_through_ms` as of the last group.
     pub fired_through_ms: AtomicI64,
+    /// Group durations (apply + flush): counts per bucket of `GROUP_US_BUCKETS`, then +Inf.
+    pub group_us_hist: [AtomicU64; 11],
+    /// Sum of group durations, µs.
+    pub group_us_sum: AtomicU64,
+    /// Group sizes: counts per bucket of `GROUP_SIZE_BUCKETS`, then +Inf.
+    pub group_size_hist: [AtomicU64; 12],
+    /// Sum of group sizes.
+    pub group_size_sum: AtomicU64,
+}
+
+/// Upper bounds (µs) of the group-duration buckets.
+pub const GROUP_US_BUCKETS: [u64; 10] = [
+    100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 100_000, 1_000_000,
+];
+/// Upper bounds of the group-size buckets.
+pub const GROUP_SIZE_BUCKETS: [u64; 11] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096];
+
+fn bucket(bounds: &[u64], v: u64) -> usize {
+    bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len())
 }
 
 /// Handle to the committer thread.
@@ -106,9 +125,13 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<C
         stats
             .mutations
             .fetch_add(group.len() as u64, Ordering::Relaxed);
-        stats
-            .last_group_us
-            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let us = started.elapsed().as_micros() as u64;
+        stats.last_group_us.store(us, Ordering::Relaxed);
+        stats.group_us_hist[bucket(&GROUP_US_BUCKETS, us)].fetch_add(1, Ordering::Relaxed);
+        stats.group_us_sum.fetch_add(us, Ordering::Relaxed);
+        let n = group.len() as u64;
+        stats.group_size_hist[bucket(&GROUP_SIZE_BUCKETS, n)].fetch_add(1, Ordering::Relaxed);
+        stats.group_size_sum.fetch_add(n, Ordering::Relaxed);
         let flush_err = flushed.err().map(Arc::new);
         if flush_err.is_some() || results.iter().any(Result::is_err) {
             stats.errors.fetch_add(1, Ordering::Relaxed);

@@ -72,6 +72,7 @@ async fn handle(app: Arc<App>, mut stream: TcpStream) -> std::io::Result<()> {
             }
         }
         ("GET", "/status") => (200, status_json(&app).to_string()),
+        ("GET", "/metrics") => (200, crate::metrics::render_page(&app)),
         _ => (404, json!({"error": "not found"}).to_string()),
     };
     let reason = match status {

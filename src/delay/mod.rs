@@ -151,8 +151,14 @@ pub async fn handle(app: &Arc<App>, m: Option<DelayMessage>) -> (Outcome, String
     if m.action == 1 {
         let num = app.config.load().proxy.carrera.inner_topic_num;
         let (id, rec) = build_add(m, num, now_ms);
+        let labels = (rec.topic.clone(), rec.id.dtype.to_string());
         return match sched.add(id.clone(), rec).await {
-            Ok(_) => (Code::Ok.into(), id),
+            Ok(new) => {
+                if new {
+                    app.metrics.delay_adds.add(labels, 1);
+                }
+                (Code::Ok.into(), id)
+            }
             Err(e) => (sched_failure(&e), String::new()),
         };
     }
@@ -161,7 +167,11 @@ pub async fn handle(app: &Arc<App>, m: Option<DelayMessage>) -> (Outcome, String
     let canonical = DelayId::parse(echo.trim())
         .and_then(|d| d.canonical())
         .map_or_else(|| echo.trim().to_string(), |d| d.to_string());
-    match sched.cancel(canonical, topic).await {
+    let result = sched.cancel(canonical, topic.clone()).await;
+    if let Ok(r) = &result {
+        app.metrics.delay_cancels.add((topic, r.name().into()), 1);
+    }
+    match result {
         Ok(CancelResult::TopicMismatch) => (Code::IllegalDelayId.into(), echo),
         Ok(_) => (Code::Ok.into(), echo),
         Err(e) => (sched_failure(&e), echo),

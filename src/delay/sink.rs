@@ -53,11 +53,19 @@ async fn fire(app: Arc<App>, m: FireMessage, timeout: Duration) -> (i32, String)
         hash_id: 0,
     };
     let deadline = Instant::now() + timeout;
-    match tokio::time::timeout_at(deadline, writer.send(&rec, deadline)).await {
-        Ok(Ok(())) => (0, Code::Ok.msg().to_string()),
-        Ok(Err(e)) => (e.code().as_i32(), e.to_string()),
-        Err(_) => fail(Code::Timeout),
-    }
+    let out = match crate::forward::send_record(&app, writer, &rec, deadline).await {
+        Ok(()) => (0, Code::Ok.msg().to_string()),
+        Err(e) => (e.code().as_i32(), e.to_string()),
+    };
+    let result = match out.0 {
+        0 => "ok",
+        c if scheduler::engine::is_permanent(c) => "dead",
+        _ => "retry",
+    };
+    app.metrics
+        .delay_fired
+        .add((rec.topic.clone(), result.into()), 1);
+    out
 }
 
 impl Sink for WriterSink {

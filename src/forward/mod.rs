@@ -56,6 +56,46 @@ fn admit_one<'a>(snap: &'a Snapshot, m: Message) -> Result<Admitted<'a>, Code> {
     })
 }
 
+/// Records one broker attempt (or pipelined chain) in the broker metrics.
+fn observe_broker(
+    app: &App,
+    writer: &ClusterWriter,
+    started: Instant,
+    results: &[Result<(), SendError>],
+) {
+    let m = &app.metrics;
+    let (backend, cluster) = (writer.backend().to_string(), writer.name().to_string());
+    m.broker_duration
+        .get((backend.clone(), cluster.clone()))
+        .observe(started.elapsed().as_secs_f64());
+    for r in results {
+        let outcome = match r {
+            Ok(()) => "ok",
+            Err(SendError::Timeout) => "timeout",
+            Err(SendError::Retriable(_)) => "retriable",
+            Err(_) => "error",
+        };
+        m.broker_sends
+            .add((backend.clone(), cluster.clone(), outcome.into()), 1);
+    }
+}
+
+/// Sends one record through `writer`, answering by `deadline`, with metrics.
+pub async fn send_record(
+    app: &App,
+    writer: &ClusterWriter,
+    rec: &Record,
+    deadline: Instant,
+) -> Result<(), SendError> {
+    let started = Instant::now();
+    let r = match tokio::time::timeout_at(deadline, writer.send(rec, deadline)).await {
+        Ok(r) => r,
+        Err(_) => Err(SendError::Timeout),
+    };
+    observe_broker(app, writer, started, std::slice::from_ref(&r));
+    r
+}
+
 fn outcome_of(r: Result<(), SendError>) -> Outcome {
     match r {
         Ok(()) => Code::Ok.into(),
@@ -76,14 +116,17 @@ pub async fn send_one(app: &Arc<App>, m: Option<Message>, deadline: Instant) -> 
         Ok(a) => a,
         Err(code) => return code.into(),
     };
-    match tokio::time::timeout_at(deadline, a.writer.send(&a.record, deadline)).await {
-        Ok(r) => outcome_of(r),
-        Err(_) => Code::Timeout.into(),
-    }
+    let topic = a.record.topic.clone();
+    let out = outcome_of(send_record(app, a.writer, &a.record, deadline).await);
+    app.metrics
+        .messages
+        .add((topic, out.code.as_i32().to_string()), 1);
+    out
 }
 
 /// `sendBatchSync` (forwarding.md §5).
 pub async fn send_batch(app: &Arc<App>, ms: Vec<Message>, deadline: Instant) -> Outcome {
+    app.metrics.rpc_batch_size.get(()).observe(ms.len() as f64);
     if ms.is_empty() {
         return Code::Ok.into();
     }
@@ -106,7 +149,12 @@ pub async fn send_batch(app: &Arc<App>, ms: Vec<Message>, deadline: Instant) -> 
     let sends = chains.values().map(|idx| {
         let writer = admitted[idx[0]].writer;
         let recs: Vec<&Record> = idx.iter().map(|&i| &admitted[i].record).collect();
-        async move { (idx.clone(), writer.send_chain(&recs, deadline).await) }
+        async move {
+            let started = Instant::now();
+            let res = writer.send_chain(&recs, deadline).await;
+            observe_broker(app, writer, started, &res);
+            (idx.clone(), res)
+        }
     });
     let results = match tokio::time::timeout_at(deadline, join_all(sends)).await {
         Ok(r) => r,
@@ -116,6 +164,11 @@ pub async fn send_batch(app: &Arc<App>, ms: Vec<Message>, deadline: Instant) -> 
     let mut stored = 0usize;
     for (idx, res) in results {
         for (i, r) in idx.into_iter().zip(res) {
+            let code = r.as_ref().map_or_else(|e| e.code(), |_| Code::Ok);
+            let topic = admitted[i].record.topic.clone();
+            app.metrics
+                .messages
+                .add((topic, code.as_i32().to_string()), 1);
             match r {
                 Ok(()) => stored += 1,
                 Err(e) if first_failure.as_ref().is_none_or(|(j, _)| i < *j) => {
@@ -129,6 +182,9 @@ pub async fn send_batch(app: &Arc<App>, ms: Vec<Message>, deadline: Instant) -> 
         None => Code::Ok.into(),
         Some((i, e)) => {
             if stored > 0 {
+                app.metrics
+                    .batch_partial
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(stored, index = i, "batch partially stored");
             }
             outcome_of(Err(e))

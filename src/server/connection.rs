@@ -67,6 +67,7 @@ pub async fn serve(
         if len <= 0 {
             let first = (len as u32 >> 24) as u8;
             if first == 0x80 || first == 0x82 {
+                app.metrics.protocol_errors.add(("unframed".into(),), 1);
                 tracing::warn!(?peer, "unframed transport not supported");
             } else {
                 tracing::debug!(?peer, len, "non-positive frame length");
@@ -76,6 +77,7 @@ pub async fn serve(
         let len = len as usize;
         let max = app.config.load().proxy.carrera.max_read_buffer_bytes;
         if len > max {
+            app.metrics.protocol_errors.add(("oversize".into(),), 1);
             match skip_oversized(&mut rd, len).await {
                 Ok(Some(reply)) => {
                     if write_frame(&mut wr, reply).await.is_err() {

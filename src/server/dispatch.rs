@@ -26,6 +26,21 @@ pub enum FrameResult {
     Close,
 }
 
+fn exception_counted(
+    app: &App,
+    h: &MessageHeader,
+    kind: AppExceptionType,
+    msg: &str,
+) -> FrameResult {
+    let label = match kind {
+        AppExceptionType::UnknownMethod => "unknown_method",
+        AppExceptionType::InvalidMessageType => "invalid_type",
+        AppExceptionType::ProtocolError => "decode",
+    };
+    app.metrics.protocol_errors.add((label.into(),), 1);
+    exception(h, kind, msg)
+}
+
 fn exception(h: &MessageHeader, kind: AppExceptionType, msg: &str) -> FrameResult {
     if h.mtype == message_type::ONEWAY {
         return FrameResult::NoReply;
@@ -69,31 +84,39 @@ pub fn reply_code(h: &MessageHeader, code: Code) -> FrameResult {
 /// Handles one complete frame payload that was fully read at `start`.
 pub async fn handle_frame(app: &Arc<App>, payload: Bytes, start: Instant) -> FrameResult {
     let Ok((h, pos)) = read_header(&payload) else {
+        app.metrics.protocol_errors.add(("bad_header".into(),), 1);
         return FrameResult::Close;
     };
+    let proto = match h.protocol {
+        crate::proto::Protocol::Compact => "compact",
+        crate::proto::Protocol::Binary => "binary",
+    };
+    app.metrics.frames.add((proto.into(),), 1);
     if h.mtype != message_type::CALL && h.mtype != message_type::ONEWAY {
-        return exception(
-            &h,
-            AppExceptionType::InvalidMessageType,
-            "invalid message type",
-        );
+        let why = "invalid message type";
+        return exception_counted(app, &h, AppExceptionType::InvalidMessageType, why);
     }
     let Some(method) = Method::from_name(&h.name) else {
+        app.metrics
+            .protocol_errors
+            .add(("unknown_method".into(),), 1);
         return unknown_method(&h);
     };
     let mut r = Reader::new(&payload, pos, h.protocol);
     let call = match read_call(&mut r, method) {
         Ok(c) => c,
         Err(e) => {
-            return exception(&h, AppExceptionType::ProtocolError, &e.to_string());
+            return exception_counted(app, &h, AppExceptionType::ProtocolError, &e.to_string());
         }
     };
     let echo_id = cancel_echo(&call);
+    let topic = call_topic(&call);
     let handled = AssertUnwindSafe(run(app, call, start)).catch_unwind().await;
     let (outcome, id) = handled.unwrap_or_else(|_| {
         tracing::error!(method = method.name(), "handler panicked; answered 10");
         (Code::Failed.into(), echo_id)
     });
+    observe_request(app, method, topic.as_deref(), outcome.code, start);
     if h.mtype == message_type::ONEWAY {
         return FrameResult::NoReply;
     }
@@ -116,6 +139,36 @@ pub fn sync_deadline(app: &App, start: Instant, timeout: i64) -> Instant {
         f.default_timeout_ms
     };
     start + Duration::from_millis(ms)
+}
+
+/// The topic a request is counted under (a batch: its first message's).
+fn call_topic(call: &Call) -> Option<String> {
+    match call {
+        Call::SendSync(m, _) | Call::SendAsync(m) => m.as_ref().and_then(|m| m.topic.clone()),
+        Call::SendBatchSync(ms) => ms.first().and_then(|m| m.topic.clone()),
+        Call::SendDelaySync(d, _) => d.as_ref().and_then(|d| d.topic.clone()),
+    }
+}
+
+/// Counts an answered request; topics that are not admitted share the label `_other`.
+fn observe_request(app: &App, method: Method, topic: Option<&str>, code: Code, start: Instant) {
+    let label = match topic {
+        Some(HEARTBEAT_TOPIC) if method == Method::SendSync => HEARTBEAT_TOPIC.to_string(),
+        Some(t) if app.config.load().topics.admit(t).is_some() => t.to_string(),
+        _ => "_other".to_string(),
+    };
+    let m = &app.metrics;
+    m.requests.add(
+        (
+            method.name().into(),
+            label.clone(),
+            code.as_i32().to_string(),
+        ),
+        1,
+    );
+    m.request_duration
+        .get((method.name().into(), label))
+        .observe(start.elapsed().as_secs_f64());
 }
 
 /// The id a delay reply carries whatever the outcome: the cancel id as received, else "".

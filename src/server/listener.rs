@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Semaphore};
 
-use super::connection::{serve, ConnLimits};
+use super::connection::{serve, CloseReason, ConnLimits};
 use crate::app::App;
 
 /// Binds the Thrift port with the configured backlog.
@@ -53,6 +53,7 @@ pub async fn run(
             }
         };
         if app.connections.load(Ordering::Relaxed) >= app.settings.server.max_connections {
+            app.metrics.conn_rejected.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, "connection refused: maxConnections");
             drop(stream);
             continue;
@@ -60,12 +61,20 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream).set_keepalive(true);
         app.connections.fetch_add(1, Ordering::Relaxed);
+        app.metrics.conn_accepted.fetch_add(1, Ordering::Relaxed);
         let app2 = app.clone();
         let limits = limits.clone();
         let close = close.clone();
         tokio::spawn(async move {
             let reason = serve(app2.clone(), stream, limits, close).await;
             tracing::trace!(%peer, ?reason, "connection closed");
+            let label = match reason {
+                CloseReason::Peer => "peer",
+                CloseReason::Idle => "idle",
+                CloseReason::Protocol => "protocol",
+                CloseReason::Shutdown => "shutdown",
+            };
+            app2.metrics.conn_closed.add((label.into(),), 1);
             app2.connections.fetch_sub(1, Ordering::Relaxed);
         });
     }

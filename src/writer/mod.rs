@@ -70,6 +70,13 @@ impl ClusterWriter {
         }
     }
 
+    /// Cluster name.
+    pub fn name(&self) -> &str {
+        match self {
+            ClusterWriter::Kafka(k) => k.name(),
+        }
+    }
+
     /// Backend label for status and metrics.
     pub fn backend(&self) -> &'static str {
         match self {

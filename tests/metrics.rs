@@ -1,0 +1,176 @@
+//! `/metrics` against a pproxy process in embedded mode: the families of operations.md §5 are
+//! present and the counters move with traffic.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use pproxy::proto::{Call, DelayMessage};
+
+fn value(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("series {series} missing"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn families_exist_and_counters_move() {
+    let p = Proxy::start("embeddedDelayTopics: [m_delay]\n");
+    let (_, before) = p.http_get("/metrics").expect("scrape");
+    let mut c = p.client().await;
+    for _ in 0..3 {
+        assert_eq!(
+            call(&mut c, &Call::SendSync(Some(msg("m_orders", b"x")), 3000))
+                .await
+                .0,
+            0
+        );
+    }
+    assert_eq!(
+        call(&mut c, &Call::SendSync(Some(msg("bad name", b"x")), 3000))
+            .await
+            .0,
+        13
+    );
+    assert_eq!(
+        call(
+            &mut c,
+            &Call::SendSync(Some(msg("carrera_heartbeat", b"")), 3000)
+        )
+        .await
+        .0,
+        0
+    );
+    let batch = vec![msg("m_orders", b"1"), msg("m_orders", b"2")];
+    assert_eq!(call(&mut c, &Call::SendBatchSync(batch)).await.0, 0);
+    let now = chrono::Utc::now().timestamp_millis();
+    let add = DelayMessage {
+        topic: Some("m_delay".into()),
+        body: Some(Bytes::from_static(b"d")),
+        action: 1,
+        timestamp: now + 300,
+        dmsgtype: 2,
+        ..Default::default()
+    };
+    assert_eq!(
+        call(&mut c, &Call::SendDelaySync(Some(add), 3000)).await.0,
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let (status, page) = p.http_get("/metrics").expect("scrape");
+    assert_eq!(status, 200);
+    for family in [
+        "pproxy_build_info",
+        "pproxy_requests_total",
+        "pproxy_messages_total",
+        "pproxy_request_duration_seconds",
+        "pproxy_inflight_requests",
+        "pproxy_broker_send_duration_seconds",
+        "pproxy_broker_sends_total",
+        "pproxy_broker_retries_total",
+        "pproxy_route_refresh_total",
+        "pproxy_rate_limit_total",
+        "pproxy_rpc_batch_size",
+        "pproxy_batch_partial_total",
+        "pproxy_connections",
+        "pproxy_connections_accepted_total",
+        "pproxy_connections_rejected_total",
+        "pproxy_connections_closed_total",
+        "pproxy_frames_total",
+        "pproxy_protocol_errors_total",
+        "pproxy_delay_adds_total",
+        "pproxy_delay_cancels_total",
+        "pproxy_delay_pending",
+        "pproxy_delay_loaded",
+        "pproxy_delay_inflight",
+        "pproxy_delay_fired_total",
+        "pproxy_delay_skipped_total",
+        "pproxy_delay_dead_letters",
+        "pproxy_delay_fire_lateness_seconds",
+        "pproxy_delay_fired_through_lag_seconds",
+        "pproxy_delay_commit_duration_seconds",
+        "pproxy_delay_commit_group_size",
+        "pproxy_delay_store_errors_total",
+        "pproxy_config_reloads_total",
+        "pproxy_config_generation",
+        "pproxy_zk_connected",
+        "pproxy_topics_admitted",
+    ] {
+        assert!(
+            page.contains(&format!("# TYPE {family} ")),
+            "family {family} missing"
+        );
+    }
+    assert!(
+        !before.contains("pproxy_requests_total{"),
+        "no request counted before traffic"
+    );
+    assert_eq!(
+        value(
+            &page,
+            r#"pproxy_requests_total{method="sendSync",topic="m_orders",code="0"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &page,
+            r#"pproxy_requests_total{method="sendSync",topic="_other",code="13"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &page,
+            r#"pproxy_requests_total{method="sendSync",topic="carrera_heartbeat",code="0"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&page, r#"pproxy_messages_total{topic="m_orders",code="0"}"#),
+        5.0
+    );
+    assert_eq!(
+        value(
+            &page,
+            r#"pproxy_request_duration_seconds_count{method="sendSync",topic="m_orders"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &page,
+            r#"pproxy_broker_sends_total{backend="kafka",cluster="K_embedded",outcome="ok"}"#
+        ),
+        6.0,
+        "5 sends + 1 fire"
+    );
+    assert_eq!(value(&page, "pproxy_rpc_batch_size_count"), 1.0);
+    assert_eq!(
+        value(
+            &page,
+            r#"pproxy_delay_adds_total{topic="m_delay",type="2"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &page,
+            r#"pproxy_delay_fired_total{topic="m_delay",result="ok"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&page, "pproxy_delay_fire_lateness_seconds_count"),
+        1.0
+    );
+    assert_eq!(value(&page, "pproxy_delay_pending"), 0.0);
+    assert!(value(&page, "pproxy_delay_commit_group_size_count") >= 2.0);
+    assert!(value(&page, r#"pproxy_frames_total{protocol="compact"}"#) >= 7.0);
+    assert_eq!(value(&page, "pproxy_connections"), 1.0);
+}
