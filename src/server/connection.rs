@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
@@ -13,6 +13,9 @@ use super::dispatch::{handle_frame, reply_code, FrameResult};
 use crate::app::App;
 use crate::proto::codec::read_header;
 use crate::proto::Code;
+
+/// How long a closing connection waits for a request already in transit.
+const CLOSE_LINGER: Duration = Duration::from_millis(200);
 
 /// How much of an oversized frame is read to find its message header.
 const OVERSIZE_HEADER_PEEK: usize = 64 * 1024;
@@ -48,21 +51,41 @@ pub async fn serve(
     let peer = stream.peer_addr().ok();
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(16 * 1024, rd);
+    let mut closing = *close.borrow();
     loop {
-        let idle = app.settings.server.idle_timeout_sec;
-        let read_len = async {
-            if idle > 0 {
-                match tokio::time::timeout(Duration::from_secs(idle), rd.read_i32()).await {
-                    Ok(r) => r.map_err(|_| CloseReason::Peer),
-                    Err(_) => Err(CloseReason::Idle),
-                }
-            } else {
-                rd.read_i32().await.map_err(|_| CloseReason::Peer)
+        // Once the node closes connections, a connection lingers briefly so that a request
+        // already on its way still gets its answer (20) instead of a reset.
+        let idle = if closing {
+            Some(CLOSE_LINGER)
+        } else {
+            let secs = app.settings.server.idle_timeout_sec;
+            (secs > 0).then(|| Duration::from_secs(secs))
+        };
+        // Wait for the next frame with `fill_buf`, which is cancel-safe (bytes stay buffered),
+        // so a close signal can never split a length prefix.
+        let wait = async {
+            let filled = match idle {
+                Some(d) => match tokio::time::timeout(d, rd.fill_buf()).await {
+                    Ok(r) => r.map(|b| !b.is_empty()),
+                    Err(_) if closing => return Err(CloseReason::Shutdown),
+                    Err(_) => return Err(CloseReason::Idle),
+                },
+                None => rd.fill_buf().await.map(|b| !b.is_empty()),
+            };
+            match filled {
+                Ok(true) => Ok(()),
+                _ => Err(CloseReason::Peer),
             }
         };
-        let len = tokio::select! {
-            r = read_len => match r { Ok(l) => l, Err(reason) => return reason },
-            _ = close.changed() => return CloseReason::Shutdown,
+        tokio::select! {
+            r = wait => if let Err(reason) = r { return reason },
+            _ = close.changed(), if !closing => {
+                closing = true;
+                continue;
+            }
+        };
+        let Ok(len) = rd.read_i32().await else {
+            return CloseReason::Peer;
         };
         if len <= 0 {
             let first = (len as u32 >> 24) as u8;
