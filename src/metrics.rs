@@ -381,35 +381,6 @@ impl Metrics {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_counters_and_cumulative_histograms() {
-        let m = Metrics::default();
-        m.requests
-            .add(("sendSync".into(), "orders".into(), "0".into()), 2);
-        m.request_duration
-            .get(("sendSync".into(), "orders".into()))
-            .observe(0.003);
-        m.request_duration
-            .get(("sendSync".into(), "orders".into()))
-            .observe(20.0);
-        let mut out = String::new();
-        m.render(&mut out);
-        assert!(out
-            .contains("pproxy_requests_total{method=\"sendSync\",topic=\"orders\",code=\"0\"} 2"));
-        assert!(out.contains("pproxy_request_duration_seconds_bucket{method=\"sendSync\",topic=\"orders\",le=\"0.002\"} 0"));
-        assert!(out.contains("pproxy_request_duration_seconds_bucket{method=\"sendSync\",topic=\"orders\",le=\"0.005\"} 1"));
-        assert!(out.contains("pproxy_request_duration_seconds_bucket{method=\"sendSync\",topic=\"orders\",le=\"+Inf\"} 2"));
-        assert!(out.contains(
-            "pproxy_request_duration_seconds_count{method=\"sendSync\",topic=\"orders\"} 2"
-        ));
-        assert!(out.contains("# TYPE pproxy_rpc_batch_size histogram"));
-    }
-}
-
 /// Renders the whole `/metrics` page: the proxy's own families plus gauges read now.
 pub fn render_page(app: &crate::app::App) -> String {
     let mut out = String::with_capacity(16 * 1024);
@@ -570,4 +541,33 @@ fn raw_histogram(
         out,
         "{name}_bucket{{le=\"+Inf\"}} {cum}\n{name}_sum {sum}\n{name}_count {cum}"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_histograms() {
+        let m = Metrics::default();
+        m.requests
+            .add(("sendSync".into(), "orders".into(), "0".into()), 2);
+        m.request_duration
+            .get(("sendSync".into(), "orders".into()))
+            .observe(0.003);
+        m.request_duration
+            .get(("sendSync".into(), "orders".into()))
+            .observe(20.0);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out
+            .contains("pproxy_requests_total{method=\"sendSync\",topic=\"orders\",code=\"0\"} 2"));
+        assert!(out.contains("pproxy_request_duration_seconds_bucket{method=\"sendSync\",topic=\"orders\",le=\"0.002\"} 0"));
+        assert!(out.contains("pproxy_request_duration_seconds_bucket{method=\"sendSync\",topic=\"orders\",le=\"0.005\"} 1"));
+        assert!(out.contains("pproxy_request_duration_seconds_bucket{method=\"sendSync\",topic=\"orders\",le=\"+Inf\"} 2"));
+        assert!(out.contains(
+            "pproxy_request_duration_seconds_count{method=\"sendSync\",topic=\"orders\"} 2"
+        ));
+        assert!(out.contains("# TYPE pproxy_rpc_batch_size histogram"));
+    }
 }

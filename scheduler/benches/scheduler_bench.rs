@@ -103,6 +103,7 @@ fn record(ns: u32, n: u64, due_ms: i64) -> (String, Record) {
         first_failure_ms: 0,
         created_ms: chrono_now_ms(),
         owner: String::new(),
+        caught_up: 0,
     };
     (canonical, rec)
 }
@@ -920,6 +921,7 @@ fn mode_restart(pending: u64, dir: Option<&str>, limit: u64) -> Report {
             .await
             .expect("open");
         let open_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let pending_at_open = s.stats().pending.load(Ordering::Relaxed).max(0) as u64;
         while sink.first.get().is_none() && t0.elapsed() < Duration::from_secs(120) {
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
@@ -934,7 +936,7 @@ fn mode_restart(pending: u64, dir: Option<&str>, limit: u64) -> Report {
         r.int(
             "pending",
             "pending records at open (stats)",
-            s.stats().pending.load(Ordering::Relaxed).max(0) as u64,
+            pending_at_open,
             "",
         );
         r.num(
