@@ -38,6 +38,8 @@ pub struct App {
     pub scheduler: OnceLock<scheduler::Scheduler>,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Sampling of failure log lines.
+    pub failures: crate::logging::FailureSampler,
 }
 
 impl App {
@@ -61,6 +63,7 @@ impl App {
             started: Instant::now(),
             scheduler: OnceLock::new(),
             metrics: crate::metrics::Metrics::default(),
+            failures: crate::logging::FailureSampler::default(),
         })
     }
 

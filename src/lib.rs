@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod delay;
 pub mod forward;
+pub mod logging;
 pub mod metrics;
 pub mod proto;
 pub mod runtime;

@@ -358,7 +358,13 @@ fn main() -> ExitCode {
             if let Some(d) = log_dir {
                 settings.logging.dir = d;
             }
-            init_logging(&settings);
+            if let Err(e) = pproxy::logging::init(&settings.logging) {
+                eprintln!(
+                    "logging to {}: {e}; logging to stderr",
+                    settings.logging.dir.display()
+                );
+                init_logging(&settings);
+            }
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -52,6 +52,19 @@ async fn handle(app: Arc<App>, mut stream: TcpStream) -> std::io::Result<()> {
     let (status, body) = match (method, path) {
         ("GET", "/delay/dead") => delay_dead(&app, query).await,
         ("GET", p) if p.starts_with("/delay/") => delay_status(&app, &p["/delay/".len()..]).await,
+        ("POST", "/loglevel") if !loopback => (
+            403,
+            json!({"error": "mutations only from loopback"}).to_string(),
+        ),
+        ("POST", "/loglevel") => match query_param(query, "filter").map(crate::logging::set_filter)
+        {
+            Some(Ok(())) => (
+                200,
+                json!({"filter": query_param(query, "filter")}).to_string(),
+            ),
+            Some(Err(e)) => (400, json!({"error": e}).to_string()),
+            None => (400, json!({"error": "give ?filter=<filter>"}).to_string()),
+        },
         ("POST", p) if p.starts_with("/delay/dead/") => {
             if !loopback {
                 (

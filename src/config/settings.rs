@@ -164,6 +164,12 @@ pub struct LoggingSettings {
     pub level: String,
     /// `text` or `json`.
     pub format: String,
+    /// One line per request in `access.log`.
+    pub access_log: bool,
+    /// Rotated files older than this are deleted.
+    pub retain_hours: u64,
+    /// Failure lines per result code per second; more are counted, not written.
+    pub failure_logs_per_sec: u32,
 }
 
 impl Default for LoggingSettings {
@@ -172,6 +178,9 @@ impl Default for LoggingSettings {
             dir: PathBuf::from("logs"),
             level: "info".into(),
             format: "text".into(),
+            access_log: false,
+            retain_hours: 168,
+            failure_logs_per_sec: 100,
         }
     }
 }

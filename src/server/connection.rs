@@ -122,7 +122,7 @@ pub async fn serve(
             return CloseReason::Peer;
         }
         let start = Instant::now();
-        let result = handle_frame(&app, buf.freeze(), start).await;
+        let result = handle_frame(&app, buf.freeze(), start, peer).await;
         drop(permit);
         match result {
             FrameResult::Reply(b) => {

@@ -82,7 +82,12 @@ pub fn reply_code(h: &MessageHeader, code: Code) -> FrameResult {
 }
 
 /// Handles one complete frame payload that was fully read at `start`.
-pub async fn handle_frame(app: &Arc<App>, payload: Bytes, start: Instant) -> FrameResult {
+pub async fn handle_frame(
+    app: &Arc<App>,
+    payload: Bytes,
+    start: Instant,
+    peer: Option<std::net::SocketAddr>,
+) -> FrameResult {
     let Ok((h, pos)) = read_header(&payload) else {
         app.metrics.protocol_errors.add(("bad_header".into(),), 1);
         return FrameResult::Close;
@@ -117,6 +122,7 @@ pub async fn handle_frame(app: &Arc<App>, payload: Bytes, start: Instant) -> Fra
         (Code::Failed.into(), echo_id)
     });
     observe_request(app, method, topic.as_deref(), outcome.code, start);
+    log_request(app, &h, method, topic.as_deref(), &outcome, start, peer);
     if h.mtype == message_type::ONEWAY {
         return FrameResult::NoReply;
     }
@@ -169,6 +175,34 @@ fn observe_request(app: &App, method: Method, topic: Option<&str>, code: Code, s
     m.request_duration
         .get((method.name().into(), label))
         .observe(start.elapsed().as_secs_f64());
+}
+
+/// The access log line (when enabled) and the sampled failure line of one request.
+fn log_request(
+    app: &App,
+    h: &MessageHeader,
+    method: Method,
+    topic: Option<&str>,
+    outcome: &Outcome,
+    start: Instant,
+    peer: Option<std::net::SocketAddr>,
+) {
+    let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let code = outcome.code.as_i32();
+    // Topics are client input: bound what reaches the logs.
+    let topic: String = topic.unwrap_or("").chars().take(128).collect();
+    let settings = &app.settings.logging;
+    if settings.access_log {
+        tracing::info!(
+            target: crate::logging::ACCESS_TARGET,
+            peer = ?peer, method = method.name(), seqid = h.seqid, topic = %topic, code, elapsed_ms,
+        );
+    }
+    if code != 0 {
+        if let Some(suppressed) = app.failures.admit(code, settings.failure_logs_per_sec) {
+            tracing::info!(method = method.name(), topic = %topic, code, elapsed_ms, suppressed, "request failed");
+        }
+    }
 }
 
 /// The id a delay reply carries whatever the outcome: the cancel id as received, else "".

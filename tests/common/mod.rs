@@ -126,7 +126,11 @@ impl Proxy {
 
     /// The process log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("pproxy.log")).unwrap_or_default()
+        let console =
+            std::fs::read_to_string(self.dir.path().join("pproxy.log")).unwrap_or_default();
+        let main =
+            std::fs::read_to_string(self.dir.path().join("logs/pproxy.log")).unwrap_or_default();
+        format!("--- console ---\n{console}\n--- logs/pproxy.log ---\n{main}")
     }
 
     /// A blocking GET on the admin port: (status, body).
