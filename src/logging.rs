@@ -212,15 +212,17 @@ mod tests {
     #[test]
     fn rotating_file_appends_and_prunes() {
         let dir = tempfile::tempdir().unwrap();
-        let f = RotatingFile::open(dir.path(), "x.log", 1).unwrap();
+        let f = RotatingFile::open(dir.path(), "x.log", 2).unwrap();
+        let prev = (chrono::Utc::now() - chrono::Duration::hours(1)).format("%Y%m%d%H").to_string();
         std::fs::write(dir.path().join("x.log.2000010100"), "old").unwrap();
         (&f).write_all(b"line\n").unwrap();
         {
             let mut st = f.state.lock().unwrap();
-            st.1 = "2000010101".into(); // force a rotation on the next write
+            st.1 = prev.clone(); // as if the file was opened an hour ago
         }
         (&f).write_all(b"next\n").unwrap();
-        assert!(dir.path().join("x.log.2000010101").exists());
+        let rotated = std::fs::read_to_string(dir.path().join(format!("x.log.{prev}"))).unwrap();
+        assert_eq!(rotated, "line\n", "the previous hour's lines moved to the rotated file");
         assert!(!dir.path().join("x.log.2000010100").exists(), "pruned");
         assert_eq!(
             std::fs::read_to_string(dir.path().join("x.log")).unwrap(),
