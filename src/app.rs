@@ -14,8 +14,8 @@ use crate::writer::embedded::EmbeddedHandle;
 
 /// Shared state of one running proxy.
 pub struct App {
-    /// carrera.yaml in force.
-    pub settings: Arc<Settings>,
+    /// carrera.yaml in force (swapped on SIGHUP).
+    pub settings: ArcSwap<Settings>,
     /// `"<host>:<port>"`.
     pub node: String,
     /// Current configuration generation.
@@ -51,7 +51,7 @@ impl App {
         embedded: Option<EmbeddedHandle>,
     ) -> Arc<App> {
         Arc::new(App {
-            settings: Arc::new(settings),
+            settings: ArcSwap::from_pointee(settings),
             node,
             config: ArcSwap::from_pointee(snapshot),
             embedded,

@@ -213,7 +213,9 @@ mod tests {
     fn rotating_file_appends_and_prunes() {
         let dir = tempfile::tempdir().unwrap();
         let f = RotatingFile::open(dir.path(), "x.log", 2).unwrap();
-        let prev = (chrono::Utc::now() - chrono::Duration::hours(1)).format("%Y%m%d%H").to_string();
+        let prev = (chrono::Utc::now() - chrono::Duration::hours(1))
+            .format("%Y%m%d%H")
+            .to_string();
         std::fs::write(dir.path().join("x.log.2000010100"), "old").unwrap();
         (&f).write_all(b"line\n").unwrap();
         {
@@ -222,7 +224,10 @@ mod tests {
         }
         (&f).write_all(b"next\n").unwrap();
         let rotated = std::fs::read_to_string(dir.path().join(format!("x.log.{prev}"))).unwrap();
-        assert_eq!(rotated, "line\n", "the previous hour's lines moved to the rotated file");
+        assert_eq!(
+            rotated, "line\n",
+            "the previous hour's lines moved to the rotated file"
+        );
         assert!(!dir.path().join("x.log.2000010100").exists(), "pruned");
         assert_eq!(
             std::fs::read_to_string(dir.path().join("x.log")).unwrap(),

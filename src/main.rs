@@ -348,6 +348,10 @@ fn main() -> ExitCode {
             pid_file,
             log_dir,
         } => {
+            let config_path = config.clone().or_else(|| {
+                let p = PathBuf::from("conf/carrera.yaml");
+                p.exists().then_some(p)
+            });
             let mut settings = match load_settings(config) {
                 Ok(s) => s,
                 Err(e) => {
@@ -375,7 +379,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            match rt.block_on(pproxy::runtime::run(settings, pid_file)) {
+            match rt.block_on(pproxy::runtime::run(settings, config_path, pid_file)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "fatal");

@@ -52,7 +52,11 @@ fn addr(host: &str, port: u16) -> Result<SocketAddr, RunError> {
 }
 
 /// Runs the proxy until SIGTERM/SIGINT, then drains and returns.
-pub async fn run(settings: Settings, pid_file: Option<PathBuf>) -> Result<(), RunError> {
+pub async fn run(
+    settings: Settings,
+    config_path: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
+) -> Result<(), RunError> {
     let node = settings.node_name();
     let embedded = if settings.embedded_kafka || settings.mode() == Mode::Embedded {
         let e = EmbeddedHandle::start(
@@ -119,6 +123,7 @@ pub async fn run(settings: Settings, pid_file: Option<PathBuf>) -> Result<(), Ru
         close_rx,
     ));
     app.listening.store(true, Ordering::Release);
+    tokio::spawn(crate::config::reload::watch(app.clone(), config_path));
     tracing::info!(%thrift_addr, admin_port, "serving");
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| RunError::Fatal(e.to_string()))?;

@@ -129,7 +129,7 @@ fn status_json(app: &App) -> serde_json::Value {
         "version": env!("CARGO_PKG_VERSION"),
         "uptimeSec": app.started.elapsed().as_secs(),
         "node": app.node,
-        "mode": match app.settings.mode() {
+        "mode": match app.settings.load().mode() {
             crate::config::settings::Mode::Embedded => "embedded",
             crate::config::settings::Mode::Local(_) => "local",
             crate::config::settings::Mode::ZooKeeper => "zookeeper",

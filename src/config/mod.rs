@@ -2,6 +2,7 @@
 
 pub mod lenient;
 pub mod model;
+pub mod reload;
 pub mod settings;
 pub mod snapshot;
 

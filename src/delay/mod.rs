@@ -39,7 +39,7 @@ pub fn validate(app: &App, m: &DelayMessage, now_ms: i64) -> Result<(), Code> {
         return Err(Code::TopicNotDelay);
     }
     match m.action {
-        1 => validate_add(m, now_ms, app.settings.scheduler.max_delay_seconds),
+        1 => validate_add(m, now_ms, app.settings.load().scheduler.max_delay_seconds),
         2 => {
             let raw = m.uniq_delay_msg_id.as_deref().unwrap_or("");
             if is_blank(raw) {

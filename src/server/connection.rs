@@ -58,7 +58,7 @@ pub async fn serve(
         let idle = if closing {
             Some(CLOSE_LINGER)
         } else {
-            let secs = app.settings.server.idle_timeout_sec;
+            let secs = app.settings.load().server.idle_timeout_sec;
             (secs > 0).then(|| Duration::from_secs(secs))
         };
         // Wait for the next frame with `fill_buf`, which is cancel-safe (bytes stay buffered),

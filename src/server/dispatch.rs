@@ -138,7 +138,8 @@ pub async fn handle_frame(
 
 /// The request deadline for a client `timeout` (wire.md §1).
 pub fn sync_deadline(app: &App, start: Instant, timeout: i64) -> Instant {
-    let f = &app.settings.forwarding;
+    let settings = app.settings.load();
+    let f = &settings.forwarding;
     let ms = if timeout > 0 {
         (timeout as u64).min(f.max_timeout_ms)
     } else {
@@ -191,7 +192,8 @@ fn log_request(
     let code = outcome.code.as_i32();
     // Topics are client input: bound what reaches the logs.
     let topic: String = topic.unwrap_or("").chars().take(128).collect();
-    let settings = &app.settings.logging;
+    let settings = app.settings.load();
+    let settings = &settings.logging;
     if settings.access_log {
         tracing::info!(
             target: crate::logging::ACCESS_TARGET,
@@ -221,10 +223,11 @@ async fn run(app: &Arc<App>, call: Call, start: Instant) -> (Outcome, String) {
         return (Code::ShuttingDown.into(), echo);
     }
     let _guard = app.begin_request();
-    if app.inflight.load(Ordering::Relaxed) > app.settings.server.max_inflight_requests {
+    if app.inflight.load(Ordering::Relaxed) > app.settings.load().server.max_inflight_requests {
         return (Code::RateLimited.into(), echo);
     }
-    let async_deadline = start + Duration::from_millis(app.settings.forwarding.async_timeout_ms);
+    let async_deadline =
+        start + Duration::from_millis(app.settings.load().forwarding.async_timeout_ms);
     match call {
         Call::SendSync(m, timeout) => {
             if m.as_ref().and_then(|m| m.topic.as_deref()) == Some(HEARTBEAT_TOPIC) {

@@ -31,6 +31,7 @@ pub async fn run(
 ) {
     let budget = app
         .settings
+        .load()
         .server
         .max_inflight_bytes
         .clamp(1, Semaphore::MAX_PERMITS);
@@ -52,7 +53,7 @@ pub async fn run(
                 continue;
             }
         };
-        if app.connections.load(Ordering::Relaxed) >= app.settings.server.max_connections {
+        if app.connections.load(Ordering::Relaxed) >= app.settings.load().server.max_connections {
             app.metrics.conn_rejected.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, "connection refused: maxConnections");
             drop(stream);

@@ -85,13 +85,20 @@ impl Proxy {
             .arg("-c")
             .arg(&self.conf)
             .current_dir(self.dir.path())
-            .env("RUST_LOG", "info,pproxy=debug")
+            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn pproxy");
         self.child = Some(child);
         self.wait_ready(Duration::from_secs(30));
+    }
+
+    /// Sends SIGHUP (reload).
+    pub fn hup(&self) {
+        if let Some(c) = &self.child {
+            unsafe_kill(c.id(), 1);
+        }
     }
 
     /// SIGKILLs the process (no drain, no flush).
