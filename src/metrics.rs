@@ -388,7 +388,7 @@ pub fn render_page(app: &crate::app::App) -> String {
         out,
         "# HELP pproxy_build_info Build information.\n# TYPE pproxy_build_info gauge\npproxy_build_info{{version=\"{}\",commit=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION"),
-        option_env!("PPROXY_COMMIT").unwrap_or("unknown")
+        env!("PPROXY_GIT_COMMIT")
     );
     app.metrics.render(&mut out);
     let gauge =

@@ -12,18 +12,16 @@ fn cli(p: &Proxy, args: &[&str]) -> (i32, String) {
         .args(args)
         .arg("--addr")
         .arg(&p.addr)
-        .args(if args[0] == "delay" {
-            vec![
-                "--admin".to_string(),
-                format!("http://127.0.0.1:{}", p.admin_port),
-            ]
-        } else {
-            vec![]
-        })
+        .arg("--admin")
+        .arg(format!("http://127.0.0.1:{}", p.admin_port))
         .output()
         .expect("run cli");
+    let code = out.status.code().unwrap_or(-1);
+    if code == 3 {
+        eprintln!("stderr: {}", String::from_utf8_lossy(&out.stderr));
+    }
     (
-        out.status.code().unwrap_or(-1),
+        code,
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
     )
 }
@@ -111,4 +109,90 @@ fn send_and_delay_commands() {
         2,
         "usage error without a time"
     );
+}
+
+#[test]
+fn batch_bodies_repeat_status_check_config_and_version() {
+    let p = Proxy::start("embeddedDelayTopics: [reminders]\n");
+    let batch = p.dir.path().join("batch.jsonl");
+    std::fs::write(
+        &batch,
+        "{\"topic\":\"b\",\"key\":\"k1\",\"body\":\"one\",\"partitionId\":0}\n\
+         {\"topic\":\"b\",\"bodyHex\":\"00ff\",\"hashId\":-3,\"partitionId\":-1,\"properties\":{\"a\":\"b\"}}\n",
+    )
+    .expect("write");
+    assert_eq!(
+        cli(&p, &["send", "--batch", batch.to_str().expect("path")]),
+        (0, "0 OK".into())
+    );
+    assert_eq!(
+        cli(&p, &["send", "--topic", "b", "--body-hex", "0001ff"]),
+        (0, "0 OK".into())
+    );
+    assert_eq!(cli(&p, &["send", "--topic", "b", "--body-hex", "0g"]).0, 2);
+    let (code, out) = cli(
+        &p,
+        &[
+            "send",
+            "--topic",
+            "b",
+            "--body",
+            "x",
+            "--count",
+            "50",
+            "--concurrency",
+            "4",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("code 0: 50") && out.contains("p99"), "{out}");
+    let (code, out) = cli(&p, &["send", "--topic", "b", "--body", "x", "--json"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"code\":0"), "{out}");
+    let (code, out) = cli(&p, &["status"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("embedded mode")
+            && out.contains("ready: yes")
+            && out.contains("delay: 0 pending"),
+        "{out}"
+    );
+    assert_eq!(cli(&p, &["delay", "dead", "list"]), (0, "[]".into()));
+    drop(p);
+
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("local.json"),
+        local_config("127.0.0.1:9092", &[("orders", "")], ""),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("c.yaml"),
+        "host: 127.0.0.1\nlocalConfig: local.json\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_pproxy"))
+        .args(["check-config", "-c", "c.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("cluster K_test: kafka 127.0.0.1:9092")
+            && text.contains("topic orders -> K_test"),
+        "{text}"
+    );
+    std::fs::write(dir.path().join("local.json"), "{}").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_pproxy"))
+        .args(["check-config", "-c", "c.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "invalid proxy config");
+    let out = Command::new(env!("CARGO_BIN_EXE_pproxy"))
+        .arg("version")
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("pproxy 0.1.0 ("));
 }
