@@ -16,5 +16,7 @@ export PPROXY_TEST_KAFKA PPROXY_TEST_ROCKETMQ_NAMESRV PPROXY_TEST_ZK
 
 echo "test: cargo test" >&2
 cargo test --locked --workspace --lib --bins --tests --examples
+echo "test: package and control.sh" >&2
+scripts/test-package.sh --debug
 echo "test: python wire tests" >&2
 PPROXY_BIN="$PWD/target/debug/pproxy" scripts/pytest.sh -q
