@@ -19,12 +19,13 @@ pub const ACCESS_TARGET: &str = "access";
 /// Target of configuration events (also written to `config.log`).
 pub const CONFIG_TARGET: &str = "pproxy::config";
 
-/// An append-only file that rotates when the UTC hour changes.
+/// An append-only file that rotates when the UTC hour changes or it reaches its size bound.
 pub struct RotatingFile {
     dir: PathBuf,
     name: String,
     retain_hours: u64,
-    state: Mutex<(File, String)>,
+    max_bytes: u64,
+    state: Mutex<(File, String, u64)>,
 }
 
 fn hour_stamp() -> String {
@@ -32,28 +33,42 @@ fn hour_stamp() -> String {
 }
 
 impl RotatingFile {
-    /// Opens (appending) `dir/name`.
-    pub fn open(dir: &Path, name: &str, retain_hours: u64) -> std::io::Result<RotatingFile> {
+    /// Opens (appending) `dir/name`; it rotates at each UTC hour and at `max_bytes`.
+    pub fn open(
+        dir: &Path,
+        name: &str,
+        retain_hours: u64,
+        max_bytes: u64,
+    ) -> std::io::Result<RotatingFile> {
         std::fs::create_dir_all(dir)?;
         let f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join(name))?;
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(RotatingFile {
             dir: dir.to_path_buf(),
             name: name.into(),
             retain_hours,
-            state: Mutex::new((f, hour_stamp())),
+            max_bytes: max_bytes.max(1),
+            state: Mutex::new((f, hour_stamp(), size)),
         })
     }
 
-    fn rotate(&self, state: &mut (File, String), now: String) -> std::io::Result<()> {
+    fn rotate(&self, state: &mut (File, String, u64), now: String) -> std::io::Result<()> {
         let _ = state.0.flush();
         let current = self.dir.join(&self.name);
-        let rotated = self.dir.join(format!("{}.{}", self.name, state.1));
+        // `<name>.<hour>`, then `<name>.<hour>.1`, `.2`, ... when size rotates within an hour.
+        let mut rotated = self.dir.join(format!("{}.{}", self.name, state.1));
+        let mut n = 1;
+        while rotated.exists() {
+            rotated = self.dir.join(format!("{}.{}.{n}", self.name, state.1));
+            n += 1;
+        }
         std::fs::rename(&current, rotated)?;
         state.0 = OpenOptions::new().create(true).append(true).open(current)?;
         state.1 = now;
+        state.2 = 0;
         self.prune();
         Ok(())
     }
@@ -68,7 +83,9 @@ impl RotatingFile {
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(stamp) = name.strip_prefix(&prefix) {
+            if let Some(rest) = name.strip_prefix(&prefix) {
+                // `<stamp>` or `<stamp>.<n>`
+                let stamp = rest.split('.').next().unwrap_or("");
                 if stamp.len() == 10
                     && stamp.bytes().all(|b| b.is_ascii_digit())
                     && stamp < cutoff.as_str()
@@ -84,11 +101,13 @@ impl Write for &RotatingFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = hour_stamp();
-        if now != st.1 {
+        if now != st.1 || st.2 + buf.len() as u64 > self.max_bytes {
             // A failed rotation keeps writing to the current file.
             let _ = self.rotate(&mut st, now);
         }
-        st.0.write(buf)
+        let n = st.0.write(buf)?;
+        st.2 += n as u64;
+        Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -129,7 +148,8 @@ where
 /// overrides `s.level` for the main log.
 pub fn init(s: &LoggingSettings) -> std::io::Result<()> {
     let json = s.format == "json";
-    let open = |name: &str| RotatingFile::open(&s.dir, name, s.retain_hours).map(Arc::new);
+    let max = s.max_file_mb.max(1) << 20;
+    let open = |name: &str| RotatingFile::open(&s.dir, name, s.retain_hours, max).map(Arc::new);
     let (main, errors, config, access) = (
         open("pproxy.log")?,
         open("error.log")?,
@@ -212,7 +232,7 @@ mod tests {
     #[test]
     fn rotating_file_appends_and_prunes() {
         let dir = tempfile::tempdir().unwrap();
-        let f = RotatingFile::open(dir.path(), "x.log", 2).unwrap();
+        let f = RotatingFile::open(dir.path(), "x.log", 2, 1 << 20).unwrap();
         let prev = (chrono::Utc::now() - chrono::Duration::hours(1))
             .format("%Y%m%d%H")
             .to_string();
@@ -233,5 +253,19 @@ mod tests {
             std::fs::read_to_string(dir.path().join("x.log")).unwrap(),
             "next\n"
         );
+    }
+
+    #[test]
+    fn rotates_by_size_within_the_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = RotatingFile::open(dir.path(), "s.log", 2, 10).unwrap();
+        for _ in 0..3 {
+            (&f).write_all(b"12345678\n").unwrap();
+        }
+        let stamp = hour_stamp();
+        assert!(dir.path().join(format!("s.log.{stamp}")).exists());
+        assert!(dir.path().join(format!("s.log.{stamp}.1")).exists());
+        let current = std::fs::read_to_string(dir.path().join("s.log")).unwrap();
+        assert_eq!(current, "12345678\n");
     }
 }

@@ -170,6 +170,8 @@ pub struct LoggingSettings {
     pub retain_hours: u64,
     /// Failure lines per result code per second; more are counted, not written.
     pub failure_logs_per_sec: u32,
+    /// A log file is also rotated when it reaches this size, MiB.
+    pub max_file_mb: u64,
 }
 
 impl Default for LoggingSettings {
@@ -181,6 +183,7 @@ impl Default for LoggingSettings {
             access_log: false,
             retain_hours: 168,
             failure_logs_per_sec: 100,
+            max_file_mb: 100,
         }
     }
 }
