@@ -40,6 +40,8 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// Sampling of failure log lines.
     pub failures: crate::logging::FailureSampler,
+    /// Delayed limiter retries pending (bounded by `limiterFailureRetryQueueSize`).
+    pub limiter_retries: AtomicUsize,
 }
 
 impl App {
@@ -64,6 +66,7 @@ impl App {
             scheduler: OnceLock::new(),
             metrics: crate::metrics::Metrics::default(),
             failures: crate::logging::FailureSampler::default(),
+            limiter_retries: AtomicUsize::new(0),
         })
     }
 

@@ -8,6 +8,7 @@ use super::model::{ProxyConfig, TopicConfig};
 use super::settings::{Mode, Settings};
 use super::ConfigError;
 use crate::forward::admit::{AutoAdmit, TopicTable};
+use crate::forward::limit::Limiter;
 use crate::writer::embedded::EmbeddedHandle;
 use crate::writer::kafka::KafkaCluster;
 use crate::writer::{ClusterWriter, Writers};
@@ -27,6 +28,8 @@ pub struct Snapshot {
     pub topics: TopicTable,
     /// Writers by cluster.
     pub writers: Writers,
+    /// Rate limiter buckets, when `useRequestLimiter` is on.
+    pub limiter: Option<Limiter>,
 }
 
 impl Snapshot {
@@ -142,7 +145,15 @@ pub fn load_initial(
             let mut proxy = ProxyConfig::parse(&text, false)?;
             let writers = build_writers(&mut proxy, settings, embedded)?;
             let topics = TopicTable::build(&proxy, &yaml_static, &[], node);
+            let limiter = proxy.carrera.use_request_limiter.then(|| {
+                Limiter::new(
+                    proxy.carrera.max_tps,
+                    proxy.carrera.tps_warning_ratio,
+                    &topics.all(),
+                )
+            });
             Ok(Snapshot {
+                limiter,
                 generation: 1,
                 source: "local",
                 proxy,
@@ -161,6 +172,7 @@ pub fn load_initial(
                 &proxy.carrera.inner_topic_prefix,
             ));
             Ok(Snapshot {
+                limiter: None,
                 generation: 1,
                 source: "embedded",
                 proxy,

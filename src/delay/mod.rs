@@ -132,7 +132,11 @@ fn sched_failure(e: &SchedError) -> Outcome {
 }
 
 /// Handles one `sendDelaySync` after the drain check: the outcome and the id to answer.
-pub async fn handle(app: &Arc<App>, m: Option<DelayMessage>) -> (Outcome, String) {
+pub async fn handle(
+    app: &Arc<App>,
+    m: Option<DelayMessage>,
+    deadline: tokio::time::Instant,
+) -> (Outcome, String) {
     let Some(m) = m else {
         return (Code::Illegal.into(), String::new());
     };
@@ -143,6 +147,18 @@ pub async fn handle(app: &Arc<App>, m: Option<DelayMessage>) -> (Outcome, String
     };
     let now_ms = chrono::Utc::now().timestamp_millis();
     if let Err(code) = validate(app, &m, now_ms) {
+        return (code.into(), echo);
+    }
+    // Adds and cancels both take a permit of the delay topic's buckets (delay.md §3 step 18).
+    let snap = app.config.load_full();
+    let topic = m.topic.as_deref().unwrap_or("");
+    let setting = snap
+        .topics
+        .admit(topic)
+        .map_or(-1, |r| r.limiter_failure_retry_interval);
+    if let Err(code) =
+        crate::forward::limit_gate(app, &snap, &[(topic, 1)], setting, deadline).await
+    {
         return (code.into(), echo);
     }
     let Some(sched) = app.scheduler.get() else {

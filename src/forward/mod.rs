@@ -1,6 +1,7 @@
 //! Normal sends: validate -> admit -> delay gate -> route -> writer (forwarding.md §1).
 
 pub mod admit;
+pub mod limit;
 pub mod route;
 pub mod validate;
 
@@ -14,6 +15,8 @@ use crate::app::App;
 use crate::config::snapshot::Snapshot;
 use crate::proto::{Code, Message, Outcome};
 use crate::writer::{ClusterWriter, Record, SendError};
+use limit::Decision;
+use std::sync::atomic::Ordering;
 
 /// Property whose presence lets a write reach a delay topic.
 pub const FROM_CHRONOS: &str = "from_chronos";
@@ -22,6 +25,7 @@ pub const FROM_CHRONOS: &str = "from_chronos";
 struct Admitted<'a> {
     writer: &'a ClusterWriter,
     record: Record,
+    retry_setting: i64,
 }
 
 /// Runs validation, admission, the delay gate and cluster choice for one message.
@@ -44,6 +48,7 @@ fn admit_one<'a>(snap: &'a Snapshot, m: Message) -> Result<Admitted<'a>, Code> {
     let body = m.payload().cloned().unwrap_or_default();
     Ok(Admitted {
         writer,
+        retry_setting: route.limiter_failure_retry_interval,
         record: Record {
             topic: route.name.clone(),
             key: m.key,
@@ -54,6 +59,76 @@ fn admit_one<'a>(snap: &'a Snapshot, m: Message) -> Result<Admitted<'a>, Code> {
             hash_id: m.hash_id,
         },
     })
+}
+
+fn count_limit(app: &App, topic: &str, d: Decision, result: &str) {
+    let add = |scope: &str, r: &str| {
+        app.metrics
+            .rate_limit
+            .add((scope.into(), topic.into(), r.into()), 1);
+    };
+    match d {
+        Decision::Warned { topic: t, node: n } => {
+            if t {
+                add("topic", "warn");
+            }
+            if n {
+                add("node", "warn");
+            }
+        }
+        Decision::RefusedTopic | Decision::TooLarge => add("topic", result),
+        Decision::RefusedNode => add("node", result),
+        Decision::Admitted => {}
+    }
+}
+
+/// Step 8: the rate limiter, with one delayed retry of a refusal (forwarding.md §10).
+pub async fn limit_gate(
+    app: &App,
+    snap: &Snapshot,
+    wants: &[(&str, u32)],
+    retry_setting: i64,
+    deadline: Instant,
+) -> Result<(), Code> {
+    let Some(l) = &snap.limiter else {
+        return Ok(());
+    };
+    let topic = wants.first().map_or("", |w| w.0);
+    let d = l.admit_many(wants);
+    count_limit(app, topic, d, "refused");
+    if d.admitted() {
+        return Ok(());
+    }
+    if d == Decision::TooLarge {
+        return Err(Code::RateLimited);
+    }
+    let budget = deadline
+        .saturating_duration_since(Instant::now())
+        .as_millis() as i64;
+    let Some(interval) = limit::retry_interval_ms(retry_setting, budget) else {
+        return Err(Code::RateLimited);
+    };
+    let at = Instant::now() + std::time::Duration::from_millis(interval as u64);
+    // Never schedule a retry that would end after the deadline: answer 15 now instead.
+    if at >= deadline {
+        return Err(Code::RateLimited);
+    }
+    let cap = snap.proxy.carrera.limiter_failure_retry_queue_size.max(0) as usize;
+    if app.limiter_retries.fetch_add(1, Ordering::AcqRel) >= cap {
+        app.limiter_retries.fetch_sub(1, Ordering::AcqRel);
+        return Err(Code::RateLimited);
+    }
+    count_limit(app, topic, d, "retried");
+    tokio::time::sleep_until(at).await;
+    app.limiter_retries.fetch_sub(1, Ordering::AcqRel);
+    let again = l.admit_many(wants);
+    if again.admitted() {
+        count_limit(app, topic, again, "");
+        Ok(())
+    } else {
+        count_limit(app, topic, again, "retry_refused");
+        Err(Code::RateLimited)
+    }
 }
 
 /// Records one broker attempt (or pipelined chain) in the broker metrics.
@@ -117,6 +192,12 @@ pub async fn send_one(app: &Arc<App>, m: Option<Message>, deadline: Instant) -> 
         Err(code) => return code.into(),
     };
     let topic = a.record.topic.clone();
+    if let Err(code) = limit_gate(app, &snap, &[(&topic, 1)], a.retry_setting, deadline).await {
+        app.metrics
+            .messages
+            .add((topic, code.as_i32().to_string()), 1);
+        return code.into();
+    }
     let out = outcome_of(send_record(app, a.writer, &a.record, deadline).await);
     app.metrics
         .messages
@@ -137,6 +218,18 @@ pub async fn send_batch(app: &Arc<App>, ms: Vec<Message>, deadline: Instant) -> 
             Ok(a) => admitted.push(a),
             Err(code) => return code.into(),
         }
+    }
+    // One permit per message: n_t per topic, their sum at node level; one refusal refuses all.
+    let mut wants: Vec<(&str, u32)> = Vec::new();
+    for a in &admitted {
+        match wants.iter_mut().find(|(t, _)| *t == a.record.topic) {
+            Some(w) => w.1 += 1,
+            None => wants.push((&a.record.topic, 1)),
+        }
+    }
+    let retry_setting = admitted[0].retry_setting;
+    if let Err(code) = limit_gate(app, &snap, &wants, retry_setting, deadline).await {
+        return code.into();
     }
     // One chain per cluster in batch order: the producer keeps per-partition order itself.
     let mut chains: BTreeMap<usize, Vec<usize>> = BTreeMap::new();

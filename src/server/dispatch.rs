@@ -246,7 +246,7 @@ async fn run(app: &Arc<App>, call: Call, start: Instant) -> (Outcome, String) {
         ),
         Call::SendDelaySync(m, timeout) => {
             let deadline = sync_deadline(app, start, timeout);
-            match tokio::time::timeout_at(deadline, crate::delay::handle(app, m)).await {
+            match tokio::time::timeout_at(deadline, crate::delay::handle(app, m, deadline)).await {
                 Ok(r) => r,
                 Err(_) => (Code::Timeout.into(), echo),
             }
