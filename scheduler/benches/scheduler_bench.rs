@@ -144,6 +144,23 @@ fn cpu_secs() -> f64 {
     (t(11) + t(12)) / 100.0
 }
 
+/// CPU seconds of this process's threads named `name` (/proc/self/task, CLK_TCK assumed 100).
+fn thread_cpu_secs(name: &str) -> f64 {
+    let Ok(rd) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    rd.flatten()
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .map(|e| {
+            let s = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let rest = s.rsplit(')').next().unwrap_or("").to_string();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            (t(11) + t(12)) / 100.0
+        })
+        .sum()
+}
+
 fn dir_size_mb(p: &Path) -> f64 {
     fn walk(p: &Path) -> u64 {
         let Ok(rd) = std::fs::read_dir(p) else {
@@ -406,7 +423,11 @@ fn child_load(args: &[String]) {
         }
         let per = t.elapsed().as_secs_f64() / 2000.0;
         drop(s);
-        let expect_ms = (per * (pending + overdue + soon) as f64 * 1000.0 * 2.0) as i64;
+        // The calibration runs on an empty store; the real load slows down as the trees grow
+        // and its final flush can take as long again (observed: 200k in 25 s, half of it
+        // the flush), hence the floor of 200 µs per record.
+        let n = (pending + overdue + soon) as f64;
+        let expect_ms = (per * n * 1000.0 * 2.0).max(n * 0.2) as i64;
         base_ms = chrono_now_ms() + 3000 + expect_ms;
     }
     let mut n = 0u64;
@@ -420,7 +441,7 @@ fn child_load(args: &[String]) {
             })
             .expect("apply");
         *n += 1;
-        if *n % 100_000 == 0 && last_report.elapsed() >= Duration::from_secs(10) {
+        if (*n).is_multiple_of(100_000) && last_report.elapsed() >= Duration::from_secs(10) {
             last_report = Instant::now();
             let s = started.elapsed().as_secs_f64();
             eprintln!("  load: {n} records in {s:.0} s ({:.0}/s)", *n as f64 / s);
@@ -529,6 +550,7 @@ fn mode_adds(clients: usize, secs: f64) -> Report {
             cs.mutations.load(Ordering::Relaxed),
         );
         let cpu0 = cpu_secs();
+        let ccpu0 = thread_cpu_secs("delay-commit");
         let start = Instant::now();
         let end = start + Duration::from_secs_f64(secs);
         let mut tasks = vec![];
@@ -555,6 +577,7 @@ fn mode_adds(clients: usize, secs: f64) -> Report {
         }
         let wall = start.elapsed().as_secs_f64();
         let cpu = cpu_secs() - cpu0;
+        let ccpu = thread_cpu_secs("delay-commit") - ccpu0;
         sort(&mut lat);
         r.int("clients", "concurrent clients", clients as u64, "");
         r.num("secs", "wall time", Some(wall), "s", "");
@@ -590,6 +613,13 @@ fn mode_adds(clients: usize, secs: f64) -> Report {
             "%",
             "",
         );
+        r.num(
+            "committer_cpu_pct",
+            "committer thread CPU",
+            Some(ccpu / wall * 100.0),
+            "%",
+            "",
+        );
         r.num("rss_mb", "RSS after", Some(rss_mb()), "MB", "");
         r.num(
             "store_mb",
@@ -604,25 +634,9 @@ fn mode_adds(clients: usize, secs: f64) -> Report {
     r
 }
 
-fn mode_fires(pending: u64, rate: u64, secs: f64) -> Report {
-    let dir = tmpdir();
+fn mode_fires(pending: u64, rate: u64, secs: f64, dir: Option<&str>, limit: u64) -> Report {
     let mut r = Report::new("fires");
-    let load = bulk_load(dir.path(), pending, 0, 0, 0);
-    r.int("pending", "bulk-loaded future records", load.loaded, "");
-    r.num(
-        "load_secs",
-        "bulk load time (incl. 1 flush)",
-        Some(load.secs),
-        "s",
-        "",
-    );
-    r.num(
-        "load_per_s",
-        "bulk load rate",
-        Some(load.loaded as f64 / load.secs.max(1e-9)),
-        "/s",
-        "",
-    );
+    let dir = prepare_dir(dir, pending, 0, limit, &mut r);
     let rt = runtime();
     rt.block_on(async {
         let rss0 = rss_mb();
@@ -640,6 +654,7 @@ fn mode_fires(pending: u64, rate: u64, secs: f64) -> Report {
             cs.mutations.load(Ordering::Relaxed),
         );
         let cpu0 = cpu_secs();
+        let ccpu0 = thread_cpu_secs("delay-commit");
         let add_lat = Arc::new(Mutex::new(Vec::<f64>::with_capacity(
             (rate as f64 * secs) as usize,
         )));
@@ -668,17 +683,21 @@ fn mode_fires(pending: u64, rate: u64, secs: f64) -> Report {
             }
         }
         let issue_secs = start.elapsed().as_secs_f64();
+        let outstanding = handles.iter().filter(|h| !h.is_finished()).count() as u64;
         let mut added = 0u64;
         for h in handles {
             added += u64::from(h.await.unwrap_or(false));
         }
         let adds_done_secs = start.elapsed().as_secs_f64();
-        // Wait for the remaining fires (bounded: 10 s after the last due time).
-        while sink.count() < added && chrono_now_ms() < last_due + 10_000 {
+        // Wait for the remaining fires (bounded: 10 s after the last due time or the last
+        // add answer, whichever is later; late adds are already overdue when answered).
+        let wait_until = chrono_now_ms().max(last_due) + 10_000;
+        while sink.count() < added && chrono_now_ms() < wait_until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let wall = start.elapsed().as_secs_f64();
         let cpu = cpu_secs() - cpu0;
+        let ccpu = thread_cpu_secs("delay-commit") - ccpu0;
         let fires = sink.take();
         let (lat, early) = lateness(&fires);
         let first = fires.iter().map(|f| f.1).min().unwrap_or(0);
@@ -689,6 +708,12 @@ fn mode_fires(pending: u64, rate: u64, secs: f64) -> Report {
         r.num("open_ms", "Scheduler::open", Some(open_ms), "ms", "");
         r.int("target_rate", "target add/fire rate", rate, "/s");
         r.num("issue_secs", "issue phase", Some(issue_secs), "s", "");
+        r.int(
+            "outstanding_at_issue_end",
+            "adds unanswered at end of issue phase",
+            outstanding,
+            "",
+        );
         r.int("added", "adds answered ok", added, "");
         r.num(
             "adds_per_s",
@@ -714,6 +739,13 @@ fn mode_fires(pending: u64, rate: u64, secs: f64) -> Report {
             "cpu_pct",
             "process CPU (100% = 1 core)",
             Some(cpu / wall * 100.0),
+            "%",
+            "",
+        );
+        r.num(
+            "committer_cpu_pct",
+            "committer thread CPU",
+            Some(ccpu / wall * 100.0),
             "%",
             "",
         );
@@ -750,12 +782,14 @@ fn mode_maxfire(n: u64) -> Report {
             cs.mutations.load(Ordering::Relaxed),
         );
         let cpu0 = cpu_secs();
+        let ccpu0 = thread_cpu_secs("delay-commit");
         let t0 = Instant::now();
         while sink.count() < n && t0.elapsed() < Duration::from_secs(180) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let wall = t0.elapsed().as_secs_f64();
         let cpu = cpu_secs() - cpu0;
+        let ccpu = thread_cpu_secs("delay-commit") - ccpu0;
         let fires = sink.take();
         let (lat, early) = lateness(&fires);
         let first = fires.iter().map(|f| f.1).min().unwrap_or(0);
@@ -808,6 +842,13 @@ fn mode_maxfire(n: u64) -> Report {
             "%",
             "",
         );
+        r.num(
+            "committer_cpu_pct",
+            "committer thread CPU",
+            Some(ccpu / wall * 100.0),
+            "%",
+            "",
+        );
         r.num("rss_mb", "RSS after", Some(rss_mb()), "MB", "");
         s.shutdown(Duration::from_secs(10)).await;
     });
@@ -833,6 +874,7 @@ fn prepare_dir(
         }
     } else {
         let load = bulk_load(d.path(), pending, overdue, 0, limit);
+        r.int("loaded", "bulk-loaded records", load.loaded, "");
         r.num(
             "load_secs",
             "bulk load time (incl. 1 flush)",
@@ -1066,6 +1108,8 @@ fn main() {
             num(0, 1e6) as u64,
             num(1, 1e4) as u64,
             num(2, 20.0),
+            dir.as_deref(),
+            limit,
         )],
         "maxfire" => vec![mode_maxfire(num(0, 2e5) as u64)],
         "rss" => vec![mode_rss(num(0, 1e7) as u64, dir.as_deref(), limit)],
@@ -1073,7 +1117,7 @@ fn main() {
         "flush" => vec![mode_flush(num(0, 100.0) as u64)],
         "smoke" => vec![
             mode_adds(8, 1.0),
-            mode_fires(2000, 500, 1.0),
+            mode_fires(2000, 500, 1.0, None, 0),
             mode_maxfire(2000),
             mode_rss(2000, None, 0),
             mode_restart(2000, None, 0),
