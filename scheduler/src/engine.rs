@@ -161,6 +161,9 @@ struct State {
     inflight: HashMap<String, InFlight>,
     /// Every `due` key below this cursor is loaded (wheel, in flight or being completed).
     cursor: Vec<u8>,
+    /// End of the loader's scan in progress: keys committed meanwhile below it may have been
+    /// missed by the scan, so they go straight into the wheel.
+    scan_end: Option<Vec<u8>>,
 }
 
 struct Inner {
@@ -231,6 +234,7 @@ impl Scheduler {
                 wheel: Wheel::new(chrono_now_ms().max(0) as u64),
                 inflight: HashMap::new(),
                 cursor: Vec::new(),
+                scan_end: None,
             }),
             wake: Notify::new(),
             stop: AtomicBool::new(false),
@@ -399,12 +403,20 @@ impl Scheduler {
         while !lock(&self.inner.state).inflight.is_empty() && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let left = lock(&self.inner.state).inflight.len();
         let store = self.inner.store.clone();
         let _ = blocking(move || {
-            store.set_meta("clean_shutdown", &[1])?;
+            // Occurrences still in flight fire again after the restart (at least once).
+            store.set_meta("clean_shutdown", &[u8::from(left == 0)])?;
             store.flush()
         })
         .await;
+        if left > 0 {
+            tracing::warn!(
+                in_flight = left,
+                "scheduler stopped with fires in flight; they fire again after restart"
+            );
+        }
     }
 }
 
@@ -413,7 +425,8 @@ impl Inner {
     fn schedule_if_loaded(&self, due_ms: i64, id: String) {
         let key = due_key(due_ms, &id);
         let mut st = lock(&self.state);
-        if key >= st.cursor || st.inflight.contains_key(&id) {
+        let covered = key < st.cursor || st.scan_end.as_ref().is_some_and(|end| key < *end);
+        if !covered || st.inflight.contains_key(&id) {
             return;
         }
         if st.wheel.len() >= self.cfg.max_loaded {
@@ -456,26 +469,28 @@ async fn load(inner: &Arc<Inner>, now: i64) {
         .saturating_add(inner.cfg.near_window_ms)
         .min(now + MAX_SPAN as i64 - 1);
     loop {
+        let end = due_key(horizon, "");
         let (from, room) = {
-            let st = lock(&inner.state);
+            let mut st = lock(&inner.state);
             let room = inner.cfg.max_loaded.saturating_sub(st.wheel.len());
+            if room == 0 || st.cursor >= end {
+                return;
+            }
+            st.scan_end = Some(end.clone());
             (
                 st.cursor.clone(),
                 room.min(inner.cfg.fire_batch_size.max(1) * 4),
             )
         };
-        let end = due_key(horizon, "");
-        if room == 0 || from >= end {
-            return;
-        }
         let store = inner.store.clone();
-        let from2 = from.clone();
-        let batch = blocking(move || store.due_after(&from2, &end, room)).await;
+        let (from2, end2) = (from.clone(), end.clone());
+        let batch = blocking(move || store.due_after(&from2, &end2, room)).await;
+        let mut st = lock(&inner.state);
+        st.scan_end = None;
         let Ok(batch) = batch else {
             tracing::warn!("delay loader: storage read failed");
             return;
         };
-        let mut st = lock(&inner.state);
         if st.cursor != from {
             continue; // an eviction moved the cursor meanwhile: rescan
         }
@@ -599,7 +614,6 @@ async fn fire_one(inner: Arc<Inner>, due: i64, id: String, permit: OwnedSemaphor
     let handed = chrono_now_ms();
     inner.stats.observe_lateness((handed - due).max(0) as u64);
     let (code, msg) = inner.sink.fire(fire_message(&rec, k)).await;
-    drop(permit);
     let now = chrono_now_ms();
     let end = if code == 0 {
         inner.stats.fired[0].fetch_add(1, Ordering::Relaxed);
@@ -627,6 +641,9 @@ async fn fire_one(inner: Arc<Inner>, due: i64, id: String, permit: OwnedSemaphor
         catch_up: inner.cfg.catch_up,
     };
     let reply = inner.committer.submit(m).await.await;
+    // The fire slot is held until the completion is stored: completions waiting for the
+    // committer stay bounded by fireConcurrency (RAM bounded, delay.md §6.8).
+    drop(permit);
     lock(&inner.state).inflight.remove(&id);
     match reply {
         Ok(Ok(Applied::Rescheduled {
