@@ -40,6 +40,8 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// Sampling of failure log lines.
     pub failures: crate::logging::FailureSampler,
+    /// ZooKeeper session connected (ZooKeeper mode).
+    pub zk_connected: AtomicBool,
     /// Delayed limiter retries pending (bounded by `limiterFailureRetryQueueSize`).
     pub limiter_retries: AtomicUsize,
 }
@@ -67,6 +69,7 @@ impl App {
             metrics: crate::metrics::Metrics::default(),
             failures: crate::logging::FailureSampler::default(),
             limiter_retries: AtomicUsize::new(0),
+            zk_connected: AtomicBool::new(false),
         })
     }
 

@@ -72,7 +72,15 @@ pub async fn run(
     } else {
         None
     };
-    let snapshot = load_initial(&settings, &node, embedded.as_ref())?;
+    let (snapshot, zk_docs) = if settings.mode() == Mode::ZooKeeper {
+        let (snap, docs) = crate::config::zk::initial(&settings, &node).await;
+        (snap, Some(docs))
+    } else {
+        (
+            load_initial(&settings, &node, embedded.as_ref(), None)?,
+            None,
+        )
+    };
     tracing::info!(
         node = %node,
         mode = ?settings.mode(),
@@ -124,6 +132,9 @@ pub async fn run(
     ));
     app.listening.store(true, Ordering::Release);
     tokio::spawn(crate::config::reload::watch(app.clone(), config_path));
+    if let Some(docs) = zk_docs {
+        tokio::spawn(crate::config::zk::watch(app.clone(), docs));
+    }
     tracing::info!(%thrift_addr, admin_port, "serving");
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| RunError::Fatal(e.to_string()))?;

@@ -5,6 +5,7 @@ pub mod model;
 pub mod reload;
 pub mod settings;
 pub mod snapshot;
+pub mod zk;
 
 /// A configuration document that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -67,13 +67,16 @@ async fn apply(app: &Arc<App>, config_path: Option<&Path>) -> Result<u64, Config
         None => old_settings.clone(),
     };
     let (s2, node, embedded) = (settings.clone(), app.node.clone(), app.embedded.clone());
-    // Reads the local file and creates producers: keep it off the runtime threads.
-    let mut snap = tokio::task::spawn_blocking(move || load_initial(&s2, &node, embedded.as_ref()))
-        .await
-        .map_err(|e| ConfigError::Invalid(e.to_string()))??;
     let old = app.config.load_full();
-    snap.generation = old.generation + 1;
+    let prev = old.clone();
+    // Reads the local file and creates producers: keep it off the runtime threads.
+    let snap = tokio::task::spawn_blocking(move || {
+        load_initial(&s2, &node, embedded.as_ref(), Some(&prev))
+    })
+    .await
+    .map_err(|e| ConfigError::Invalid(e.to_string()))??;
     let generation = snap.generation;
+    let reused = same_writers(&old, &snap);
     if settings.logging.level != old_settings.logging.level
         && std::env::var_os("RUST_LOG").is_none()
     {
@@ -84,13 +87,24 @@ async fn apply(app: &Arc<App>, config_path: Option<&Path>) -> Result<u64, Config
     app.settings.store(settings.clone());
     app.config.store(Arc::new(snap));
     // Requests still holding the old generation finish on its producers; then they flush.
-    let flush = Duration::from_millis(settings.forwarding.producer_flush_timeout_ms);
-    tokio::spawn(async move {
-        for w in old.writers.clusters.values() {
-            w.flush(flush).await;
-        }
-    });
+    if !reused {
+        let flush = Duration::from_millis(settings.forwarding.producer_flush_timeout_ms);
+        tokio::spawn(async move {
+            for w in old.writers.clusters.values() {
+                w.flush(flush).await;
+            }
+        });
+    }
     Ok(generation)
+}
+
+/// Whether two generations share their producers.
+pub fn same_writers(a: &super::snapshot::Snapshot, b: &super::snapshot::Snapshot) -> bool {
+    a.writers.clusters.len() == b.writers.clusters.len()
+        && a.writers
+            .clusters
+            .iter()
+            .all(|(k, w)| b.writers.get(k).is_some_and(|x| x.same(w)))
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {

@@ -43,6 +43,30 @@ pub struct Settings {
     pub logging: LoggingSettings,
     /// `scheduler.*` (delay.md §7).
     pub scheduler: SchedulerSettings,
+    /// `zk.*`.
+    pub zk: ZkSettings,
+}
+
+/// `zk.*` keys.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ZkSettings {
+    /// Session timeout.
+    pub session_timeout_ms: u64,
+    /// Wait for ZooKeeper at start before using the cache.
+    pub startup_wait_ms: u64,
+    /// Periodic full re-read.
+    pub resync_interval_sec: u64,
+}
+
+impl Default for ZkSettings {
+    fn default() -> Self {
+        ZkSettings {
+            session_timeout_ms: 30_000,
+            startup_wait_ms: 15_000,
+            resync_interval_sec: 300,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -64,6 +88,7 @@ impl Default for Settings {
             forwarding: ForwardingSettings::default(),
             logging: LoggingSettings::default(),
             scheduler: SchedulerSettings::default(),
+            zk: ZkSettings::default(),
         }
     }
 }

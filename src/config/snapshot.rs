@@ -30,6 +30,11 @@ pub struct Snapshot {
     pub writers: Writers,
     /// Rate limiter buckets, when `useRequestLimiter` is on.
     pub limiter: Option<Limiter>,
+    /// ZooKeeper topic documents in force (kept when a newer version is invalid).
+    pub zk_topics: Vec<TopicConfig>,
+    /// The librdkafka overrides the writers were built with.
+    pub kafka_overrides:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 impl Snapshot {
@@ -99,18 +104,28 @@ pub fn embedded_proxy_config(bootstrap: &str) -> ProxyConfig {
     ProxyConfig::parse(&doc.to_string(), false).expect("embedded config is valid")
 }
 
-/// Builds writers for every Kafka cluster of `proxy`; with `embedded`, all point at it.
+/// Builds writers for every Kafka cluster of `proxy`; with `embedded`, all point at it. The
+/// previous generation's writers are reused when the Kafka part of the config is unchanged.
 fn build_writers(
     proxy: &mut ProxyConfig,
     settings: &Settings,
     embedded: Option<&EmbeddedHandle>,
+    previous: Option<&Snapshot>,
 ) -> Result<Writers, ConfigError> {
-    let mut writers = Writers::default();
     if let Some(e) = embedded {
         for k in proxy.carrera.kafka.values_mut() {
             k.bootstrap_servers = vec![e.bootstrap().to_string()];
         }
     }
+    if let Some(prev) = previous {
+        let same = prev.proxy.carrera.kafka == proxy.carrera.kafka
+            && prev.proxy.carrera.kafka_producers == proxy.carrera.kafka_producers
+            && prev.kafka_overrides == settings.kafka_overrides;
+        if same {
+            return Ok(prev.writers.clone());
+        }
+    }
+    let mut writers = Writers::default();
     for (name, conf) in &proxy.carrera.kafka {
         let k = KafkaCluster::new(
             name,
@@ -128,44 +143,60 @@ fn build_writers(
     Ok(writers)
 }
 
-/// Loads the first snapshot for the mode the settings select (ZooKeeper mode is not built yet).
-pub fn load_initial(
+/// A snapshot from a proxy config document plus ZooKeeper topic documents.
+pub fn from_documents(
     settings: &Settings,
     node: &str,
+    mut proxy: ProxyConfig,
+    zk_topics: &[TopicConfig],
     embedded: Option<&EmbeddedHandle>,
+    previous: Option<&Snapshot>,
+    source: &'static str,
 ) -> Result<Snapshot, ConfigError> {
     let yaml_static: Vec<TopicConfig> = match &settings.default_topic_info_conf {
         Some(v) => super::model::parse_topic_info(v)?,
         None => Vec::new(),
     };
+    let writers = build_writers(&mut proxy, settings, embedded, previous)?;
+    let topics = TopicTable::build(&proxy, &yaml_static, zk_topics, node);
+    let limiter = proxy.carrera.use_request_limiter.then(|| {
+        Limiter::new(
+            proxy.carrera.max_tps,
+            proxy.carrera.tps_warning_ratio,
+            &topics.all(),
+        )
+    });
+    Ok(Snapshot {
+        limiter,
+        generation: previous.map_or(1, |p| p.generation + 1),
+        source,
+        proxy,
+        topics,
+        writers,
+        zk_topics: zk_topics.to_vec(),
+        kafka_overrides: settings.kafka_overrides.clone(),
+    })
+}
+
+/// Loads a snapshot for local or embedded mode (ZooKeeper mode has its own loop, `zk.rs`).
+pub fn load_initial(
+    settings: &Settings,
+    node: &str,
+    embedded: Option<&EmbeddedHandle>,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, ConfigError> {
     match settings.mode() {
         Mode::Local(path) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
-            let mut proxy = ProxyConfig::parse(&text, false)?;
-            let writers = build_writers(&mut proxy, settings, embedded)?;
-            let topics = TopicTable::build(&proxy, &yaml_static, &[], node);
-            let limiter = proxy.carrera.use_request_limiter.then(|| {
-                Limiter::new(
-                    proxy.carrera.max_tps,
-                    proxy.carrera.tps_warning_ratio,
-                    &topics.all(),
-                )
-            });
-            Ok(Snapshot {
-                limiter,
-                generation: 1,
-                source: "local",
-                proxy,
-                topics,
-                writers,
-            })
+            let proxy = ProxyConfig::parse(&text, false)?;
+            from_documents(settings, node, proxy, &[], embedded, previous, "local")
         }
         Mode::Embedded => {
             let e =
                 embedded.ok_or_else(|| ConfigError::Invalid("embedded cluster missing".into()))?;
             let mut proxy = embedded_proxy_config(e.bootstrap());
-            let writers = build_writers(&mut proxy, settings, Some(e))?;
+            let writers = build_writers(&mut proxy, settings, Some(e), previous)?;
             let topics = TopicTable::auto(AutoAdmit::new(
                 EMBEDDED_CLUSTER,
                 settings.embedded_delay_topics.clone(),
@@ -173,16 +204,17 @@ pub fn load_initial(
             ));
             Ok(Snapshot {
                 limiter: None,
-                generation: 1,
+                generation: previous.map_or(1, |p| p.generation + 1),
                 source: "embedded",
                 proxy,
                 topics,
                 writers,
+                zk_topics: Vec::new(),
+                kafka_overrides: settings.kafka_overrides.clone(),
             })
         }
         Mode::ZooKeeper => Err(ConfigError::Invalid(
-            "ZooKeeper mode is not available in this build; use localConfig or embedded mode"
-                .into(),
+            "ZooKeeper mode loads through its own loop".into(),
         )),
     }
 }

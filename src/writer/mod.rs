@@ -70,6 +70,13 @@ impl ClusterWriter {
         }
     }
 
+    /// Whether both handles are the same producers.
+    pub fn same(&self, other: &ClusterWriter) -> bool {
+        match (self, other) {
+            (ClusterWriter::Kafka(a), ClusterWriter::Kafka(b)) => Arc::ptr_eq(a, b),
+        }
+    }
+
     /// Cluster name.
     pub fn name(&self) -> &str {
         match self {

@@ -46,12 +46,27 @@ impl Proxy {
 
     /// Like `start`, also writing `files` (name, content) into the working directory first.
     pub fn start_with_files(extra_yaml: &str, files: &[(&str, String)]) -> Proxy {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_on(
+            free_port(),
+            free_port(),
+            extra_yaml,
+            files,
+            tempfile::tempdir().expect("tempdir"),
+        )
+    }
+
+    /// Starts on chosen ports in a chosen working directory (ZooKeeper tests need the node name
+    /// before the process starts, and a restart from the same data directory).
+    pub fn start_on(
+        port: u16,
+        admin_port: u16,
+        extra_yaml: &str,
+        files: &[(&str, String)],
+        dir: tempfile::TempDir,
+    ) -> Proxy {
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).expect("write file");
         }
-        let port = free_port();
-        let admin_port = free_port();
         // Tests that set `server:` themselves bind loopback addresses there.
         let server = if extra_yaml.contains("server:") {
             ""
@@ -107,6 +122,13 @@ impl Proxy {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Stops the process and hands back its working directory.
+    pub fn into_dir(mut self) -> tempfile::TempDir {
+        self.stop();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        dir
     }
 
     /// Starts the process again on the same configuration, ports and data directory.
