@@ -127,8 +127,7 @@ impl Proxy {
     /// Stops the process and hands back its working directory.
     pub fn into_dir(mut self) -> tempfile::TempDir {
         self.stop();
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
-        dir
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"))
     }
 
     /// Starts the process again on the same configuration, ports and data directory.
