@@ -158,15 +158,13 @@ async fn documents_drive_admission_cache_and_outage() {
     drop(c);
     stack(&["down", "zookeeper"]);
     let p = Proxy::start_on(port, admin, &yaml, &[], dir);
-    let result = async {
-        assert_eq!(code(&p, &t1).await, 0, "served from the cache");
-        let (_, status) = p.http_get("/status").expect("status");
-        assert!(status.contains(r#""configSource":"cache""#), "{status}");
-    }
-    .await;
-    // Back up; a change made right away applies once the node reconnects.
+    let served = code(&p, &t1).await;
+    let (_, status) = p.http_get("/status").expect("status");
+    // Bring ZooKeeper back before asserting, so a failure does not leave it down for other tests.
     stack(&["up", "zookeeper"]);
-    let _ = result;
+    assert_eq!(served, 0, "served from the cache");
+    assert!(status.contains(r#""configSource":"cache""#), "{status}");
+    // A change made right away applies once the node reconnects.
     let c = client(&zk_addr).await;
     put(&c, &format!("{ROOT}/topic/{t2}"), &topic_doc(&node)).await;
     assert!(
