@@ -16,6 +16,8 @@ export PPROXY_TEST_KAFKA PPROXY_TEST_ROCKETMQ_NAMESRV PPROXY_TEST_ZK
 
 echo "test: cargo test" >&2
 cargo test --locked --workspace --lib --bins --tests --examples
+echo "test: scheduler benchmark smoke (harness only; figures live in docs/)" >&2
+cargo test --locked -q -p scheduler --bench scheduler_bench -- smoke
 echo "test: package and control.sh" >&2
 scripts/test-package.sh --debug
 echo "test: python wire tests" >&2

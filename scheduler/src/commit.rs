@@ -107,10 +107,7 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<C
                 Err(_) => break,
             }
         }
-        let results: Vec<Reply> = group
-            .iter()
-            .map(|j| store.apply(&j.m).map_err(Arc::new))
-            .collect();
+        let results = apply_all(&store, &group);
         if let Ok(Some(first_due)) = store.first_due() {
             stats
                 .fired_through_ms
@@ -146,6 +143,26 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<C
             }
         }
     }
+}
+
+/// Applies a group: every mutation but trims in one transaction; if that fails, one by one,
+/// so a single bad record fails only itself.
+fn apply_all(store: &Store, group: &[Job]) -> Vec<Reply> {
+    let is_trim = |m: &Mutation| matches!(m, Mutation::Trim { .. });
+    let batch: Vec<&Mutation> = group.iter().map(|j| &j.m).filter(|m| !is_trim(m)).collect();
+    let mut grouped = match store.apply_group(&batch) {
+        Ok(v) if v.len() == batch.len() => Some(v.into_iter()),
+        _ => None,
+    };
+    group
+        .iter()
+        .map(|j| match (&mut grouped, is_trim(&j.m)) {
+            (Some(it), false) => it
+                .next()
+                .map_or_else(|| store.apply(&j.m).map_err(Arc::new), Ok),
+            _ => store.apply(&j.m).map_err(Arc::new),
+        })
+        .collect()
 }
 
 /// Wall clock, epoch ms.

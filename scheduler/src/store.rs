@@ -378,13 +378,21 @@ impl Store {
 
     /// Applies one mutation in one multi-tree transaction.
     pub fn apply(&self, m: &Mutation) -> Result<Applied, StoreError> {
-        if let Mutation::Trim {
+        let mut out = self.apply_group(&[m])?;
+        Ok(out.pop().unwrap_or(Applied::Trimmed(0)))
+    }
+
+    /// Applies a group of mutations in one multi-tree transaction (trims run outside it).
+    /// One transaction per group costs far less than one per mutation; a group that fails is
+    /// retried mutation by mutation by the caller so one bad record cannot fail the others.
+    pub fn apply_group(&self, ms: &[&Mutation]) -> Result<Vec<Applied>, StoreError> {
+        if let [Mutation::Trim {
             before_ms,
             dead_before_ms,
             limit,
-        } = m
+        }] = ms
         {
-            return self.trim(*before_ms, *dead_before_ms, *limit);
+            return Ok(vec![self.trim(*before_ms, *dead_before_ms, *limit)?]);
         }
         let trees = (
             &self.records,
@@ -410,144 +418,153 @@ impl Store {
                 dbt.insert(time_key(entry.finished_ms, id), &[])?;
                 Ok(())
             };
-            match m {
-                Mutation::Add { id, record } => {
-                    if records.get(id.as_bytes())?.is_some() || done.get(id.as_bytes())?.is_some() {
-                        return Ok(Applied::AddExisting);
-                    }
-                    records.insert(id.as_bytes(), record.encode())?;
-                    due.insert(due_key(record.next_due_ms, id), &[])?;
-                    bump(1)?;
-                    Ok(Applied::Added {
-                        due_ms: record.next_due_ms,
-                    })
-                }
-                Mutation::Cancel { id, topic, at_ms } => {
-                    if let Some(raw) = records.get(id.as_bytes())? {
-                        let rec = Record::decode(&raw).map_err(Abort::Abort)?;
-                        if rec.topic != *topic {
-                            return Ok(Applied::Cancel(CancelResult::TopicMismatch));
+            let one = |m: &Mutation| -> Result<Applied, Abort> {
+                match m {
+                    Mutation::Add { id, record } => {
+                        if records.get(id.as_bytes())?.is_some()
+                            || done.get(id.as_bytes())?.is_some()
+                        {
+                            return Ok(Applied::AddExisting);
                         }
-                        records.remove(id.as_bytes())?;
-                        due.remove(due_key(rec.next_due_ms, id))?;
-                        bump(-1)?;
-                        finish(
-                            id,
-                            &DoneEntry {
-                                state: Final::Cancelled,
-                                finished_ms: *at_ms,
-                                last_index: rec.next_index,
-                                cancels: vec![(*at_ms, CancelResult::Cancelled)],
-                            },
-                        )?;
-                        return Ok(Applied::Cancel(CancelResult::Cancelled));
+                        records.insert(id.as_bytes(), record.encode())?;
+                        due.insert(due_key(record.next_due_ms, id), &[])?;
+                        bump(1)?;
+                        Ok(Applied::Added {
+                            due_ms: record.next_due_ms,
+                        })
                     }
-                    if let Some(raw) = done.get(id.as_bytes())? {
-                        let mut entry = DoneEntry::decode(&raw).map_err(Abort::Abort)?;
-                        let result = if entry.state == Final::CancelledUnknown {
-                            CancelResult::Unknown
-                        } else {
-                            CancelResult::AfterFinish
-                        };
-                        if entry.cancels.len() < MAX_CANCELS_KEPT {
-                            entry.cancels.push((*at_ms, result));
-                        }
-                        done.insert(id.as_bytes(), entry.encode())?;
-                        return Ok(Applied::Cancel(result));
-                    }
-                    finish(
-                        id,
-                        &DoneEntry {
-                            state: Final::CancelledUnknown,
-                            finished_ms: *at_ms,
-                            last_index: 0,
-                            cancels: vec![(*at_ms, CancelResult::Unknown)],
-                        },
-                    )?;
-                    Ok(Applied::Cancel(CancelResult::Unknown))
-                }
-                Mutation::Complete {
-                    id,
-                    k,
-                    end,
-                    now_ms,
-                    catch_up,
-                } => {
-                    let Some(raw) = records.get(id.as_bytes())? else {
-                        return Ok(Applied::Stale);
-                    };
-                    let mut rec = Record::decode(&raw).map_err(Abort::Abort)?;
-                    if rec.next_index != *k {
-                        return Ok(Applied::Stale);
-                    }
-                    let old_due = due_key(rec.next_due_ms, id);
-                    let dead = matches!(end, FireEnd::Dead { .. });
-                    if let FireEnd::Dead { code, msg } = end {
-                        dead_tree
-                            .insert(dead_key(id, *k), encode_dead(&rec, *code, msg, *now_ms))?;
-                    }
-                    if let FireEnd::Retry { at_ms } = end {
-                        rec.attempts += 1;
-                        if rec.first_failure_ms == 0 {
-                            rec.first_failure_ms = *now_ms;
-                        }
-                        rec.next_due_ms = *at_ms;
-                        due.remove(old_due)?;
-                        due.insert(due_key(rec.next_due_ms, id), &[])?;
-                        records.insert(id.as_bytes(), rec.encode())?;
-                        return Ok(Applied::Rescheduled {
-                            due_ms: *at_ms,
-                            skipped: 0,
-                            dead: false,
-                        });
-                    }
-                    // Ok or dead: move to the next occurrence, or finish.
-                    let next = rec.next_after(
-                        *k,
-                        *now_ms,
-                        catch_up.late_tolerance_ms,
-                        catch_up.skip,
-                        catch_up.max_catch_up,
-                    );
-                    due.remove(old_due)?;
-                    match next {
-                        Some((n, skipped, caught_up)) => {
-                            rec.next_index = n;
-                            rec.caught_up = caught_up;
-                            rec.next_due_ms = rec.due_ms(n);
-                            rec.attempts = 0;
-                            rec.first_failure_ms = 0;
-                            due.insert(due_key(rec.next_due_ms, id), &[])?;
-                            records.insert(id.as_bytes(), rec.encode())?;
-                            Ok(Applied::Rescheduled {
-                                due_ms: rec.next_due_ms,
-                                skipped,
-                                dead,
-                            })
-                        }
-                        None => {
+                    Mutation::Cancel { id, topic, at_ms } => {
+                        if let Some(raw) = records.get(id.as_bytes())? {
+                            let rec = Record::decode(&raw).map_err(Abort::Abort)?;
+                            if rec.topic != *topic {
+                                return Ok(Applied::Cancel(CancelResult::TopicMismatch));
+                            }
                             records.remove(id.as_bytes())?;
+                            due.remove(due_key(rec.next_due_ms, id))?;
                             bump(-1)?;
-                            let state = match (rec.kind(), dead) {
-                                (crate::record::Kind::Once, true) => Final::Dead,
-                                (crate::record::Kind::Once, false) => Final::Fired,
-                                _ => Final::Completed,
-                            };
                             finish(
                                 id,
                                 &DoneEntry {
-                                    state,
-                                    finished_ms: *now_ms,
-                                    last_index: *k,
-                                    cancels: vec![],
+                                    state: Final::Cancelled,
+                                    finished_ms: *at_ms,
+                                    last_index: rec.next_index,
+                                    cancels: vec![(*at_ms, CancelResult::Cancelled)],
                                 },
                             )?;
-                            Ok(Applied::Finished(state))
+                            return Ok(Applied::Cancel(CancelResult::Cancelled));
+                        }
+                        if let Some(raw) = done.get(id.as_bytes())? {
+                            let mut entry = DoneEntry::decode(&raw).map_err(Abort::Abort)?;
+                            let result = if entry.state == Final::CancelledUnknown {
+                                CancelResult::Unknown
+                            } else {
+                                CancelResult::AfterFinish
+                            };
+                            if entry.cancels.len() < MAX_CANCELS_KEPT {
+                                entry.cancels.push((*at_ms, result));
+                            }
+                            done.insert(id.as_bytes(), entry.encode())?;
+                            return Ok(Applied::Cancel(result));
+                        }
+                        finish(
+                            id,
+                            &DoneEntry {
+                                state: Final::CancelledUnknown,
+                                finished_ms: *at_ms,
+                                last_index: 0,
+                                cancels: vec![(*at_ms, CancelResult::Unknown)],
+                            },
+                        )?;
+                        Ok(Applied::Cancel(CancelResult::Unknown))
+                    }
+                    Mutation::Complete {
+                        id,
+                        k,
+                        end,
+                        now_ms,
+                        catch_up,
+                    } => {
+                        let Some(raw) = records.get(id.as_bytes())? else {
+                            return Ok(Applied::Stale);
+                        };
+                        let mut rec = Record::decode(&raw).map_err(Abort::Abort)?;
+                        if rec.next_index != *k {
+                            return Ok(Applied::Stale);
+                        }
+                        let old_due = due_key(rec.next_due_ms, id);
+                        let dead = matches!(end, FireEnd::Dead { .. });
+                        if let FireEnd::Dead { code, msg } = end {
+                            dead_tree
+                                .insert(dead_key(id, *k), encode_dead(&rec, *code, msg, *now_ms))?;
+                        }
+                        if let FireEnd::Retry { at_ms } = end {
+                            rec.attempts += 1;
+                            if rec.first_failure_ms == 0 {
+                                rec.first_failure_ms = *now_ms;
+                            }
+                            rec.next_due_ms = *at_ms;
+                            due.remove(old_due)?;
+                            due.insert(due_key(rec.next_due_ms, id), &[])?;
+                            records.insert(id.as_bytes(), rec.encode())?;
+                            return Ok(Applied::Rescheduled {
+                                due_ms: *at_ms,
+                                skipped: 0,
+                                dead: false,
+                            });
+                        }
+                        // Ok or dead: move to the next occurrence, or finish.
+                        let next = rec.next_after(
+                            *k,
+                            *now_ms,
+                            catch_up.late_tolerance_ms,
+                            catch_up.skip,
+                            catch_up.max_catch_up,
+                        );
+                        due.remove(old_due)?;
+                        match next {
+                            Some((n, skipped, caught_up)) => {
+                                rec.next_index = n;
+                                rec.caught_up = caught_up;
+                                rec.next_due_ms = rec.due_ms(n);
+                                rec.attempts = 0;
+                                rec.first_failure_ms = 0;
+                                due.insert(due_key(rec.next_due_ms, id), &[])?;
+                                records.insert(id.as_bytes(), rec.encode())?;
+                                Ok(Applied::Rescheduled {
+                                    due_ms: rec.next_due_ms,
+                                    skipped,
+                                    dead,
+                                })
+                            }
+                            None => {
+                                records.remove(id.as_bytes())?;
+                                bump(-1)?;
+                                let state = match (rec.kind(), dead) {
+                                    (crate::record::Kind::Once, true) => Final::Dead,
+                                    (crate::record::Kind::Once, false) => Final::Fired,
+                                    _ => Final::Completed,
+                                };
+                                finish(
+                                    id,
+                                    &DoneEntry {
+                                        state,
+                                        finished_ms: *now_ms,
+                                        last_index: *k,
+                                        cancels: vec![],
+                                    },
+                                )?;
+                                Ok(Applied::Finished(state))
+                            }
                         }
                     }
+                    Mutation::Trim { .. } => Ok(Applied::Trimmed(0)),
                 }
-                Mutation::Trim { .. } => Ok(Applied::Trimmed(0)),
+            };
+            let mut out = Vec::with_capacity(ms.len());
+            for m in ms {
+                out.push(one(m)?);
             }
+            Ok(out)
         })?;
         Ok(r)
     }
@@ -922,5 +939,36 @@ mod tests {
         assert_eq!(s.record(&id).unwrap(), Some(r));
         assert_eq!(s.count_pending().unwrap(), 1);
         assert_eq!(s.first_due().unwrap(), Some(1_700_000_000_000));
+    }
+
+    #[test]
+    fn a_group_sees_its_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 16 << 20).unwrap();
+        let r = rec(2, 1_700_000_000, 0, 0);
+        let id = r.occurrence_id(0);
+        let add = Mutation::Add {
+            id: id.clone(),
+            record: Box::new(r),
+        };
+        let cancel = Mutation::Cancel {
+            id: id.clone(),
+            topic: "t".into(),
+            at_ms: 1,
+        };
+        let out = s.apply_group(&[&add, &add, &cancel, &add]).unwrap();
+        assert_eq!(
+            out,
+            vec![
+                Applied::Added {
+                    due_ms: 1_700_000_000_000
+                },
+                Applied::AddExisting,
+                Applied::Cancel(CancelResult::Cancelled),
+                Applied::AddExisting,
+            ]
+        );
+        assert_eq!(s.count_pending().unwrap(), 0);
+        assert!(s.due_range(0, i64::MAX, 10).unwrap().is_empty());
     }
 }
