@@ -531,19 +531,26 @@ async fn drive(inner: Arc<Inner>) {
             }
             out
         };
-        for (due, id) in expired {
-            if let Some(step) = pace {
-                let now = tokio::time::Instant::now();
-                next_slot = next_slot.max(now - step);
-                if next_slot > now {
-                    tokio::time::sleep_until(next_slot).await;
+        for chunk in expired.chunks(inner.cfg.fire_batch_size.max(1)) {
+            // One blocking read for the whole batch instead of one per record.
+            let store = inner.store.clone();
+            let ids: Vec<String> = chunk.iter().map(|(_, id)| id.clone()).collect();
+            let records =
+                blocking(move || ids.iter().map(|id| store.record(id)).collect::<Vec<_>>()).await;
+            for ((due, id), rec) in chunk.iter().cloned().zip(records) {
+                if let Some(step) = pace {
+                    let now = tokio::time::Instant::now();
+                    next_slot = next_slot.max(now - step);
+                    if next_slot > now {
+                        tokio::time::sleep_until(next_slot).await;
+                    }
+                    next_slot += step;
                 }
-                next_slot += step;
+                let Ok(permit) = inner.fire_slots.clone().acquire_owned().await else {
+                    return;
+                };
+                tokio::spawn(fire_one(inner.clone(), due, id, rec, permit));
             }
-            let Ok(permit) = inner.fire_slots.clone().acquire_owned().await else {
-                return;
-            };
-            tokio::spawn(fire_one(inner.clone(), due, id, permit));
         }
         let next = lock(&inner.state).wheel.next_expiration();
         let now = chrono_now_ms();
@@ -572,10 +579,13 @@ fn fire_message(rec: &Record, k: u64) -> FireMessage {
     }
 }
 
-async fn fire_one(inner: Arc<Inner>, due: i64, id: String, permit: OwnedSemaphorePermit) {
-    let store = inner.store.clone();
-    let id2 = id.clone();
-    let rec = blocking(move || store.record(&id2)).await;
+async fn fire_one(
+    inner: Arc<Inner>,
+    due: i64,
+    id: String,
+    rec: Result<Option<Record>, StoreError>,
+    permit: OwnedSemaphorePermit,
+) {
     let rec = match rec {
         Ok(Some(r)) if r.next_due_ms == due => r,
         Ok(Some(r)) => {
