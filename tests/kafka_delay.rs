@@ -9,13 +9,6 @@ use bytes::Bytes;
 use common::*;
 use pproxy::proto::{Call, DelayMessage};
 
-fn header<'a>(c: &'a Consumed, name: &str) -> Option<&'a [u8]> {
-    c.headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_slice())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_messages_fire_on_time_once_and_cancel_holds() {
     let kafka = kafka_bootstrap();

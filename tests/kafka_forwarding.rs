@@ -15,13 +15,6 @@ fn local_proxy(bootstrap: &str, topics: &[(&str, &str)]) -> Proxy {
     Proxy::start_with_files("localConfig: local.json\n", &[("local.json", doc)])
 }
 
-fn header<'a>(c: &'a Consumed, name: &str) -> Option<&'a [u8]> {
-    c.headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_slice())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_field_lands_where_the_spec_says() {
     let kafka = kafka_bootstrap();

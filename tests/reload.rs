@@ -14,37 +14,19 @@ fn doc(topics: &[&str]) -> String {
     local_config("127.0.0.1:1", &t, "")
 }
 
-async fn code(p: &Proxy, topic: &str) -> i32 {
-    let mut c = p.client().await;
-    call(&mut c, &Call::SendSync(Some(msg(topic, b"x")), 3000))
-        .await
-        .0
-}
-
-async fn eventually(p: &Proxy, topic: &str, want: i32, bound: Duration) -> bool {
-    let until = tokio::time::Instant::now() + bound;
-    while tokio::time::Instant::now() < until {
-        if code(p, topic).await == want {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_and_file_change_apply_new_configuration() {
     let p = Proxy::start_with_files(
         "embeddedKafka: true\nlocalConfig: local.json\nlogging:\n  level: info\n",
         &[("local.json", doc(&["t_a"]))],
     );
-    assert_eq!(code(&p, "t_a").await, 0);
-    assert_eq!(code(&p, "t_b").await, 13);
+    assert_eq!(send_code(&p, "t_a").await, 0);
+    assert_eq!(send_code(&p, "t_b").await, 13);
 
     // A changed file is picked up on its own (mtime checked every 2 s).
     std::fs::write(p.dir.path().join("local.json"), doc(&["t_a", "t_b"])).expect("write");
     assert!(
-        eventually(&p, "t_b", 0, Duration::from_secs(8)).await,
+        eventually_code(&p, "t_b", 0, Duration::from_secs(8)).await,
         "t_b admitted after the file changed"
     );
 
@@ -57,10 +39,10 @@ async fn sighup_and_file_change_apply_new_configuration() {
     std::fs::write(p.dir.path().join("local.json"), doc(&["t_a"])).expect("write");
     p.hup();
     assert!(
-        eventually(&p, "t_b", 13, Duration::from_secs(5)).await,
+        eventually_code(&p, "t_b", 13, Duration::from_secs(5)).await,
         "t_b removed after SIGHUP"
     );
-    assert_eq!(code(&p, "t_a").await, 0, "t_a still served");
+    assert_eq!(send_code(&p, "t_a").await, 0, "t_a still served");
     let mut c = p.client().await;
     assert_eq!(
         call(&mut c, &Call::SendSync(Some(msg("t_a", b"")), 3000))
@@ -85,7 +67,7 @@ async fn sighup_and_file_change_apply_new_configuration() {
     std::fs::write(p.dir.path().join("local.json"), "{ not json").expect("write");
     p.hup();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(code(&p, "t_a").await, 0, "previous configuration kept");
+    assert_eq!(send_code(&p, "t_a").await, 0, "previous configuration kept");
     let (_, metrics) = p.http_get("/metrics").expect("metrics");
     assert!(
         metrics.contains(r#"pproxy_config_reloads_total{source="sighup",result="rejected"} 1"#),

@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pproxy::proto::Call;
 use zookeeper_client as zk;
 
 const ROOT: &str = "/carrera/v4/config";
@@ -73,24 +72,6 @@ fn topic_doc(node: &str) -> String {
     )
 }
 
-async fn code(p: &Proxy, topic: &str) -> i32 {
-    let mut c = p.client().await;
-    call(&mut c, &Call::SendSync(Some(msg(topic, b"x")), 3000))
-        .await
-        .0
-}
-
-async fn eventually(p: &Proxy, topic: &str, want: i32, bound: Duration) -> bool {
-    let until = tokio::time::Instant::now() + bound;
-    while tokio::time::Instant::now() < until {
-        if code(p, topic).await == want {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
-}
-
 fn stack(args: &[&str]) {
     let st = std::process::Command::new(repo_path("scripts/stack.sh"))
         .args(args)
@@ -121,8 +102,8 @@ async fn documents_drive_admission_cache_and_outage() {
     let yaml =
         format!("zookeeperAddr: {zk_addr}\nzk:\n  startupWaitMs: 2000\n  resyncIntervalSec: 2\n");
     let p = Proxy::start_on(port, admin, &yaml, &[], tempfile::tempdir().expect("tmp"));
-    assert_eq!(code(&p, &t1).await, 0, "whitelisted and bound");
-    assert_eq!(code(&p, &t2).await, 13, "not whitelisted");
+    assert_eq!(send_code(&p, &t1).await, 0, "whitelisted and bound");
+    assert_eq!(send_code(&p, &t2).await, 13, "not whitelisted");
     let (_, status) = p.http_get("/status").expect("status");
     assert!(status.contains(r#""configSource":"zk""#), "{status}");
     let (_, metrics) = p.http_get("/metrics").expect("metrics");
@@ -136,7 +117,7 @@ async fn documents_drive_admission_cache_and_outage() {
     )
     .await;
     assert!(
-        eventually(&p, &t2, 0, Duration::from_secs(10)).await,
+        eventually_code(&p, &t2, 0, Duration::from_secs(10)).await,
         "t2 admitted after the whitelist change"
     );
     // Deleting its topic document un-admits it.
@@ -144,10 +125,10 @@ async fn documents_drive_admission_cache_and_outage() {
         .await
         .expect("delete");
     assert!(
-        eventually(&p, &t2, 13, Duration::from_secs(10)).await,
+        eventually_code(&p, &t2, 13, Duration::from_secs(10)).await,
         "t2 removed after its document was deleted"
     );
-    assert_eq!(code(&p, &t1).await, 0);
+    assert_eq!(send_code(&p, &t1).await, 0);
     let dir = p.into_dir();
     assert!(
         dir.path().join("data/config-cache/pproxy.json").exists(),
@@ -158,7 +139,7 @@ async fn documents_drive_admission_cache_and_outage() {
     drop(c);
     stack(&["down", "zookeeper"]);
     let p = Proxy::start_on(port, admin, &yaml, &[], dir);
-    let served = code(&p, &t1).await;
+    let served = send_code(&p, &t1).await;
     let (_, status) = p.http_get("/status").expect("status");
     // Bring ZooKeeper back before asserting, so a failure does not leave it down for other tests.
     stack(&["up", "zookeeper"]);
@@ -168,7 +149,7 @@ async fn documents_drive_admission_cache_and_outage() {
     let c = client(&zk_addr).await;
     put(&c, &format!("{ROOT}/topic/{t2}"), &topic_doc(&node)).await;
     assert!(
-        eventually(&p, &t2, 0, Duration::from_secs(30)).await,
+        eventually_code(&p, &t2, 0, Duration::from_secs(30)).await,
         "change made during the outage applied after reconnect"
     );
     let (_, metrics) = p.http_get("/metrics").expect("metrics");

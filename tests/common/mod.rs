@@ -387,3 +387,32 @@ pub fn local_config(bootstrap: &str, topics: &[(&str, &str)], extra_carrera: &st
 pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
+
+/// The code of one `sendSync` of a one-byte body to `topic` on a fresh connection.
+pub async fn send_code(p: &Proxy, topic: &str) -> i32 {
+    let mut c = p.client().await;
+    call(&mut c, &Call::SendSync(Some(msg(topic, b"x")), 3000))
+        .await
+        .0
+}
+
+/// Polls `send_code` until it answers `want` or `bound` passes (configuration changes apply
+/// asynchronously); true when it did.
+pub async fn eventually_code(p: &Proxy, topic: &str, want: i32, bound: Duration) -> bool {
+    let until = tokio::time::Instant::now() + bound;
+    while tokio::time::Instant::now() < until {
+        if send_code(p, topic).await == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// The value of the first header called `name`.
+pub fn header<'a>(c: &'a Consumed, name: &str) -> Option<&'a [u8]> {
+    c.headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
+}
