@@ -75,10 +75,17 @@ fn send_and_delay_commands() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&status).expect("json");
     assert_eq!(v["state"], "pending", "{v}");
-    std::thread::sleep(Duration::from_millis(2500));
-    let (_, status) = cli(&p, &["delay", "status", &id]);
-    let v: serde_json::Value = serde_json::from_str(&status).expect("json");
-    assert_eq!(v["state"], "fired", "{v}");
+    // Poll (bounded) until it has fired: a loaded machine may hand it off a little late.
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, status) = cli(&p, &["delay", "status", &id]);
+        let v: serde_json::Value = serde_json::from_str(&status).expect("json");
+        if v["state"] == "fired" {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "never fired: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (code, out) = cli(
         &p,
         &[

@@ -60,7 +60,19 @@ async fn families_exist_and_counters_move() {
         call(&mut c, &Call::SendDelaySync(Some(add), 3000)).await.0,
         0
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Wait (bounded) until the delay message has fired rather than for a fixed time.
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, page) = p.http_get("/metrics").expect("scrape");
+        if page.contains(r#"pproxy_delay_fired_total{topic="m_delay",result="ok"} 1"#) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "delay message never fired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let (status, page) = p.http_get("/metrics").expect("scrape");
     assert_eq!(status, 200);
