@@ -15,7 +15,7 @@ eval "$(scripts/stack.sh env)"
 export PPROXY_TEST_KAFKA PPROXY_TEST_ROCKETMQ_NAMESRV PPROXY_TEST_ZK
 
 echo "test: cargo test" >&2
-cargo test --locked --workspace --lib --bins --tests --examples
+cargo test --locked --no-fail-fast --workspace --lib --bins --tests --examples
 echo "test: scheduler benchmark smoke (harness only; figures live in docs/)" >&2
 cargo test --locked -q -p scheduler --bench scheduler_bench -- smoke
 echo "test: package and control.sh" >&2
