@@ -14,6 +14,29 @@ use crate::app::App;
 use crate::proto::codec::read_header;
 use crate::proto::Code;
 
+/// At most one `unframed transport not supported` line per peer address per minute.
+fn unframed_log_due(ip: Option<std::net::IpAddr>) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static LAST: OnceLock<Mutex<HashMap<Option<std::net::IpAddr>, Instant>>> = OnceLock::new();
+    let mut last = LAST
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    // Bounded: forget entries older than the window whenever the map grows.
+    if last.len() > 10_000 {
+        last.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+    }
+    match last.get(&ip) {
+        Some(t) if now.duration_since(*t) < Duration::from_secs(60) => false,
+        _ => {
+            last.insert(ip, now);
+            true
+        }
+    }
+}
+
 /// How long a closing connection waits for a request already in transit.
 const CLOSE_LINGER: Duration = Duration::from_millis(200);
 
@@ -91,7 +114,9 @@ pub async fn serve(
             let first = (len as u32 >> 24) as u8;
             if first == 0x80 || first == 0x82 {
                 app.metrics.protocol_errors.add(("unframed".into(),), 1);
-                tracing::warn!(?peer, "unframed transport not supported");
+                if unframed_log_due(peer.map(|p| p.ip())) {
+                    tracing::warn!(?peer, "unframed transport not supported");
+                }
             } else {
                 tracing::debug!(?peer, len, "non-positive frame length");
             }
