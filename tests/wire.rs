@@ -588,3 +588,35 @@ async fn draining_node_answers_20_to_new_requests() {
         "clean exit after the drain"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_but_unsent_frames_neither_stall_others_nor_live_forever() {
+    // 60 connections announce 4 MB frames (within the 5 MB limit) and send almost nothing: 240 MB
+    // announced against a 64 MB read budget. Budget is taken only for bytes that arrive, so a
+    // well-behaved client is still served; and each stalled frame is dropped after
+    // frameReadTimeoutMs.
+    let p = Proxy::start("server:\n  bindAddr: 127.0.0.1\n  adminBindAddr: 127.0.0.1\n  maxInflightBytes: 67108864\n  frameReadTimeoutMs: 1500\n");
+    let mut attackers = Vec::new();
+    for _ in 0..60 {
+        let mut s = TcpStream::connect(&p.addr).await.expect("connect");
+        s.write_all(&4_000_000u32.to_be_bytes())
+            .await
+            .expect("header");
+        s.write_all(&[0x82]).await.expect("one byte");
+        attackers.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut good = Client::connect(&p.addr, Protocol::Compact, Duration::from_secs(1))
+        .await
+        .expect("connect");
+    let (code, _, _) = call(
+        &mut good,
+        &Call::SendSync(Some(msg("carrera_heartbeat", b"")), 1000),
+    )
+    .await;
+    assert_eq!(code, 0, "served while 240 MB are announced");
+    // The stalled frames are closed by the frame deadline.
+    for s in &mut attackers {
+        expect_closed(s).await;
+    }
+}

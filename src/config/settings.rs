@@ -113,6 +113,8 @@ pub struct ServerSettings {
     pub idle_timeout_sec: u64,
     /// Graceful drain bound.
     pub shutdown_drain_ms: u64,
+    /// A started frame must be complete within this time, or the connection is closed.
+    pub frame_read_timeout_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -126,6 +128,7 @@ impl Default for ServerSettings {
             max_inflight_requests: 100_000,
             idle_timeout_sec: 0,
             shutdown_drain_ms: 10_000,
+            frame_read_timeout_ms: 10_000,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::dispatch::{handle_frame, reply_code, FrameResult};
@@ -39,6 +39,11 @@ fn unframed_log_due(ip: Option<std::net::IpAddr>) -> bool {
 
 /// How long a closing connection waits for a request already in transit.
 const CLOSE_LINGER: Duration = Duration::from_millis(200);
+
+/// Buffered reader size per connection.
+const READ_BUFFER: usize = 4 * 1024;
+/// Payload bytes read (and budget taken) per step.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// How much of an oversized frame is read to find its message header.
 const OVERSIZE_HEADER_PEEK: usize = 64 * 1024;
@@ -73,7 +78,9 @@ pub async fn serve(
 ) -> CloseReason {
     let peer = stream.peer_addr().ok();
     let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(16 * 1024, rd);
+    // Small: payloads are read past it; only headers and small frames go through it, and
+    // thousands of idle connections each keep one.
+    let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
     let mut closing = *close.borrow();
     loop {
         // Once the node closes connections, a connection lingers briefly so that a request
@@ -107,8 +114,13 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(len) = rd.read_i32().await else {
-            return CloseReason::Peer;
+        // From its first byte on, a frame must arrive within frameReadTimeoutMs: a client that
+        // starts a frame and stalls cannot hold its connection (or read budget) forever.
+        let frame_deadline = Instant::now() + frame_timeout(&app);
+        let len = match tokio::time::timeout_at(frame_deadline, rd.read_i32()).await {
+            Ok(Ok(l)) => l,
+            Ok(Err(_)) => return CloseReason::Peer,
+            Err(_) => return CloseReason::Idle,
         };
         if len <= 0 {
             let first = (len as u32 >> 24) as u8;
@@ -126,7 +138,8 @@ pub async fn serve(
         let max = app.config.load().proxy.carrera.max_read_buffer_bytes;
         if len > max {
             app.metrics.protocol_errors.add(("oversize".into(),), 1);
-            match skip_oversized(&mut rd, len).await {
+            let skipped = tokio::time::timeout_at(frame_deadline, skip_oversized(&mut rd, len));
+            match skipped.await.unwrap_or(Err(CloseReason::Idle)) {
                 Ok(Some(reply)) => {
                     if write_frame(&mut wr, reply).await.is_err() {
                         return CloseReason::Peer;
@@ -137,17 +150,12 @@ pub async fn serve(
                 Err(reason) => return reason,
             }
         }
-        // Read back-pressure: wait for budget before reading the payload.
-        let want = len.min(limits.inflight_budget) as u32;
-        let Ok(permit) = limits.inflight_bytes.clone().acquire_many_owned(want).await else {
-            return CloseReason::Shutdown;
+        let (buf, permit) = match read_payload(&mut rd, len, &limits, frame_deadline).await {
+            Ok(v) => v,
+            Err(reason) => return reason,
         };
-        let mut buf = BytesMut::zeroed(len);
-        if rd.read_exact(&mut buf).await.is_err() {
-            return CloseReason::Peer;
-        }
         let start = Instant::now();
-        let result = handle_frame(&app, buf.freeze(), start, peer).await;
+        let result = handle_frame(&app, buf, start, peer).await;
         drop(permit);
         match result {
             FrameResult::Reply(b) => {
@@ -160,6 +168,51 @@ pub async fn serve(
             FrameResult::Close => return CloseReason::Protocol,
         }
     }
+}
+
+/// Reads a frame payload in chunks, taking read budget only for bytes that arrived: a frame
+/// announced but not sent holds nothing, and waiters queue for at most one chunk each.
+async fn read_payload<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    len: usize,
+    limits: &ConnLimits,
+    deadline: Instant,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), CloseReason> {
+    let mut buf = BytesMut::with_capacity(len.min(READ_CHUNK));
+    let mut permit: Option<OwnedSemaphorePermit> = None;
+    while buf.len() < len {
+        let chunk = (len - buf.len())
+            .min(READ_CHUNK)
+            .min(limits.inflight_budget);
+        let acquire = limits
+            .inflight_bytes
+            .clone()
+            .acquire_many_owned(chunk as u32);
+        let p = match tokio::time::timeout_at(deadline, acquire).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Err(CloseReason::Shutdown),
+            Err(_) => return Err(CloseReason::Idle),
+        };
+        match &mut permit {
+            Some(held) => held.merge(p),
+            None => permit = Some(p),
+        }
+        buf.reserve(chunk);
+        let target = buf.len() + chunk;
+        while buf.len() < target {
+            let mut limited = (&mut *rd).take((target - buf.len()) as u64);
+            match tokio::time::timeout_at(deadline, limited.read_buf(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Err(CloseReason::Peer),
+                Ok(Ok(_)) => {}
+                Err(_) => return Err(CloseReason::Idle),
+            }
+        }
+    }
+    Ok((buf.freeze(), permit))
+}
+
+fn frame_timeout(app: &App) -> Duration {
+    Duration::from_millis(app.settings.load().server.frame_read_timeout_ms.max(1))
 }
 
 async fn write_frame<W: AsyncWrite + Unpin>(wr: &mut W, b: Bytes) -> std::io::Result<()> {
