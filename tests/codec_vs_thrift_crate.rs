@@ -133,7 +133,7 @@ fn read_result(i: &mut dyn TInputProtocol) -> thrift::Result<(String, i32, i32, 
 
 #[test]
 fn replies_written_by_pproxy_decode_in_the_thrift_crate() {
-    let outcome = Code::Illegal.into();
+    let outcome = Code::Illegal;
     let compact = encode_reply(
         Protocol::Compact,
         b"sendDelaySync",
@@ -153,14 +153,7 @@ fn replies_written_by_pproxy_decode_in_the_thrift_crate() {
             "id-9".into()
         )
     );
-    let binary = encode_reply(
-        Protocol::Binary,
-        b"sendSync",
-        5,
-        false,
-        &Code::Ok.into(),
-        "",
-    );
+    let binary = encode_reply(Protocol::Binary, b"sendSync", 5, false, &Code::Ok, "");
     let got = read_result(&mut TBinaryInputProtocol::new(&binary[4..], true)).expect("binary");
     assert_eq!(got, ("sendSync".into(), 5, 0, "OK".into(), String::new()));
 }

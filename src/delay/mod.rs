@@ -10,7 +10,7 @@ use scheduler::{CancelResult, DelayId, Record, SchedError};
 use crate::app::App;
 use crate::forward::admit::DEFAULT_SIZE_LIMIT;
 use crate::forward::validate::{check_tags_and_properties, is_blank};
-use crate::proto::{Code, DelayMessage, Outcome};
+use crate::proto::{Code, DelayMessage};
 
 pub use scheduler::record::{to_ms, MS_THRESHOLD};
 
@@ -121,12 +121,12 @@ pub fn build_add(m: DelayMessage, inner_topic_num: i64, now_ms: i64) -> (String,
     (delay_id.to_string(), rec)
 }
 
-fn sched_failure(e: &SchedError) -> Outcome {
+fn sched_failure(e: &SchedError) -> Code {
     match e {
-        SchedError::Full => Code::RateLimited.into(),
+        SchedError::Full => Code::RateLimited,
         SchedError::Store(_) | SchedError::Stopped => {
             tracing::warn!(error = %e, "delay storage failure");
-            Code::Failed.into()
+            Code::Failed
         }
     }
 }
@@ -136,9 +136,9 @@ pub async fn handle(
     app: &Arc<App>,
     m: Option<DelayMessage>,
     deadline: tokio::time::Instant,
-) -> (Outcome, String) {
+) -> (Code, String) {
     let Some(m) = m else {
-        return (Code::Illegal.into(), String::new());
+        return (Code::Illegal, String::new());
     };
     let echo = if m.action == 2 {
         m.uniq_delay_msg_id.clone().unwrap_or_default()
@@ -147,7 +147,7 @@ pub async fn handle(
     };
     let now_ms = chrono::Utc::now().timestamp_millis();
     if let Err(code) = validate(app, &m, now_ms) {
-        return (code.into(), echo);
+        return (code, echo);
     }
     // Adds and cancels both take a permit of the delay topic's buckets (delay.md §3 step 18).
     let snap = app.config.load_full();
@@ -159,10 +159,10 @@ pub async fn handle(
     if let Err(code) =
         crate::forward::limit_gate(app, &snap, &[(topic, 1)], setting, deadline).await
     {
-        return (code.into(), echo);
+        return (code, echo);
     }
     let Some(sched) = app.scheduler.get() else {
-        return (Code::Failed.into(), echo);
+        return (Code::Failed, echo);
     };
     if m.action == 1 {
         let num = app.config.load().proxy.carrera.inner_topic_num;
@@ -173,7 +173,7 @@ pub async fn handle(
                 if new {
                     app.metrics.delay_adds.add(labels, 1);
                 }
-                (Code::Ok.into(), id)
+                (Code::Ok, id)
             }
             Err(e) => (sched_failure(&e), String::new()),
         };
@@ -188,8 +188,8 @@ pub async fn handle(
         app.metrics.delay_cancels.add((topic, r.name().into()), 1);
     }
     match result {
-        Ok(CancelResult::TopicMismatch) => (Code::IllegalDelayId.into(), echo),
-        Ok(_) => (Code::Ok.into(), echo),
+        Ok(CancelResult::TopicMismatch) => (Code::IllegalDelayId, echo),
+        Ok(_) => (Code::Ok, echo),
         Err(e) => (sched_failure(&e), echo),
     }
 }

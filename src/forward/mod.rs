@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::app::App;
 use crate::config::snapshot::Snapshot;
-use crate::proto::{Code, Message, Outcome};
+use crate::proto::{Code, Message};
 use crate::writer::{ClusterWriter, Record, SendError};
 use limit::Decision;
 use std::sync::atomic::Ordering;
@@ -171,52 +171,52 @@ pub async fn send_record(
     r
 }
 
-fn outcome_of(r: Result<(), SendError>) -> Outcome {
+fn outcome_of(r: Result<(), SendError>) -> Code {
     match r {
-        Ok(()) => Code::Ok.into(),
+        Ok(()) => Code::Ok,
         Err(e) => {
             tracing::debug!(error = %e, "send failed");
-            e.code().into()
+            e.code()
         }
     }
 }
 
 /// `sendSync` / `sendAsync` after the drain and heartbeat checks.
-pub async fn send_one(app: &Arc<App>, m: Option<Message>, deadline: Instant) -> Outcome {
+pub async fn send_one(app: &Arc<App>, m: Option<Message>, deadline: Instant) -> Code {
     let Some(m) = m else {
-        return Code::Illegal.into();
+        return Code::Illegal;
     };
     let snap = app.config.load_full();
     let a = match admit_one(&snap, m) {
         Ok(a) => a,
-        Err(code) => return code.into(),
+        Err(code) => return code,
     };
     let topic = a.record.topic.clone();
     if let Err(code) = limit_gate(app, &snap, &[(&topic, 1)], a.retry_setting, deadline).await {
         app.metrics
             .messages
             .add((topic, code.as_i32().to_string()), 1);
-        return code.into();
+        return code;
     }
     let out = outcome_of(send_record(app, a.writer, &a.record, deadline).await);
     app.metrics
         .messages
-        .add((topic, out.code.as_i32().to_string()), 1);
+        .add((topic, out.as_i32().to_string()), 1);
     out
 }
 
 /// `sendBatchSync` (forwarding.md §5).
-pub async fn send_batch(app: &Arc<App>, ms: Vec<Message>, deadline: Instant) -> Outcome {
+pub async fn send_batch(app: &Arc<App>, ms: Vec<Message>, deadline: Instant) -> Code {
     app.metrics.rpc_batch_size.get(()).observe(ms.len() as f64);
     if ms.is_empty() {
-        return Code::Ok.into();
+        return Code::Ok;
     }
     let snap = app.config.load_full();
     let mut admitted = Vec::with_capacity(ms.len());
     for m in ms {
         match admit_one(&snap, m) {
             Ok(a) => admitted.push(a),
-            Err(code) => return code.into(),
+            Err(code) => return code,
         }
     }
     // One permit per message: n_t per topic, their sum at node level; one refusal refuses all.
@@ -229,7 +229,7 @@ pub async fn send_batch(app: &Arc<App>, ms: Vec<Message>, deadline: Instant) -> 
     }
     let retry_setting = admitted[0].retry_setting;
     if let Err(code) = limit_gate(app, &snap, &wants, retry_setting, deadline).await {
-        return code.into();
+        return code;
     }
     // One chain per cluster in batch order: the producer keeps per-partition order itself.
     let mut chains: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -251,7 +251,7 @@ pub async fn send_batch(app: &Arc<App>, ms: Vec<Message>, deadline: Instant) -> 
     });
     let results = match tokio::time::timeout_at(deadline, join_all(sends)).await {
         Ok(r) => r,
-        Err(_) => return Code::Timeout.into(),
+        Err(_) => return Code::Timeout,
     };
     let mut first_failure: Option<(usize, SendError)> = None;
     let mut stored = 0usize;
@@ -272,7 +272,7 @@ pub async fn send_batch(app: &Arc<App>, ms: Vec<Message>, deadline: Instant) -> 
         }
     }
     match first_failure {
-        None => Code::Ok.into(),
+        None => Code::Ok,
         Some((i, e)) => {
             if stored > 0 {
                 app.metrics

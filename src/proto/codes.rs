@@ -109,28 +109,6 @@ impl Code {
     ];
 }
 
-/// The answer to one request: a code plus an optional message override.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// Result code.
-    pub code: Code,
-    /// Message override; `None` means the code's exact message.
-    pub msg: Option<&'static str>,
-}
-
-impl From<Code> for Outcome {
-    fn from(code: Code) -> Self {
-        Outcome { code, msg: None }
-    }
-}
-
-impl Outcome {
-    /// The message to put on the wire.
-    pub fn msg(&self) -> &'static str {
-        self.msg.unwrap_or_else(|| self.code.msg())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

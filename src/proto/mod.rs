@@ -5,5 +5,5 @@ pub mod codes;
 pub mod types;
 
 pub use codec::{DecodeError, MessageHeader, Protocol};
-pub use codes::{Code, Outcome};
+pub use codes::Code;
 pub use types::{Call, DelayMessage, Message, Method};

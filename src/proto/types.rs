@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::codec::{message_type, DecodeError, Protocol, Reader, TType, Writer};
-use super::codes::Outcome;
+use super::codes::Code;
 
 /// A decoded `Message` (IDL struct). Strings are `None` when absent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,7 +285,7 @@ pub fn encode_reply(
     name: &[u8],
     seqid: i32,
     delay: bool,
-    outcome: &Outcome,
+    outcome: &Code,
     delay_id: &str,
 ) -> Bytes {
     let mut w = Writer::new(proto);
@@ -294,7 +294,7 @@ pub fn encode_reply(
     w.field_begin(TType::Struct, 0);
     w.struct_begin();
     w.field_begin(TType::I32, 1);
-    w.write_i32(outcome.code.as_i32());
+    w.write_i32(outcome.as_i32());
     w.field_begin(TType::Binary, 2);
     w.write_binary(outcome.msg().as_bytes());
     if delay {
@@ -652,7 +652,7 @@ mod tests {
     #[test]
     fn replies_decode_with_echoed_name_and_seqid() {
         for proto in [Protocol::Compact, Protocol::Binary] {
-            let f = encode_reply(proto, b"sendDelaySync", -5, true, &Code::Ok.into(), "id-1");
+            let f = encode_reply(proto, b"sendDelaySync", -5, true, &Code::Ok, "id-1");
             let (name, reply) = decode_reply(&f.slice(4..)).unwrap();
             assert_eq!(&name[..], b"sendDelaySync");
             assert_eq!(

@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::forward::{self, admit::HEARTBEAT_TOPIC};
 use crate::proto::codec::{message_type, read_header, Reader};
 use crate::proto::types::{encode_exception, encode_reply, read_call, AppExceptionType};
-use crate::proto::{Call, Code, MessageHeader, Method, Outcome};
+use crate::proto::{Call, Code, MessageHeader, Method};
 
 /// What the connection does after a frame.
 #[derive(Debug)]
@@ -76,7 +76,7 @@ pub fn reply_code(h: &MessageHeader, code: Code) -> FrameResult {
         &h.name,
         h.seqid,
         method.is_delay(),
-        &code.into(),
+        &code,
         "",
     ))
 }
@@ -119,9 +119,9 @@ pub async fn handle_frame(
     let handled = AssertUnwindSafe(run(app, call, start)).catch_unwind().await;
     let (outcome, id) = handled.unwrap_or_else(|_| {
         tracing::error!(method = method.name(), "handler panicked; answered 10");
-        (Code::Failed.into(), echo_id)
+        (Code::Failed, echo_id)
     });
-    observe_request(app, method, topic.as_deref(), outcome.code, start);
+    observe_request(app, method, topic.as_deref(), outcome, start);
     log_request(app, &h, method, topic.as_deref(), &outcome, start, peer);
     if h.mtype == message_type::ONEWAY {
         return FrameResult::NoReply;
@@ -184,12 +184,12 @@ fn log_request(
     h: &MessageHeader,
     method: Method,
     topic: Option<&str>,
-    outcome: &Outcome,
+    outcome: &Code,
     start: Instant,
     peer: Option<std::net::SocketAddr>,
 ) {
     let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
-    let code = outcome.code.as_i32();
+    let code = outcome.as_i32();
     // Topics are client input: bound what reaches the logs.
     let topic: String = topic.unwrap_or("").chars().take(128).collect();
     let settings = app.settings.load();
@@ -217,21 +217,21 @@ fn cancel_echo(call: &Call) -> String {
     }
 }
 
-async fn run(app: &Arc<App>, call: Call, start: Instant) -> (Outcome, String) {
+async fn run(app: &Arc<App>, call: Call, start: Instant) -> (Code, String) {
     let echo = cancel_echo(&call);
     if app.is_draining() {
-        return (Code::ShuttingDown.into(), echo);
+        return (Code::ShuttingDown, echo);
     }
     let _guard = app.begin_request();
     if app.inflight.load(Ordering::Relaxed) > app.settings.load().server.max_inflight_requests {
-        return (Code::RateLimited.into(), echo);
+        return (Code::RateLimited, echo);
     }
     let async_deadline =
         start + Duration::from_millis(app.settings.load().forwarding.async_timeout_ms);
     match call {
         Call::SendSync(m, timeout) => {
             if m.as_ref().and_then(|m| m.topic.as_deref()) == Some(HEARTBEAT_TOPIC) {
-                return (Code::Ok.into(), String::new());
+                return (Code::Ok, String::new());
             }
             let deadline = sync_deadline(app, start, timeout);
             (forward::send_one(app, m, deadline).await, String::new())
@@ -248,7 +248,7 @@ async fn run(app: &Arc<App>, call: Call, start: Instant) -> (Outcome, String) {
             let deadline = sync_deadline(app, start, timeout);
             match tokio::time::timeout_at(deadline, crate::delay::handle(app, m, deadline)).await {
                 Ok(r) => r,
-                Err(_) => (Code::Timeout.into(), echo),
+                Err(_) => (Code::Timeout, echo),
             }
         }
     }
