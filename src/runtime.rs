@@ -164,6 +164,12 @@ pub async fn run(
         w.flush(flush).await;
     }
     let _ = close_tx.send(true);
+    // Connections linger briefly to answer requests already on the wire (20); the process
+    // must outlive that, or those requests are reset when it exits.
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while app.connections.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
     }
