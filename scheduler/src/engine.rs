@@ -495,9 +495,16 @@ async fn load(inner: &Arc<Inner>, now: i64) {
             continue; // an eviction moved the cursor meanwhile: rescan
         }
         for (due, id) in &batch {
-            if !st.inflight.contains_key(id) {
-                st.wheel.insert((*due).max(0) as u64, id.clone());
+            if st.inflight.contains_key(id) {
+                continue;
             }
+            // Adds committed during the scan may have filled the room measured before it: stop
+            // at the first entry that no longer fits; the cursor stays there.
+            if st.wheel.len() >= inner.cfg.max_loaded && !st.wheel.contains(id) {
+                st.cursor = due_key(*due, id);
+                return;
+            }
+            st.wheel.insert((*due).max(0) as u64, id.clone());
         }
         if batch.len() < room {
             st.cursor = due_key(horizon, "");
