@@ -101,6 +101,14 @@ impl DelayId {
         })
     }
 
+    /// The add id an id given by a client stands for: any occurrence id maps to its add id; an
+    /// unparseable or impossible id stands for itself (it can only be unknown).
+    pub fn canonical_of(raw: &str) -> String {
+        DelayId::parse(raw)
+            .and_then(|d| d.canonical())
+            .map_or_else(|| raw.to_string(), |d| d.to_string())
+    }
+
     /// Maps an occurrence id back to its add id (timed 0); `None` when no add can have it.
     pub fn canonical(&self) -> Option<DelayId> {
         let kind = Kind::from_type(self.dtype)?;

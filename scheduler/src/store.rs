@@ -680,22 +680,10 @@ impl Store {
         to_ms: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self
-            .due
-            .range(due_key(from_ms, "")..due_key(to_ms, ""))
-            .take(limit)
-        {
-            let (k, _) = kv?;
-            if let Some(e) = split_due_key(&k) {
-                out.push(e);
-            }
-        }
-        Ok(out)
+        self.due_after(&due_key(from_ms, ""), &due_key(to_ms, ""), limit)
     }
 
-    /// `due` entries with keys after `from` (exclusive of nothing: `from` itself is included)
-    /// and before `end`, at most `limit`.
+    /// `due` entries with keys from `from` (inclusive) up to `end` (exclusive), at most `limit`.
     pub fn due_after(
         &self,
         from: &[u8],

@@ -173,9 +173,7 @@ async fn delay_status(app: &App, raw_id: &str) -> (u16, String) {
     let Some(sched) = app.scheduler.get() else {
         return (503, json!({"error": "scheduler not open"}).to_string());
     };
-    let canonical = scheduler::DelayId::parse(raw_id)
-        .and_then(|d| d.canonical())
-        .map_or_else(|| raw_id.to_string(), |d| d.to_string());
+    let canonical = scheduler::DelayId::canonical_of(raw_id);
     let st = match sched.status(canonical.clone()).await {
         Ok(s) => s,
         Err(e) => return (500, json!({"error": e.to_string()}).to_string()),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::settings::{Mode, Settings};
-use super::snapshot::load_initial;
+use super::snapshot::{load_initial, Snapshot};
 use super::ConfigError;
 use crate::app::App;
 use crate::logging::CONFIG_TARGET;
@@ -67,16 +67,13 @@ async fn apply(app: &Arc<App>, config_path: Option<&Path>) -> Result<u64, Config
         None => old_settings.clone(),
     };
     let (s2, node, embedded) = (settings.clone(), app.node.clone(), app.embedded.clone());
-    let old = app.config.load_full();
-    let prev = old.clone();
+    let prev = app.config.load_full();
     // Reads the local file and creates producers: keep it off the runtime threads.
     let snap = tokio::task::spawn_blocking(move || {
         load_initial(&s2, &node, embedded.as_ref(), Some(&prev))
     })
     .await
     .map_err(|e| ConfigError::Invalid(e.to_string()))??;
-    let generation = snap.generation;
-    let reused = same_writers(&old, &snap);
     if settings.logging.level != old_settings.logging.level
         && std::env::var_os("RUST_LOG").is_none()
     {
@@ -85,21 +82,28 @@ async fn apply(app: &Arc<App>, config_path: Option<&Path>) -> Result<u64, Config
         }
     }
     app.settings.store(settings.clone());
-    app.config.store(Arc::new(snap));
-    // Requests still holding the old generation finish on its producers; then they flush.
-    if !reused {
-        let flush = Duration::from_millis(settings.forwarding.producer_flush_timeout_ms);
+    let flush = Duration::from_millis(settings.forwarding.producer_flush_timeout_ms);
+    Ok(install(app, snap, flush))
+}
+
+/// Makes `snap` the configuration in force and returns its generation. Requests still holding
+/// the previous generation finish on its producers; then those flush, unless `snap` reuses them.
+pub fn install(app: &App, snap: Snapshot, flush: Duration) -> u64 {
+    let generation = snap.generation;
+    let snap = Arc::new(snap);
+    let old = app.config.swap(snap.clone());
+    if !same_writers(&old, &snap) {
         tokio::spawn(async move {
             for w in old.writers.clusters.values() {
                 w.flush(flush).await;
             }
         });
     }
-    Ok(generation)
+    generation
 }
 
 /// Whether two generations share their producers.
-pub fn same_writers(a: &super::snapshot::Snapshot, b: &super::snapshot::Snapshot) -> bool {
+pub fn same_writers(a: &Snapshot, b: &Snapshot) -> bool {
     a.writers.clusters.len() == b.writers.clusters.len()
         && a.writers
             .clusters

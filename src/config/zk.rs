@@ -327,23 +327,14 @@ async fn apply(app: &Arc<App>, s: &Arc<Settings>, docs: &Documents) {
     });
     match result {
         Ok(snap) => {
-            let generation = snap.generation;
-            let reused = super::reload::same_writers(&old, &snap);
-            app.config.store(Arc::new(snap));
+            let flush = Duration::from_millis(s.forwarding.producer_flush_timeout_ms);
+            let generation = super::reload::install(app, snap, flush);
             app.metrics
                 .config_reloads
                 .add(("zk".into(), "applied".into()), 1);
             tracing::info!(target: CONFIG_TARGET, generation, topics = docs.topics.len(), "ZooKeeper configuration applied");
             if let Err(e) = write_cache(s, docs) {
                 tracing::warn!(target: CONFIG_TARGET, error = %e, "config cache not written");
-            }
-            if !reused {
-                let flush = Duration::from_millis(s.forwarding.producer_flush_timeout_ms);
-                tokio::spawn(async move {
-                    for w in old.writers.clusters.values() {
-                        w.flush(flush).await;
-                    }
-                });
             }
         }
         Err(e) => {

@@ -8,15 +8,22 @@ use std::sync::Arc;
 use scheduler::{CancelResult, DelayId, Record, SchedError};
 
 use crate::app::App;
+use crate::config::snapshot::Snapshot;
+use crate::forward::admit::TopicRoute;
 use crate::forward::admit::DEFAULT_SIZE_LIMIT;
 use crate::forward::validate::{check_tags_and_properties, is_blank};
 use crate::proto::{Code, DelayMessage};
 
 pub use scheduler::record::{to_ms, MS_THRESHOLD};
 
-/// Runs the validation table of delay.md §3 (steps 2-17) at time `now_ms`.
-pub fn validate(app: &App, m: &DelayMessage, now_ms: i64) -> Result<(), Code> {
-    let snap = app.config.load();
+/// Runs the validation table of delay.md §3 (steps 2-17) at time `now_ms` against one
+/// configuration snapshot; returns the admitted delay topic's route.
+pub fn validate(
+    snap: &Snapshot,
+    max_delay_sec: i64,
+    m: &DelayMessage,
+    now_ms: i64,
+) -> Result<Arc<TopicRoute>, Code> {
     let topic = m.topic.as_deref().unwrap_or("");
     if topic.is_empty() || m.invalid_utf8 {
         return Err(Code::Illegal);
@@ -39,23 +46,27 @@ pub fn validate(app: &App, m: &DelayMessage, now_ms: i64) -> Result<(), Code> {
         return Err(Code::TopicNotDelay);
     }
     match m.action {
-        1 => validate_add(m, now_ms, app.settings.load().scheduler.max_delay_seconds),
-        2 => {
-            let raw = m.uniq_delay_msg_id.as_deref().unwrap_or("");
-            if is_blank(raw) {
-                return Err(Code::IllegalDelayId);
-            }
-            let parsed = DelayId::parse(raw.trim()).ok_or(Code::IllegalDelayId)?;
-            if !(2..=4).contains(&parsed.dtype) {
-                return Err(Code::IllegalDelayType);
-            }
-            if parsed.seq >= snap.proxy.carrera.inner_topic_num {
-                return Err(Code::IllegalDelaySeq);
-            }
-            Ok(())
-        }
-        _ => Err(Code::IllegalDelayAction),
+        1 => validate_add(m, now_ms, max_delay_sec)?,
+        2 => validate_cancel_id(m, snap.proxy.carrera.inner_topic_num)?,
+        _ => return Err(Code::IllegalDelayAction),
     }
+    Ok(route)
+}
+
+/// Steps 9-11 of a cancel: the id parses, its type is 2/3/4, its seq is in range.
+fn validate_cancel_id(m: &DelayMessage, inner_topic_num: i64) -> Result<(), Code> {
+    let raw = m.uniq_delay_msg_id.as_deref().unwrap_or("");
+    if is_blank(raw) {
+        return Err(Code::IllegalDelayId);
+    }
+    let parsed = DelayId::parse(raw.trim()).ok_or(Code::IllegalDelayId)?;
+    if !(2..=4).contains(&parsed.dtype) {
+        return Err(Code::IllegalDelayType);
+    }
+    if parsed.seq >= inner_topic_num {
+        return Err(Code::IllegalDelaySeq);
+    }
+    Ok(())
 }
 
 fn validate_add(m: &DelayMessage, now_ms: i64, max_delay_sec: i64) -> Result<(), Code> {
@@ -146,16 +157,16 @@ pub async fn handle(
         String::new()
     };
     let now_ms = chrono::Utc::now().timestamp_millis();
-    if let Err(code) = validate(app, &m, now_ms) {
-        return (code, echo);
-    }
-    // Adds and cancels both take a permit of the delay topic's buckets (delay.md §3 step 18).
+    // One configuration snapshot for the whole request (forwarding.md §1).
     let snap = app.config.load_full();
-    let topic = m.topic.as_deref().unwrap_or("");
-    let setting = snap
-        .topics
-        .admit(topic)
-        .map_or(-1, |r| r.limiter_failure_retry_interval);
+    let max_delay = app.settings.load().scheduler.max_delay_seconds;
+    let route = match validate(&snap, max_delay, &m, now_ms) {
+        Ok(r) => r,
+        Err(code) => return (code, echo),
+    };
+    // Adds and cancels both take a permit of the delay topic's buckets (delay.md §3 step 18).
+    let topic = route.name.as_str();
+    let setting = route.limiter_failure_retry_interval;
     if let Err(code) =
         crate::forward::limit_gate(app, &snap, &[(topic, 1)], setting, deadline).await
     {
@@ -165,7 +176,7 @@ pub async fn handle(
         return (Code::Failed, echo);
     };
     if m.action == 1 {
-        let num = app.config.load().proxy.carrera.inner_topic_num;
+        let num = snap.proxy.carrera.inner_topic_num;
         let (id, rec) = build_add(m, num, now_ms);
         let labels = (rec.topic.clone(), rec.id.dtype.to_string());
         return match sched.add(id.clone(), rec).await {
@@ -180,9 +191,7 @@ pub async fn handle(
     }
     // Cancel: any occurrence id maps to its add id; an impossible one is simply unknown.
     let topic = m.topic.unwrap_or_default();
-    let canonical = DelayId::parse(echo.trim())
-        .and_then(|d| d.canonical())
-        .map_or_else(|| echo.trim().to_string(), |d| d.to_string());
+    let canonical = DelayId::canonical_of(echo.trim());
     let result = sched.cancel(canonical, topic.clone()).await;
     if let Ok(r) = &result {
         app.metrics.delay_cancels.add((topic, r.name().into()), 1);
