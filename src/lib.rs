@@ -1,5 +1,7 @@
 //! pproxy: a DDMQ-compatible producer proxy (Thrift in, Kafka/RocketMQ out).
 
+#![recursion_limit = "256"]
+
 pub mod admin;
 pub mod app;
 pub mod cli;

@@ -24,6 +24,7 @@ fn record(topic: &str) -> Record {
         properties: vec![],
         partition_id: 0,
         hash_id: 0,
+        opts: Default::default(),
     }
 }
 

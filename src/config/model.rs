@@ -50,6 +50,8 @@ pub struct CarreraConfiguration {
     pub limiter_failure_retry_queue_size: i64,
     /// RocketMQ auto-batch on.
     pub use_auto_batch: bool,
+    /// Auto-batch bounds (`autoBatch`).
+    pub auto_batch: AutoBatchConfiguration,
     /// Maximum frame size.
     pub max_read_buffer_bytes: usize,
     /// `delay.chronosInnerTopicPrefix`.
@@ -106,6 +108,83 @@ pub struct RocketmqConfiguration {
     pub poll_name_server_interval: i64,
     /// Heartbeat interval, ms.
     pub heartbeat_broker_interval: i64,
+}
+
+/// `BatchMQProducerConfiguration` (`autoBatch`): the bounds pproxy uses (forwarding.md §8).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoBatchConfiguration {
+    /// Running body total of a batch stays below this (`maxBathBytes`, sic).
+    pub max_bath_bytes: i64,
+    /// Only bodies smaller than this are batched.
+    pub do_batch_threshold_bytes: i64,
+    /// Messages per batch request.
+    pub max_batch_messages_number: i64,
+}
+
+impl Default for AutoBatchConfiguration {
+    fn default() -> Self {
+        AutoBatchConfiguration {
+            max_bath_bytes: 4096,
+            do_batch_threshold_bytes: 1024,
+            max_batch_messages_number: 32,
+        }
+    }
+}
+
+impl AutoBatchConfiguration {
+    /// Parses `autoBatch`; the checks of config.md apply only when `useAutoBatch` is on.
+    fn parse(o: Option<&Obj>, checked: bool) -> Result<Self, ConfigError> {
+        let d = AutoBatchConfiguration::default();
+        let Some(o) = o else {
+            return Ok(d);
+        };
+        let a = AutoBatchConfiguration {
+            max_bath_bytes: lenient::int(o, "maxBathBytes", d.max_bath_bytes)?,
+            do_batch_threshold_bytes: lenient::int(
+                o,
+                "doBatchThresholdBytes",
+                d.do_batch_threshold_bytes,
+            )?,
+            max_batch_messages_number: lenient::int(
+                o,
+                "maxBatchMessagesNumber",
+                d.max_batch_messages_number,
+            )?,
+        };
+        if !checked {
+            return Ok(a);
+        }
+        // The keys that have no effect in pproxy are still checked, as the console expects.
+        for (key, default, min) in [
+            ("encodeWorkerThreads", 4, 1),
+            ("maxEncodeWorkerForEachBroker", 1, 1),
+            ("batchWaitMills", 5, 0),
+            ("maxContinuouslyRunningMills", 50, 1),
+        ] {
+            if lenient::int(o, key, default)? < min {
+                return Err(ConfigError::Invalid(format!(
+                    "`autoBatch.{key}` must be >= {min}"
+                )));
+            }
+        }
+        if a.do_batch_threshold_bytes < 0 {
+            return Err(ConfigError::Invalid(
+                "`autoBatch.doBatchThresholdBytes` must be >= 0".into(),
+            ));
+        }
+        if a.max_bath_bytes <= a.do_batch_threshold_bytes {
+            return Err(ConfigError::Invalid(
+                "`autoBatch.maxBathBytes` must be > doBatchThresholdBytes".into(),
+            ));
+        }
+        if a.max_batch_messages_number <= 0 {
+            return Err(ConfigError::Invalid(
+                "`autoBatch.maxBatchMessagesNumber` must be > 0".into(),
+            ));
+        }
+        Ok(a)
+    }
 }
 
 /// `TopicConfig`.
@@ -383,6 +462,9 @@ impl CarreraConfiguration {
             ),
             None => (String::new(), 1),
         };
+        let use_auto_batch = lenient::boolean(c, "useAutoBatch", false)?;
+        let auto_batch =
+            AutoBatchConfiguration::parse(lenient::object(c, "autoBatch")?, use_auto_batch)?;
         Ok(CarreraConfiguration {
             use_kafka,
             use_rocketmq,
@@ -398,7 +480,8 @@ impl CarreraConfiguration {
                 "limiterFailureRetryQueueSize",
                 1024,
             )?,
-            use_auto_batch: lenient::boolean(c, "useAutoBatch", false)?,
+            use_auto_batch,
+            auto_batch,
             max_read_buffer_bytes: max_read_buffer_bytes as usize,
             inner_topic_prefix: prefix,
             inner_topic_num: num.max(1),

@@ -11,6 +11,7 @@ use crate::forward::admit::{AutoAdmit, TopicTable};
 use crate::forward::limit::Limiter;
 use crate::writer::embedded::EmbeddedHandle;
 use crate::writer::kafka::KafkaCluster;
+use crate::writer::rocketmq::RocketmqCluster;
 use crate::writer::{ClusterWriter, Writers};
 
 /// Name of the embedded cluster.
@@ -42,8 +43,14 @@ impl Snapshot {
     pub fn writer(&self, cluster: &str) -> Option<&ClusterWriter> {
         let c = &self.proxy.carrera;
         if c.rocketmq.contains_key(cluster) {
-            // RocketMQ wins when a name is in both maps; its writer is not built yet.
-            return None;
+            // RocketMQ wins when a name is in both maps.
+            if !c.use_rocketmq {
+                return None;
+            }
+            return self
+                .writers
+                .get(cluster)
+                .filter(|w| matches!(w, ClusterWriter::Rocketmq(_)));
         }
         if c.kafka.contains_key(cluster) && !c.use_kafka {
             return None;
@@ -73,7 +80,13 @@ impl Snapshot {
             );
         }
         for name in self.proxy.carrera.rocketmq.keys() {
-            clusters.insert(name.clone(), json!({"type": "rocketmq", "producer": false}));
+            let mut c = json!({"type": "rocketmq", "producer": self.writers.get(name).is_some()});
+            if let (Some(ClusterWriter::Rocketmq(r)), Some(o)) =
+                (self.writers.get(name), c.as_object_mut())
+            {
+                o.insert("writer".into(), r.status_json());
+            }
+            clusters.insert(name.clone(), c);
         }
         json!({
             "configSource": self.source,
@@ -117,16 +130,45 @@ fn build_writers(
             k.bootstrap_servers = vec![e.bootstrap().to_string()];
         }
     }
+    let mut writers = Writers::default();
+    // RocketMQ writers are reused per cluster while its config and instance count are unchanged:
+    // their lanes and routes survive reloads.
+    for (name, conf) in &proxy.carrera.rocketmq {
+        let reuse = previous.and_then(|prev| {
+            let same = prev.proxy.carrera.rocketmq.get(name) == Some(conf)
+                && prev.proxy.carrera.rocketmq_producers == proxy.carrera.rocketmq_producers;
+            same.then(|| prev.writers.get(name).cloned()).flatten()
+        });
+        let w = match reuse {
+            Some(w @ ClusterWriter::Rocketmq(_)) => w,
+            _ => ClusterWriter::Rocketmq(Arc::new(RocketmqCluster::new(
+                name,
+                conf,
+                &settings.forwarding,
+                proxy.carrera.rocketmq_producers,
+            ))),
+        };
+        writers.clusters.insert(name.clone(), w);
+    }
     if let Some(prev) = previous {
         let same = prev.proxy.carrera.kafka == proxy.carrera.kafka
             && prev.proxy.carrera.kafka_producers == proxy.carrera.kafka_producers
             && prev.kafka_overrides == settings.kafka_overrides;
         if same {
-            return Ok(prev.writers.clone());
+            for (name, w) in &prev.writers.clusters {
+                if matches!(w, ClusterWriter::Kafka(_))
+                    && !proxy.carrera.rocketmq.contains_key(name)
+                {
+                    writers.clusters.insert(name.clone(), w.clone());
+                }
+            }
+            return Ok(writers);
         }
     }
-    let mut writers = Writers::default();
     for (name, conf) in &proxy.carrera.kafka {
+        if proxy.carrera.rocketmq.contains_key(name) {
+            continue;
+        }
         let k = KafkaCluster::new(
             name,
             conf,

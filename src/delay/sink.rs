@@ -51,6 +51,12 @@ async fn fire(app: Arc<App>, m: FireMessage, timeout: Duration) -> (i32, String)
         properties,
         partition_id: -2,
         hash_id: 0,
+        opts: crate::writer::SendOpts {
+            strong_order: route.strong_order,
+            // Fires are sent singly: the scheduler already batches their hand-off.
+            auto_batch: None,
+            topic_auto_batch: false,
+        },
     };
     let deadline = Instant::now() + timeout;
     let out = match crate::forward::send_record(&app, writer, &rec, deadline).await {

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::app::App;
 use crate::config::snapshot::Snapshot;
 use crate::proto::{Code, Message};
-use crate::writer::{ClusterWriter, Record, SendError};
+use crate::writer::{BatchPolicy, ClusterWriter, Record, SendError};
 use limit::Decision;
 use std::sync::atomic::Ordering;
 
@@ -57,6 +57,11 @@ fn admit_one<'a>(snap: &'a Snapshot, m: Message) -> Result<Admitted<'a>, Code> {
             properties: m.properties,
             partition_id: m.partition_id,
             hash_id: m.hash_id,
+            opts: crate::writer::SendOpts {
+                strong_order: route.strong_order,
+                auto_batch: BatchPolicy::from_config(&snap.proxy.carrera),
+                topic_auto_batch: route.auto_batch,
+            },
         },
     })
 }

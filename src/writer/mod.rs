@@ -3,6 +3,8 @@
 pub mod embedded;
 pub mod error;
 pub mod kafka;
+pub mod retry;
+pub mod rocketmq;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +31,41 @@ pub struct Record {
     pub partition_id: i32,
     /// Ordering key for `partition_id == -1`.
     pub hash_id: i64,
+    /// Options from the topic and proxy config.
+    pub opts: SendOpts,
+}
+
+/// Per-message options that come from the topic and proxy config (RocketMQ only).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SendOpts {
+    /// Random-partition retries stay on the same queue.
+    pub strong_order: bool,
+    /// Auto-batch bounds when `useAutoBatch` is on (also packs sendBatchSync chains).
+    pub auto_batch: Option<BatchPolicy>,
+    /// The topic's `autoBatch`: its small single messages may share a lane request.
+    pub topic_auto_batch: bool,
+}
+
+/// Auto-batch bounds (forwarding.md §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPolicy {
+    /// Running body total of a batch stays below this.
+    pub max_bytes: usize,
+    /// Only bodies smaller than this are batched.
+    pub threshold: usize,
+    /// Messages per batch request.
+    pub max_messages: usize,
+}
+
+impl BatchPolicy {
+    /// The policy of a proxy config, when auto-batch is on.
+    pub fn from_config(c: &crate::config::model::CarreraConfiguration) -> Option<BatchPolicy> {
+        c.use_auto_batch.then(|| BatchPolicy {
+            max_bytes: c.auto_batch.max_bath_bytes.max(0) as usize,
+            threshold: c.auto_batch.do_batch_threshold_bytes.max(0) as usize,
+            max_messages: c.auto_batch.max_batch_messages_number.max(1) as usize,
+        })
+    }
 }
 
 /// The partition (or queue) index for `n` partitions (forwarding.md §6, §7.1).
@@ -49,6 +86,8 @@ pub fn partition_for(partition_id: i32, hash_id: i64, n: u32) -> u32 {
 pub enum ClusterWriter {
     /// A Kafka cluster.
     Kafka(Arc<kafka::KafkaCluster>),
+    /// A RocketMQ cluster.
+    Rocketmq(Arc<rocketmq::RocketmqCluster>),
 }
 
 impl ClusterWriter {
@@ -56,6 +95,7 @@ impl ClusterWriter {
     pub async fn send(&self, rec: &Record, deadline: Instant) -> Result<(), SendError> {
         match self {
             ClusterWriter::Kafka(k) => k.send(rec, deadline).await,
+            ClusterWriter::Rocketmq(r) => r.send(rec, deadline).await,
         }
     }
 
@@ -67,6 +107,7 @@ impl ClusterWriter {
     ) -> Vec<Result<(), SendError>> {
         match self {
             ClusterWriter::Kafka(k) => k.send_chain(recs, deadline).await,
+            ClusterWriter::Rocketmq(r) => r.send_chain(recs, deadline).await,
         }
     }
 
@@ -74,6 +115,8 @@ impl ClusterWriter {
     pub fn same(&self, other: &ClusterWriter) -> bool {
         match (self, other) {
             (ClusterWriter::Kafka(a), ClusterWriter::Kafka(b)) => Arc::ptr_eq(a, b),
+            (ClusterWriter::Rocketmq(a), ClusterWriter::Rocketmq(b)) => Arc::ptr_eq(a, b),
+            _ => false,
         }
     }
 
@@ -81,6 +124,7 @@ impl ClusterWriter {
     pub fn name(&self) -> &str {
         match self {
             ClusterWriter::Kafka(k) => k.name(),
+            ClusterWriter::Rocketmq(r) => r.name(),
         }
     }
 
@@ -88,6 +132,7 @@ impl ClusterWriter {
     pub fn backend(&self) -> &'static str {
         match self {
             ClusterWriter::Kafka(_) => "kafka",
+            ClusterWriter::Rocketmq(_) => "rocketmq",
         }
     }
 
@@ -95,6 +140,7 @@ impl ClusterWriter {
     pub async fn flush(&self, timeout: std::time::Duration) {
         match self {
             ClusterWriter::Kafka(k) => k.flush(timeout).await,
+            ClusterWriter::Rocketmq(r) => r.flush(timeout).await,
         }
     }
 }

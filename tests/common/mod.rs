@@ -2,6 +2,8 @@
 //! admin/consumer helpers against the broker started by `scripts/stack.sh`.
 #![allow(dead_code)]
 
+pub mod rmq;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;

@@ -1,0 +1,192 @@
+//! RocketMQ helpers for the integration tests: the real name server and broker of
+//! `scripts/stack.sh`, topics created with its `rocketmq-topic`, and a pull consumer
+//! (rocketmq-client-rust) that reads every queue from offset 0.
+
+#![allow(dead_code)]
+// Classic pull reads chosen queues from offset 0, which is what these checks need.
+#![allow(deprecated)]
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use rocketmq_client_rust::{ClientRuntime, ClientRuntimeConfig, DefaultMQPullConsumer};
+use rocketmq_model::common::message::message_queue::MessageQueue;
+use rocketmq_model::common::message::MessageTrait;
+use rocketmq_observability::TelemetryHandle;
+use rocketmq_runtime::service_context::ScopeId;
+use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+
+use super::repo_path;
+
+/// The name server of the test stack; fails loudly when the stack is not up.
+pub fn namesrv() -> String {
+    let addr =
+        std::env::var("PPROXY_TEST_ROCKETMQ_NAMESRV").unwrap_or_else(|_| "127.0.0.1:9876".into());
+    if TcpStream::connect_timeout(
+        &addr
+            .parse()
+            .expect("PPROXY_TEST_ROCKETMQ_NAMESRV is host:port"),
+        Duration::from_secs(2),
+    )
+    .is_err()
+    {
+        panic!("no RocketMQ name server at {addr}: start it with `scripts/stack.sh up rocketmq` (scripts/test.sh does)");
+    }
+    addr
+}
+
+/// Creates `topic` with `queues` read/write queues and waits for its route.
+pub fn create_topic(topic: &str, queues: u32) {
+    let out = std::process::Command::new(repo_path("scripts/stack.sh"))
+        .args(["rocketmq-topic", topic, &queues.to_string()])
+        .output()
+        .expect("run scripts/stack.sh rocketmq-topic");
+    assert!(
+        out.status.success(),
+        "rocketmq-topic {topic}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+static OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
+    RuntimeOwner::plan(RuntimeConfig {
+        thread_name: "rmq-test".into(),
+        ..Default::default()
+    })
+    .expect("runtime plan")
+    .build()
+    .expect("runtime")
+});
+
+/// A client runtime for a test consumer or producer.
+pub fn client_runtime(scope: &str) -> Arc<ClientRuntime> {
+    ClientRuntime::try_new(
+        OWNER
+            .root_context()
+            .component(ScopeId::try_new(scope).expect("scope name")),
+        ClientRuntimeConfig::default(),
+        TelemetryHandle::noop(),
+    )
+    .expect("client runtime")
+}
+
+/// One message as a consumer sees it.
+#[derive(Debug, Clone)]
+pub struct Got {
+    /// Queue id it was stored in.
+    pub queue_id: i32,
+    /// Broker it was stored on.
+    pub broker: String,
+    /// Body (decompressed by the consumer when the compressed flag is set).
+    pub body: Vec<u8>,
+    /// All properties (KEYS, TAGS, UNIQ_KEY, user properties ...).
+    pub props: HashMap<String, String>,
+    /// The stored sysFlag.
+    pub sys_flag: i32,
+    /// Offset in its queue.
+    pub offset: i64,
+}
+
+impl Got {
+    /// A property.
+    pub fn prop(&self, k: &str) -> Option<&str> {
+        self.props.get(k).map(String::as_str)
+    }
+}
+
+/// Reads every queue of `topic` from offset 0 until `expected` messages arrived or `wait` passed.
+pub async fn consume(ns: &str, topic: &str, expected: usize, wait: Duration) -> Vec<Got> {
+    let consumer = DefaultMQPullConsumer::builder(client_runtime("test-consumer"))
+        .consumer_group(format!("cg_{}", uuid::Uuid::new_v4().simple()))
+        .name_server_addr(ns.to_string())
+        .consumer_pull_timeout(Duration::from_secs(5))
+        .build()
+        .expect("pull consumer");
+    consumer.start().await.expect("consumer start");
+    let queues: Vec<MessageQueue> = consumer
+        .fetch_subscribe_message_queues(topic)
+        .await
+        .expect("queues")
+        .into_iter()
+        .collect();
+    let mut next: HashMap<MessageQueue, i64> = queues.iter().map(|q| (q.clone(), 0)).collect();
+    let mut got = Vec::new();
+    let until = tokio::time::Instant::now() + wait;
+    while got.len() < expected && tokio::time::Instant::now() < until {
+        for q in &queues {
+            let from = next[q];
+            let Ok(r) = consumer.pull(q, "*", from, 32).await else {
+                continue;
+            };
+            if let Some(list) = r.msg_found_list() {
+                for m in list {
+                    let props = m
+                        .get_properties()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    got.push(Got {
+                        queue_id: q.queue_id(),
+                        broker: q.broker_name().to_string(),
+                        body: m.get_body().map(|b| b.to_vec()).unwrap_or_default(),
+                        props,
+                        sys_flag: m.sys_flag(),
+                        offset: m.queue_offset(),
+                    });
+                }
+            }
+            next.insert(q.clone(), r.next_begin_offset() as i64);
+        }
+        if got.len() < expected {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let _ = consumer.shutdown().await;
+    got.sort_by_key(|g| (g.broker.clone(), g.queue_id, g.offset));
+    got
+}
+
+/// A local-mode proxy config with one RocketMQ cluster `R_test` on `ns` and the given topics
+/// (name, extra JSON members of the TopicConfig), plus extra carreraConfiguration members.
+pub fn local_config(ns: &str, topics: &[(&str, &str)], extra_carrera: &str) -> String {
+    let names: Vec<String> = topics.iter().map(|(t, _)| format!("\"{t}\"")).collect();
+    let defs: Vec<String> = topics
+        .iter()
+        .map(|(t, flags)| {
+            format!(
+                r#"{{"topic":"{t}"{flags},"topicUnits":[{{"brokerCluster":"R_test","proxies":{{}},"maxTps":100000}}]}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"instance":"local","proxyCluster":"P_test","brokerClusters":["R_test"],
+            "topics":[{}],
+            "carreraConfiguration":{{"useRocketmq":true,"rocketmqProducers":1,{extra_carrera}
+              "rocketmqConfigurationMap":{{"R_test":{{"namesrvAddrs":["{ns}"],"compressMsgBodyOverHowmuch":4096}}}},
+              "defaultTopicInfoConf":{{"topics":[{}]}}}}}}"#,
+        names.join(","),
+        defs.join(",")
+    )
+}
+
+/// The subscribe queues of `topic`, or the lookup error (a topic without a route).
+pub async fn consume_checked(ns: &str, topic: &str) -> Result<usize, String> {
+    let consumer = DefaultMQPullConsumer::builder(client_runtime("test-route-check"))
+        .consumer_group(format!("cg_{}", uuid::Uuid::new_v4().simple()))
+        .name_server_addr(ns.to_string())
+        .build()
+        .map_err(|e| e.to_string())?;
+    consumer.start().await.map_err(|e| e.to_string())?;
+    let r = consumer
+        .fetch_subscribe_message_queues(topic)
+        .await
+        .map(|q| q.len())
+        .map_err(|e| e.to_string());
+    let _ = consumer.shutdown().await;
+    match r {
+        Ok(0) => Err("no queues".into()),
+        other => other,
+    }
+}
