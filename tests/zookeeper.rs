@@ -2,14 +2,24 @@
 //! admit and remove topics while traffic flows, the on-disk cache starts a node while ZooKeeper
 //! is down, and changes made during the outage apply on reconnect.
 
+#![recursion_limit = "256"]
+
 mod common;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use common::rmq;
+use pproxy::proto::Call;
 
 use common::*;
 use zookeeper_client as zk;
 
 const ROOT: &str = "/carrera/v4/config";
+
+/// Both tests stop ZooKeeper: they run one at a time.
+static ZK_SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn zk_addr() -> String {
     let addr = std::env::var("PPROXY_TEST_ZK").unwrap_or_else(|_| "127.0.0.1:2181".into());
@@ -67,8 +77,26 @@ fn proxy_doc(node: &str, kafka: &str, topics: &[&str]) -> String {
 }
 
 fn topic_doc(node: &str) -> String {
+    topic_doc_on(node, "K")
+}
+
+fn topic_doc_on(node: &str, cluster: &str) -> String {
     format!(
-        r#"{{"topicUnits":[{{"brokerCluster":"K","maxTps":1000,"proxies":{{"P_test":["{node}"]}},"totalMaxTps":1000}}]}}"#
+        r#"{{"topicUnits":[{{"brokerCluster":"{cluster}","maxTps":1000,"proxies":{{"P_test":["{node}"]}},"totalMaxTps":1000}}]}}"#
+    )
+}
+
+/// A proxy document with Kafka cluster K and, when `rocketmq` is set, RocketMQ cluster R.
+fn proxy_doc_rmq(node: &str, kafka: &str, rocketmq: Option<&str>, topics: &[&str]) -> String {
+    let list: Vec<String> = topics.iter().map(|t| format!("\"{t}\"")).collect();
+    let rmq = rocketmq.map_or(String::new(), |ns| {
+        format!(
+            r#","rocketmqConfigurationMap":{{"R":{{"namesrvAddrs":["{ns}"]}}}},"useRocketmq":true"#
+        )
+    });
+    format!(
+        r#"{{"brokerClusters":["K","R"],"carreraConfiguration":{{"kafkaConfigurationMap":{{"K":{{"acks":"all","bootstrapServers":["{kafka}"]}}}},"maxTps":"100000","useKafka":true{rmq}}},"instance":"{node}","proxyCluster":"P_test","topics":[{}]}}"#,
+        list.join(",")
     )
 }
 
@@ -82,6 +110,7 @@ fn stack(args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_drive_admission_cache_and_outage() {
+    let _serial = ZK_SERIAL.lock().await;
     let kafka = kafka_bootstrap();
     let zk_addr = zk_addr();
     let (t1, t2) = (unique_topic("zk1"), unique_topic("zk2"));
@@ -154,4 +183,89 @@ async fn documents_drive_admission_cache_and_outage() {
     );
     let (_, metrics) = p.http_get("/metrics").expect("metrics");
     assert!(metrics.contains("pproxy_zk_connected 1"), "reconnected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rocketmq_cluster_appears_and_disappears_while_traffic_flows() {
+    let _serial = ZK_SERIAL.lock().await;
+    let kafka = kafka_bootstrap();
+    let ns = rmq::namesrv();
+    let zk_addr = zk_addr();
+    let (tk, tr) = (unique_topic("zkk"), unique_topic("zkr"));
+    create_topic(&kafka, &tk, 2).await;
+    rmq::create_topic(&tr, 2);
+    let (port, admin) = (free_port(), free_port());
+    let node = format!("127.0.0.1:{port}");
+    let c = client(&zk_addr).await;
+    let pnode = format!("{ROOT}/pproxy/{node}");
+    put(&c, &pnode, &proxy_doc_rmq(&node, &kafka, None, &[&tk, &tr])).await;
+    put(&c, &format!("{ROOT}/topic/{tk}"), &topic_doc_on(&node, "K")).await;
+    put(&c, &format!("{ROOT}/topic/{tr}"), &topic_doc_on(&node, "R")).await;
+    let yaml =
+        format!("zookeeperAddr: {zk_addr}\nzk:\n  startupWaitMs: 2000\n  resyncIntervalSec: 2\n");
+    let p = Proxy::start_on(port, admin, &yaml, &[], tempfile::tempdir().expect("tmp"));
+    assert_eq!(
+        send_code(&p, &tr).await,
+        21,
+        "bound cluster R has no configuration yet"
+    );
+
+    // Kafka traffic runs through every change below, ZooKeeper outage included.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut kc = p.client().await;
+    let traffic = {
+        let (stop, ok, bad, tk) = (stop.clone(), ok.clone(), bad.clone(), tk.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let m = msg(&tk, format!("k-{i}").as_bytes());
+                i += 1;
+                match call(&mut kc, &Call::SendSync(Some(m), 3000)).await.0 {
+                    0 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => bad.fetch_add(1, Ordering::Relaxed),
+                };
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    put(
+        &c,
+        &pnode,
+        &proxy_doc_rmq(&node, &kafka, Some(&ns), &[&tk, &tr]),
+    )
+    .await;
+    assert!(
+        eventually_code(&p, &tr, 0, Duration::from_secs(20)).await,
+        "R appeared: its topic is served"
+    );
+    // ZooKeeper stops while the node serves: the last configuration keeps serving.
+    drop(c);
+    stack(&["down", "zookeeper"]);
+    let during = send_code(&p, &tr).await;
+    let before = ok.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let kafka_during = ok.load(Ordering::Relaxed) - before;
+    stack(&["up", "zookeeper"]);
+    assert_eq!(during, 0, "RocketMQ topic served during the outage");
+    assert!(
+        kafka_during > 0,
+        "Kafka traffic kept flowing during the outage"
+    );
+    // After reconnect, R disappears: its topic answers 21, Kafka is untouched.
+    let c = client(&zk_addr).await;
+    put(&c, &pnode, &proxy_doc_rmq(&node, &kafka, None, &[&tk, &tr])).await;
+    assert!(
+        eventually_code(&p, &tr, 21, Duration::from_secs(30)).await,
+        "R removed: 21"
+    );
+    stop.store(true, Ordering::Relaxed);
+    traffic.await.expect("traffic task");
+    assert_eq!(bad.load(Ordering::Relaxed), 0, "no Kafka request failed");
+    let sent = ok.load(Ordering::Relaxed) as usize;
+    let got = consume(&kafka, &tk, sent, Duration::from_secs(20));
+    assert_eq!(got.len(), sent, "every acknowledged Kafka message arrived");
+    let rgot = rmq::consume(&ns, &tr, 1, Duration::from_secs(20)).await;
+    assert!(!rgot.is_empty(), "the RocketMQ sends arrived");
 }
