@@ -1,5 +1,6 @@
-//! The committer: one thread owns every mutation, applies what is queued as transactions and
-//! makes the whole group durable with one flush before answering any of it (delay.md §8.2).
+//! The committer: one thread owns every mutation, applies what is queued as one transaction and
+//! makes the group durable with one flush before answering its adds, cancels and trims
+//! (delay.md §8.2). Fire completions are answered once applied and ride on the next flush.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,8 @@ pub type Reply = Result<Applied, Arc<StoreError>>;
 struct Job {
     m: Mutation,
     reply: Option<oneshot::Sender<Reply>>,
+    /// Answer only after the group's flush (adds, cancels, trims); false for completions.
+    durable: bool,
 }
 
 /// Counters the committer maintains.
@@ -38,6 +41,12 @@ pub struct CommitStats {
     pub group_size_hist: [AtomicU64; 12],
     /// Sum of group sizes.
     pub group_size_sum: AtomicU64,
+    /// Time spent applying groups (transactions and watermark), µs.
+    pub apply_us_sum: AtomicU64,
+    /// Time spent in flushes, µs.
+    pub flush_us_sum: AtomicU64,
+    /// Flushes issued by the committer.
+    pub flushes: AtomicU64,
 }
 
 /// Upper bounds (µs) of the group-duration buckets.
@@ -81,22 +90,39 @@ impl Committer {
             )))
         };
         self.tx
-            .send(Job { m, reply: Some(tx) })
+            .send(Job {
+                m,
+                reply: Some(tx),
+                durable: true,
+            })
             .await
             .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
 
-    /// Applies `m` without waiting for its flush (fire completions); the reply still arrives.
+    /// Applies `m` without waiting for its flush (fire completions): the reply arrives as soon
+    /// as the mutation is applied; a later flush (or sled's own) makes it durable.
     pub async fn submit(&self, m: Mutation) -> oneshot::Receiver<Reply> {
         let (tx, rx) = oneshot::channel();
-        let _ = self.tx.send(Job { m, reply: Some(tx) }).await;
+        let _ = self
+            .tx
+            .send(Job {
+                m,
+                reply: Some(tx),
+                durable: false,
+            })
+            .await;
         rx
     }
 }
 
+/// Longest time a completion-only group may stay unflushed by the committer (sled also flushes
+/// on its own every 500 ms); bounds the duplicate-fire window after a crash (delay.md §6.3).
+const LAZY_FLUSH_MS: u128 = 200;
+
 fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<CommitStats>) {
     let mut group: Vec<Job> = Vec::with_capacity(max_group);
+    let mut last_flush = Instant::now();
     // blocking_recv: this is a dedicated thread, not a runtime worker.
     while let Some(first) = rx.blocking_recv() {
         let started = Instant::now();
@@ -117,30 +143,56 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<C
             let now = chrono_now_ms();
             stats.fired_through_ms.store(now, Ordering::Relaxed);
         }
-        let flushed = store.flush();
+        let applied_at = Instant::now();
+        stats.apply_us_sum.fetch_add(
+            applied_at.duration_since(started).as_micros() as u64,
+            Ordering::Relaxed,
+        );
+        let n = group.len() as u64;
+        let mut failed = results.iter().any(Result::is_err);
+        // Completions are answered once applied: the fire path does not wait for their flush
+        // (delay.md §8.2); losing one in a crash only re-fires an in-flight occurrence (§6.3).
+        let mut waiting = Vec::with_capacity(group.len());
+        for (job, res) in group.drain(..).zip(results) {
+            match job.reply {
+                Some(reply) if !job.durable => {
+                    let _ = reply.send(res);
+                }
+                reply => waiting.push((reply, res)),
+            }
+        }
+        // Adds and cancels need the flush before their answer; a group of completions only is
+        // left to the next flush unless the last one is older than LAZY_FLUSH_MS.
+        if !waiting.is_empty() || last_flush.elapsed().as_millis() >= LAZY_FLUSH_MS {
+            let flushed = store.flush();
+            last_flush = Instant::now();
+            stats.flush_us_sum.fetch_add(
+                last_flush.duration_since(applied_at).as_micros() as u64,
+                Ordering::Relaxed,
+            );
+            stats.flushes.fetch_add(1, Ordering::Relaxed);
+            let flush_err = flushed.err().map(Arc::new);
+            failed |= flush_err.is_some();
+            for (reply, res) in waiting {
+                let res = match &flush_err {
+                    Some(e) => Err(e.clone()),
+                    None => res,
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(res);
+                }
+            }
+        }
         stats.groups.fetch_add(1, Ordering::Relaxed);
-        stats
-            .mutations
-            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        stats.mutations.fetch_add(n, Ordering::Relaxed);
         let us = started.elapsed().as_micros() as u64;
         stats.last_group_us.store(us, Ordering::Relaxed);
         stats.group_us_hist[bucket(&GROUP_US_BUCKETS, us)].fetch_add(1, Ordering::Relaxed);
         stats.group_us_sum.fetch_add(us, Ordering::Relaxed);
-        let n = group.len() as u64;
         stats.group_size_hist[bucket(&GROUP_SIZE_BUCKETS, n)].fetch_add(1, Ordering::Relaxed);
         stats.group_size_sum.fetch_add(n, Ordering::Relaxed);
-        let flush_err = flushed.err().map(Arc::new);
-        if flush_err.is_some() || results.iter().any(Result::is_err) {
+        if failed {
             stats.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        for (job, res) in group.drain(..).zip(results) {
-            let res = match &flush_err {
-                Some(e) => Err(e.clone()),
-                None => res,
-            };
-            if let Some(reply) = job.reply {
-                let _ = reply.send(res);
-            }
         }
     }
 }

@@ -437,7 +437,11 @@ impl Inner {
                 }
                 Some((d, evicted)) => {
                     st.wheel.insert(d, evicted);
-                    st.cursor = key;
+                    // Never raise the cursor: a key covered only by a scan in progress lies at
+                    // or above it, and raising it would skip what the scan has not loaded.
+                    if key < st.cursor {
+                        st.cursor = key;
+                    }
                     return;
                 }
                 None => {}

@@ -3,6 +3,7 @@
 //! Every call here blocks on sled; the scheduler calls them from the committer thread or a
 //! blocking-pool thread, never from the async runtime's workers.
 
+use std::cell::RefCell;
 use std::path::Path;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
@@ -277,8 +278,28 @@ pub fn split_due_key(k: &[u8]) -> Option<(i64, String)> {
     ))
 }
 
-fn time_key(ms: i64, id: &str) -> Vec<u8> {
-    due_key(ms, id)
+/// Key of a group's `done_by_time` entry: finished ms, `0x00`, the group's first id (the
+/// `0x00` keeps it apart from the per-id keys of older stores).
+fn group_time_key(ms: i64, first_id: &str) -> Vec<u8> {
+    let mut k = due_key(ms, "");
+    k.push(0);
+    k.extend_from_slice(first_id.as_bytes());
+    k
+}
+
+/// Decodes a group entry's value: ids, each prefixed by its u32 big-endian length.
+fn split_id_list(mut v: &[u8]) -> Result<Vec<String>, Corrupt> {
+    let mut out = Vec::new();
+    while !v.is_empty() {
+        let len = v
+            .get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or(Corrupt)?;
+        let id = v.get(4..4 + len).ok_or(Corrupt)?;
+        out.push(String::from_utf8(id.to_vec()).map_err(|_| Corrupt)?);
+        v = &v[4 + len..];
+    }
+    Ok(out)
 }
 
 fn dead_key(id: &str, k: u64) -> Vec<u8> {
@@ -413,9 +434,14 @@ impl Store {
                 meta.insert(PENDING_KEY, &(cur + delta).to_be_bytes())?;
                 Ok(())
             };
+            // Ids finished by this group: indexed for trimming by one `done_by_time` entry per
+            // group instead of one per id (one write fewer per completion).
+            let finished: RefCell<Vec<(i64, String)>> = RefCell::new(Vec::new());
             let finish = |id: &str, entry: &DoneEntry| -> Result<(), Abort> {
                 done.insert(id.as_bytes(), entry.encode())?;
-                dbt.insert(time_key(entry.finished_ms, id), &[])?;
+                finished
+                    .borrow_mut()
+                    .push((entry.finished_ms, id.to_string()));
                 Ok(())
             };
             let one = |m: &Mutation| -> Result<Applied, Abort> {
@@ -564,6 +590,18 @@ impl Store {
             for m in ms {
                 out.push(one(m)?);
             }
+            let fin = finished.borrow();
+            if let Some(max_ms) = fin.iter().map(|(ms, _)| *ms).max() {
+                // Keyed by the latest finish time of the group, so trimming reaches the entry
+                // only once every id in it is past retention.
+                let key = group_time_key(max_ms, &fin[0].1);
+                let mut v = dbt.get(&key)?.map(|v| v.to_vec()).unwrap_or_default();
+                for (_, id) in fin.iter() {
+                    v.extend_from_slice(&(id.len() as u32).to_be_bytes());
+                    v.extend_from_slice(id.as_bytes());
+                }
+                dbt.insert(key, v)?;
+            }
             Ok(out)
         })?;
         Ok(r)
@@ -577,18 +615,28 @@ impl Store {
     ) -> Result<Applied, StoreError> {
         let mut n = 0;
         let end = due_key(before_ms, "");
-        for kv in self.done_by_time.range(..end).take(limit) {
-            let (k, _) = kv?;
-            if let Some((_, id)) = split_due_key(&k) {
+        for kv in self.done_by_time.range(..end) {
+            if n >= limit {
+                break;
+            }
+            let (k, v) = kv?;
+            // An empty value is a per-id entry (finished ms ‖ id, older stores); otherwise the
+            // value lists the ids a group finished.
+            let ids = if v.is_empty() {
+                split_due_key(&k).map(|(_, id)| id).into_iter().collect()
+            } else {
+                split_id_list(&v)?
+            };
+            for id in ids {
                 // A re-finished id has a newer time entry: only delete when this one is current.
                 if let Some(raw) = self.done.get(id.as_bytes())? {
                     if DoneEntry::decode(&raw)?.finished_ms < before_ms {
                         self.done.remove(id.as_bytes())?;
                     }
                 }
+                n += 1;
             }
             self.done_by_time.remove(k)?;
-            n += 1;
         }
         let mut stale = Vec::new();
         for kv in self.dead.iter() {
@@ -927,6 +975,67 @@ mod tests {
         assert_eq!(s.record(&id).unwrap(), Some(r));
         assert_eq!(s.count_pending().unwrap(), 1);
         assert_eq!(s.first_due().unwrap(), Some(1_700_000_000_000));
+    }
+
+    #[test]
+    fn trim_reads_group_and_per_id_time_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 16 << 20).unwrap();
+        let t0 = 1_700_000_000_000;
+        let mut adds = vec![];
+        let mut ids = vec![];
+        for i in 0..3 {
+            let r = rec(2, 1_700_000_000 + i, 0, 0);
+            let id = r.occurrence_id(0);
+            adds.push(Mutation::Add {
+                id: id.clone(),
+                record: Box::new(r),
+            });
+            ids.push(id);
+        }
+        let refs: Vec<&Mutation> = adds.iter().collect();
+        s.apply_group(&refs).unwrap();
+        let done: Vec<Mutation> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Mutation::Complete {
+                id: id.clone(),
+                k: 0,
+                end: FireEnd::Ok,
+                now_ms: t0 + i as i64,
+                catch_up: CU,
+            })
+            .collect();
+        let refs: Vec<&Mutation> = done.iter().collect();
+        s.apply_group(&refs).unwrap();
+        assert_eq!(s.done_by_time.len(), 1, "one time entry per group");
+        // An entry as older stores wrote it: finished ms ‖ id, empty value.
+        let old = Mutation::Cancel {
+            id: "old".into(),
+            topic: "t".into(),
+            at_ms: t0,
+        };
+        s.apply(&old).unwrap();
+        assert!(s
+            .done_by_time
+            .remove(group_time_key(t0, "old"))
+            .unwrap()
+            .is_some());
+        s.done_by_time.insert(due_key(t0, "old"), &[]).unwrap();
+        // Not yet past retention for the latest id of the group: nothing goes.
+        let trim = |before_ms| Mutation::Trim {
+            before_ms,
+            dead_before_ms: 0,
+            limit: 100,
+        };
+        assert_eq!(s.apply(&trim(t0 + 2)).unwrap(), Applied::Trimmed(1));
+        assert!(s.done("old").unwrap().is_none());
+        assert!(s.done(&ids[0]).unwrap().is_some());
+        assert_eq!(s.apply(&trim(t0 + 3)).unwrap(), Applied::Trimmed(3));
+        for id in &ids {
+            assert!(s.done(id).unwrap().is_none());
+        }
+        assert_eq!(s.done_by_time.len(), 0);
     }
 
     #[test]

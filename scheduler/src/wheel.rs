@@ -194,13 +194,23 @@ impl<K: Clone + Eq + Hash> Wheel<K> {
     }
 
     /// Removes and returns the entry with the latest due time (eviction when full).
+    ///
+    /// An entry of a higher level is always later than every entry of a lower level (it shares
+    /// the wheel time's digits above its level and exceeds it at its level), so only the
+    /// farthest occupied slot of the highest occupied level is searched, not every entry.
     pub fn pop_latest(&mut self) -> Option<(u64, K)> {
-        let (key, due) = self
-            .index
+        let level = (0..LEVELS).rev().find(|l| self.occupied[*l] != 0)?;
+        let now_slot = slot_for(self.now, level);
+        // Farthest slot from the wheel's time in rotation order (the top level may wrap).
+        let slot = (0..SLOTS)
+            .filter(|s| self.occupied[level] & (1 << s) != 0)
+            .max_by_key(|s| (s + SLOTS - now_slot) % SLOTS)?;
+        let id = self.slots[level * SLOTS + slot]
             .iter()
-            .filter_map(|(k, &id)| self.entries[id].as_ref().map(|e| (k.clone(), e.due)))
-            .max_by_key(|(_, d)| *d)?;
-        self.remove(&key);
+            .copied()
+            .max_by_key(|id| self.entries[*id].as_ref().map_or(0, |e| e.due))?;
+        let key = self.entries[id].as_ref()?.key.clone();
+        let due = self.remove(&key)?;
         Some((due, key))
     }
 }
@@ -272,6 +282,34 @@ mod tests {
         assert_eq!(w.pop_latest(), Some((900, "b")));
         assert!(w.poll(299).is_empty());
         assert_eq!(w.poll(300), vec![(300, "a")]);
+    }
+
+    #[test]
+    fn pop_latest_is_the_latest_after_polls() {
+        let mut w = Wheel::new(0);
+        let mut x: u64 = 99;
+        let mut held = std::collections::HashMap::new();
+        let mut t = 0;
+        for i in 0..20_000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let d = t + 1 + (x >> 20) % 5_000_000;
+            w.insert(d, i);
+            held.insert(i, d);
+            if i % 100 == 0 {
+                t += (x >> 40) % 20_000;
+                for (_, k) in w.poll(t) {
+                    held.remove(&k);
+                }
+            }
+            if i % 7 == 0 {
+                let (due, k) = w.pop_latest().expect("not empty");
+                let max = held.values().copied().max().unwrap();
+                assert_eq!(due, max, "evicts the latest");
+                assert_eq!(held.remove(&k), Some(due));
+            }
+        }
     }
 
     #[test]
