@@ -2,7 +2,12 @@
 //! acknowledged sends with the same concurrency, on the same real Kafka, in the same run.
 //! (The full benchmark with histograms is its own tool; this gives one honest figure.)
 //!
-//! cargo run --release --example quick_ratio -- [kafka=127.0.0.1:9092] [conns=32] [secs=10] [bytes=100]
+//! The same for RocketMQ (backend `rocketmq`): a direct rocketmq-client-rust producer doing
+//! `send_to_queue` on the same real broker against pproxy.
+//!
+//! cargo run --release --example quick_ratio -- [kafka=127.0.0.1:9092] [conns=32] [secs=10] [bytes=100] [backend=kafka|rocketmq] [namesrv=127.0.0.1:9876]
+
+#![recursion_limit = "256"]
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -121,33 +126,121 @@ async fn via_proxy(addr: &str, topic: &str, conns: usize, secs: u64, body: Bytes
     (n as f64 / el, errors.load(Ordering::Relaxed))
 }
 
+static RMQ_OWNER: std::sync::LazyLock<rocketmq_runtime::RuntimeOwner> =
+    std::sync::LazyLock::new(|| {
+        rocketmq_runtime::RuntimeOwner::plan(rocketmq_runtime::RuntimeConfig {
+            thread_name: "rmq-direct".into(),
+            ..Default::default()
+        })
+        .expect("plan")
+        .build()
+        .expect("runtime")
+    });
+
+/// The direct RocketMQ peer: one producer, `conns` tasks each sending synchronously to a random
+/// queue of the topic's route, as pproxy does for random-partition messages.
+async fn direct_rmq(ns: &str, topic: &str, conns: usize, secs: u64, body: Bytes) -> f64 {
+    use rocketmq_client_rust::{ClientRuntime, ClientRuntimeConfig, DefaultMQProducer};
+    use rocketmq_model::common::message::message_single::Message as RMessage;
+    let rt = ClientRuntime::try_new(
+        RMQ_OWNER.root_context().component("direct"),
+        ClientRuntimeConfig::default(),
+        rocketmq_observability::TelemetryHandle::noop(),
+    )
+    .expect("client runtime");
+    let mut p = DefaultMQProducer::builder(rt)
+        .producer_group(format!("direct_{}", uuid::Uuid::new_v4().simple()))
+        .name_server_addr(ns.to_string())
+        .retry_times_when_send_failed(0)
+        .build();
+    p.start().await.expect("start");
+    let queues = p.fetch_publish_message_queues(topic).await.expect("route");
+    let p = Arc::new(p);
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for i in 0..conns {
+        let (p, count, stop, body, topic, queues) = (
+            p.clone(),
+            count.clone(),
+            stop.clone(),
+            body.clone(),
+            topic.to_string(),
+            queues.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let key = format!("k{i}");
+            while !stop.load(Ordering::Relaxed) {
+                let m = RMessage::builder()
+                    .topic(topic.as_str())
+                    .key(key.as_str())
+                    .body(body.clone())
+                    .build_unchecked();
+                let q = queues[rand::random_range(0..queues.len())].clone();
+                if p.send_to_queue_with_timeout(m, q, 5000).await.is_ok() {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let n = count.load(Ordering::Relaxed);
+    let el = start.elapsed().as_secs_f64();
+    for t in tasks {
+        let _ = t.await;
+    }
+    n as f64 / el
+}
+
 #[tokio::main]
 async fn main() {
     let kafka = arg(1, "127.0.0.1:9092");
     let conns: usize = arg(2, "32").parse().expect("conns");
     let secs: u64 = arg(3, "10").parse().expect("secs");
     let size: usize = arg(4, "100").parse().expect("bytes");
+    let backend = arg(5, "kafka");
+    let ns = arg(6, "127.0.0.1:9876");
+    let rmq = backend == "rocketmq";
     let body = Bytes::from(vec![b'x'; size]);
     let topic = format!("quick-ratio-{}", uuid::Uuid::new_v4().simple());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &kafka)
-        .create()
-        .expect("admin");
-    admin
-        .create_topics(
-            [&NewTopic::new(&topic, 4, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .expect("create topic");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    if rmq {
+        let st = Command::new("scripts/stack.sh")
+            .args(["rocketmq-topic", &topic, "4"])
+            .status()
+            .expect("stack.sh rocketmq-topic");
+        assert!(st.success(), "create the RocketMQ topic");
+    }
+    if !rmq {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &kafka)
+            .create()
+            .expect("admin");
+        admin
+            .create_topics(
+                [&NewTopic::new(&topic, 4, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
+            .await
+            .expect("create topic");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 
     let dir = tempfile::tempdir().expect("tmp");
-    let doc = format!(
-        r#"{{"brokerClusters":["K"],"carreraConfiguration":{{"useKafka":true,
+    let doc = if rmq {
+        format!(
+            r#"{{"brokerClusters":["R"],"carreraConfiguration":{{"useRocketmq":true,
+           "rocketmqConfigurationMap":{{"R":{{"namesrvAddrs":["{ns}"]}}}},
+           "defaultTopicInfoConf":{{"topics":[{{"topic":"{topic}","topicUnits":[{{"brokerCluster":"R"}}]}}]}}}}}}"#
+        )
+    } else {
+        format!(
+            r#"{{"brokerClusters":["K"],"carreraConfiguration":{{"useKafka":true,
            "kafkaConfigurationMap":{{"K":{{"bootstrapServers":["{kafka}"],"acks":"all"}}}},
            "defaultTopicInfoConf":{{"topics":[{{"topic":"{topic}","topicUnits":[{{"brokerCluster":"K"}}]}}]}}}}}}"#
-    );
+        )
+    };
     std::fs::write(dir.path().join("local.json"), doc).expect("write");
     std::fs::write(
         dir.path().join("c.yaml"),
@@ -165,10 +258,14 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let addr = "127.0.0.1:19713";
 
-    println!("conns={conns} secs={secs} body={size}B kafka={kafka}");
+    println!("backend={backend} conns={conns} secs={secs} body={size}B kafka={kafka} namesrv={ns}");
     let mut ratios = Vec::new();
     for round in 1..=2 {
-        let d = direct(&kafka, &topic, conns, secs, body.clone()).await;
+        let d = if rmq {
+            direct_rmq(&ns, &topic, conns, secs, body.clone()).await
+        } else {
+            direct(&kafka, &topic, conns, secs, body.clone()).await
+        };
         let t0 = cpu_ticks(child.id());
         let (p, errors) = via_proxy(addr, &topic, conns, secs, body.clone()).await;
         let ticks = cpu_ticks(child.id()) - t0;

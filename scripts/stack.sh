@@ -4,6 +4,7 @@
 #
 #   scripts/stack.sh up     [kafka|rocketmq|zookeeper|all]   install if needed, start, wait until healthy
 #   scripts/stack.sh down   [kafka|rocketmq|zookeeper|all]   stop what `up` started (data is kept)
+#   scripts/stack.sh down   rocketmq-broker                   stop the RocketMQ broker only (`up rocketmq` restarts it)
 #   scripts/stack.sh status                                   one line per server
 #   scripts/stack.sh env                                      shell exports for the tests
 #   scripts/stack.sh kafka-topic    NAME PARTITIONS           create a topic (idempotent, waits for leaders)
@@ -685,6 +686,12 @@ main() {
     down | reset)
       [[ $# -le 1 ]] || die "usage: $0 $cmd [kafka|rocketmq|zookeeper|all]"
       local comps c p procs
+      if [[ ${1:-} == rocketmq-broker && $cmd == down ]]; then
+        # The broker alone (outage tests): the name server keeps answering.
+        with_lock
+        stop broker
+        return 0
+      fi
       comps=$(components "${1:-all}")
       with_lock
       for c in $comps; do

@@ -2,6 +2,8 @@
 //! Exit status of the tools: 0 result code 0; 1 non-zero result code; 2 usage error;
 //! 3 transport error, socket timeout or admin endpoint unreachable.
 
+#![recursion_limit = "256"]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -97,6 +97,11 @@ pub async fn run(
     let delay_dir = settings.data_dir.join("delay");
     let sched_cfg = settings.scheduler.to_config();
     let fire_timeout = Duration::from_millis(settings.scheduler.fire_timeout_ms);
+    snapshot
+        .warm_up(Duration::from_millis(
+            settings.forwarding.warm_up_timeout_ms,
+        ))
+        .await;
     let app = App::new(settings, node, snapshot, embedded);
     let sink = Arc::new(WriterSink {
         app: Arc::downgrade(&app),

@@ -269,3 +269,85 @@ async fn a_rocketmq_cluster_appears_and_disappears_while_traffic_flows() {
     let rgot = rmq::consume(&ns, &tr, 1, Duration::from_secs(20)).await;
     assert!(!rgot.is_empty(), "the RocketMQ sends arrived");
 }
+
+/// Issue #7 part 4: a 60 s ZooKeeper outage under load. Serving continues with the last
+/// configuration; a change written as soon as ZooKeeper is back applies after the reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sixty_second_outage_under_load() {
+    let _serial = ZK_SERIAL.lock().await;
+    let kafka = kafka_bootstrap();
+    let zk_addr = zk_addr();
+    let (t1, t2) = (unique_topic("zko1"), unique_topic("zko2"));
+    create_topic(&kafka, &t1, 2).await;
+    create_topic(&kafka, &t2, 2).await;
+    let (port, admin) = (free_port(), free_port());
+    let node = format!("127.0.0.1:{port}");
+    let c = client(&zk_addr).await;
+    let pnode = format!("{ROOT}/pproxy/{node}");
+    put(&c, &pnode, &proxy_doc(&node, &kafka, &[&t1])).await;
+    put(&c, &format!("{ROOT}/topic/{t1}"), &topic_doc(&node)).await;
+    put(&c, &format!("{ROOT}/topic/{t2}"), &topic_doc(&node)).await;
+    let yaml =
+        format!("zookeeperAddr: {zk_addr}\nzk:\n  startupWaitMs: 2000\n  resyncIntervalSec: 2\n");
+    let p = Proxy::start_on(port, admin, &yaml, &[], tempfile::tempdir().expect("tmp"));
+    assert_eq!(send_code(&p, &t1).await, 0);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut tasks = Vec::new();
+    for k in 0..4 {
+        let mut kc = p.client().await;
+        let (stop, ok, bad, t1) = (stop.clone(), ok.clone(), bad.clone(), t1.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let m = msg(&t1, format!("o{k}-{i}").as_bytes());
+                i += 1;
+                match call(&mut kc, &Call::SendSync(Some(m), 3000)).await.0 {
+                    0 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => bad.fetch_add(1, Ordering::Relaxed),
+                };
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }));
+    }
+    drop(c);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stack(&["down", "zookeeper"]);
+    let down_at = std::time::Instant::now();
+    let before = ok.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let served_during = ok.load(Ordering::Relaxed) - before;
+    let (_, metrics) = p.http_get("/metrics").expect("metrics");
+    stack(&["up", "zookeeper"]);
+    let outage = down_at.elapsed();
+    assert!(
+        metrics.contains("pproxy_zk_connected 0"),
+        "the outage was noticed"
+    );
+    // Written the moment ZooKeeper is back: applied once the node has reconnected.
+    let c = client(&zk_addr).await;
+    let back = std::time::Instant::now();
+    put(&c, &pnode, &proxy_doc(&node, &kafka, &[&t1, &t2])).await;
+    assert!(
+        eventually_code(&p, &t2, 0, Duration::from_secs(60)).await,
+        "change applied after reconnect"
+    );
+    let applied = back.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("traffic");
+    }
+    let (okn, badn) = (ok.load(Ordering::Relaxed), bad.load(Ordering::Relaxed));
+    println!(
+        "zookeeper outage {:.1} s: {served_during} requests answered 0 during it, {okn} in all, \
+         {badn} not 0; change applied {:.2} s after ZooKeeper was back",
+        outage.as_secs_f64(),
+        applied.as_secs_f64()
+    );
+    assert!(served_during > 1000, "serving continued: {served_during}");
+    assert_eq!(badn, 0, "no request failed during the outage");
+    // Plus the one probe sent before the traffic started.
+    let got = consume(&kafka, &t1, okn as usize + 1, Duration::from_secs(30));
+    assert_eq!(got.len(), okn as usize + 1, "every acknowledged message stored");
+}

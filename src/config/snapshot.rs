@@ -58,6 +58,41 @@ impl Snapshot {
         self.writers.get(cluster)
     }
 
+    /// Warm-up before the Thrift port opens (forwarding.md §7.5): producers started and routes or
+    /// metadata fetched for every admitted topic, bounded by `timeout`; failures are logged only.
+    pub async fn warm_up(&self, timeout: std::time::Duration) {
+        let c = &self.proxy.carrera;
+        if !c.warm_up_fetch_topic_route_info && !c.warm_up_connection {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut per_cluster: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for t in self.topics.all() {
+            for cl in &t.clusters {
+                per_cluster
+                    .entry(cl.clone())
+                    .or_default()
+                    .push(t.name.clone());
+            }
+        }
+        let jobs = per_cluster.into_iter().filter_map(|(cl, topics)| {
+            let w = self.writer(&cl)?.clone();
+            Some(async move {
+                match &w {
+                    ClusterWriter::Rocketmq(r) => r.warm_up(&topics, deadline).await,
+                    ClusterWriter::Kafka(k) => {
+                        for t in &topics {
+                            if let Err(e) = k.partition_count(t, deadline).await {
+                                tracing::warn!(cluster = k.name(), topic = %t, error = %e, "metadata warm-up failed");
+                            }
+                        }
+                    }
+                }
+            })
+        });
+        let _ = tokio::time::timeout_at(deadline, futures::future::join_all(jobs)).await;
+    }
+
     /// A JSON summary for `/status`.
     pub fn status_json(&self) -> serde_json::Value {
         let topics: Vec<_> = self

@@ -229,13 +229,27 @@ impl RocketmqCluster {
             }
             return Ok(q);
         }
-        let list = fetch(&producers[0].inner, topic, deadline).await?;
-        if list.is_empty() {
-            return Err(SendError::TopicNotExist(format!(
-                "no writable queue for {topic}"
-            )));
+        let known = self.routes.get(topic).is_some();
+        let fetched = fetch(&producers[0].inner, topic, deadline)
+            .await
+            .and_then(|list| {
+                if list.is_empty() {
+                    Err(SendError::TopicNotExist(format!(
+                        "no writable queue for {topic}"
+                    )))
+                } else {
+                    Ok(list)
+                }
+            });
+        match fetched {
+            Ok(list) => Ok(self.routes.put(topic, list)),
+            // A topic that had a route and lost it is an outage (its brokers are down and
+            // unregistered), not a missing topic: retried, then 10 or 12 (issue #7).
+            Err(SendError::TopicNotExist(why)) if known => {
+                Err(SendError::Retriable(format!("route lost: {why}")))
+            }
+            Err(e) => Err(e),
         }
-        Ok(self.routes.put(topic, list))
     }
 
     /// The producer instance of `mq`: fixed per (topic, queue) so per-queue order holds.

@@ -1,0 +1,221 @@
+//! Broker outages under load (issue #7 part 3): the real Kafka, and the real RocketMQ broker, are
+//! stopped for 30 s while clients send, then started again. Every request is answered (0, 10 or
+//! 12, never a hang), every request answered 0 is in the broker afterwards, and service returns
+//! once the broker is back. The figures are printed (`--nocapture`) for docs/RELIABILITY.md.
+
+#![recursion_limit = "256"]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::rmq;
+use common::*;
+use pproxy::proto::Call;
+
+/// How long the broker stays down.
+const OUTAGE: Duration = Duration::from_secs(30);
+/// Client timeout of every sendSync.
+const TIMEOUT_MS: i64 = 3000;
+/// Concurrent clients.
+const CLIENTS: usize = 8;
+
+/// One answered request.
+struct Answer {
+    body: String,
+    code: i32,
+    sent: Instant,
+    took: Duration,
+}
+
+fn stack(args: &[&str]) {
+    let st = std::process::Command::new(repo_path("scripts/stack.sh"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run stack.sh");
+    assert!(st.success(), "stack.sh {args:?}");
+}
+
+/// Runs `CLIENTS` senders against `topic` while `outage` stops and restarts the broker; returns
+/// every answer and the instant the broker was healthy again.
+async fn under_load(
+    p: &Proxy,
+    topic: &str,
+    down: &'static [&'static str],
+    up: &'static [&'static str],
+) -> (Vec<Answer>, Instant, Instant) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let mut client = p.client().await;
+        let (stop, answers, topic) = (stop.clone(), answers.clone(), topic.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let body = format!("c{c}-{i}");
+                i += 1;
+                let m = pproxy::proto::Message {
+                    partition_id: -1,
+                    hash_id: c as i64,
+                    ..msg(&topic, body.as_bytes())
+                };
+                let sent = Instant::now();
+                let (code, _, _) = call(&mut client, &Call::SendSync(Some(m), TIMEOUT_MS)).await;
+                let took = sent.elapsed();
+                answers.lock().unwrap().push(Answer {
+                    body,
+                    code,
+                    sent,
+                    took,
+                });
+                if code != 0 {
+                    // Failing fast must not turn into a busy loop against a dead broker.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stopped = Instant::now();
+    tokio::task::spawn_blocking(move || stack(down))
+        .await
+        .expect("stop");
+    tokio::time::sleep(OUTAGE.saturating_sub(stopped.elapsed())).await;
+    tokio::task::spawn_blocking(move || stack(up))
+        .await
+        .expect("start");
+    let healthy = Instant::now();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    let v = std::mem::take(&mut *answers.lock().unwrap());
+    (v, stopped, healthy)
+}
+
+/// Checks the answers and prints the figures; returns the bodies answered 0.
+fn check(name: &str, answers: &[Answer], stopped: Instant, healthy: Instant) -> HashSet<String> {
+    let slack = Duration::from_millis(TIMEOUT_MS as u64 + 500);
+    let slowest = answers.iter().map(|a| a.took).max().unwrap_or_default();
+    assert!(
+        slowest <= slack,
+        "{name}: an answer took {slowest:?} (hang)"
+    );
+    let mut counts = std::collections::BTreeMap::new();
+    for a in answers {
+        *counts.entry(a.code).or_insert(0u64) += 1;
+    }
+    for code in counts.keys() {
+        assert!(
+            [0, 10, 12].contains(code),
+            "{name}: code {code} outside 0/10/12: {counts:?}"
+        );
+    }
+    let during_failures = answers
+        .iter()
+        .filter(|a| a.sent > stopped && a.sent < healthy && a.code != 0)
+        .count();
+    assert!(
+        during_failures > 0,
+        "{name}: the outage was visible to clients"
+    );
+    // Recovery: from the broker being healthy to the first of a run of 20 successes.
+    let mut after: Vec<&Answer> = answers.iter().filter(|a| a.sent >= healthy).collect();
+    after.sort_by_key(|a| a.sent);
+    let mut run = 0;
+    let mut recovered = None;
+    for a in &after {
+        if a.code == 0 {
+            run += 1;
+            if run == 1 {
+                recovered = Some(a.sent + a.took);
+            }
+            if run == 20 {
+                break;
+            }
+        } else {
+            run = 0;
+            recovered = None;
+        }
+    }
+    let recovered = recovered.filter(|_| run >= 20).unwrap_or_else(|| {
+        panic!("{name}: no steady service after the broker returned: {counts:?}")
+    });
+    println!(
+        "{name}: {} requests, codes {counts:?}, slowest answer {slowest:?}, \
+         service back {:.2} s after the broker was healthy",
+        answers.len(),
+        recovered.saturating_duration_since(healthy).as_secs_f64()
+    );
+    answers
+        .iter()
+        .filter(|a| a.code == 0)
+        .map(|a| a.body.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_outage_under_load() {
+    let kafka = kafka_bootstrap();
+    let topic = unique_topic("outage");
+    create_topic(&kafka, &topic, 2).await;
+    let doc = local_config(&kafka, &[(&topic, "")], "");
+    let p = Proxy::start_with_files("localConfig: local.json\n", &[("local.json", doc)]);
+    let (answers, stopped, healthy) =
+        under_load(&p, &topic, &["down", "kafka"], &["up", "kafka"]).await;
+    let acked = check("kafka", &answers, stopped, healthy);
+    let got = consume(&kafka, &topic, acked.len(), Duration::from_secs(60));
+    let stored: HashSet<String> = got
+        .iter()
+        .map(|c| String::from_utf8_lossy(&c.value).into_owned())
+        .collect();
+    let lost: Vec<&String> = acked.difference(&stored).collect();
+    assert!(
+        lost.is_empty(),
+        "kafka: acknowledged but not stored: {lost:?}"
+    );
+    println!(
+        "kafka: {} acknowledged, all {} found by a consumer ({} stored in all, 12 may be stored)",
+        acked.len(),
+        acked.len(),
+        stored.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocketmq_broker_outage_under_load() {
+    let ns = rmq::namesrv();
+    let topic = unique_topic("routage");
+    rmq::create_topic(&topic, 2);
+    let doc = rmq::local_config(&ns, &[(&topic, "")], "");
+    let p = Proxy::start_with_files("localConfig: local.json\n", &[("local.json", doc)]);
+    let (answers, stopped, healthy) = under_load(
+        &p,
+        &topic,
+        &["down", "rocketmq-broker"],
+        &["up", "rocketmq"],
+    )
+    .await;
+    let acked = check("rocketmq", &answers, stopped, healthy);
+    let got = rmq::consume(&ns, &topic, acked.len(), Duration::from_secs(60)).await;
+    let stored: HashSet<String> = got
+        .iter()
+        .map(|g| String::from_utf8_lossy(&g.body).into_owned())
+        .collect();
+    let lost: Vec<&String> = acked.difference(&stored).collect();
+    assert!(
+        lost.is_empty(),
+        "rocketmq: acknowledged but not stored: {lost:?}"
+    );
+    println!(
+        "rocketmq: {} acknowledged, all found by a consumer ({} stored in all)",
+        acked.len(),
+        stored.len()
+    );
+}
