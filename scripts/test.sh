@@ -16,6 +16,9 @@ export PPROXY_TEST_KAFKA PPROXY_TEST_ROCKETMQ_NAMESRV PPROXY_TEST_ZK
 
 echo "test: cargo test" >&2
 cargo test --locked --no-fail-fast --workspace --lib --bins --tests --examples
+echo "test: load generator smoke (harness only; figures live in docs/)" >&2
+BENCH_NO_BUILD=1 PPROXY_BIN="$PWD/target/debug/pproxy" LOADGEN_BIN="$PWD/target/debug/examples/loadgen" \
+  scripts/bench.sh smoke
 echo "test: scheduler benchmark smoke (harness only; figures live in docs/)" >&2
 cargo test --locked -q -p scheduler --bench scheduler_bench -- smoke
 echo "test: package and control.sh" >&2

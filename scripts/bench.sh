@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# pproxy against the direct producers it stands in for, on the real servers of scripts/stack.sh
+# (issue #5). One load generator (examples/loadgen.rs) drives both sides.
+#
+#   scripts/bench.sh [full]    Kafka, then RocketMQ (~7 min): max rate at 64 connections with
+#                              100 B and 1 KiB bodies, latency at half of pproxy's max rate,
+#                              one lone synchronous client; tables with ratios at the end
+#   scripts/bench.sh kafka     the Kafka half only
+#   scripts/bench.sh rocketmq  the RocketMQ half only
+#   scripts/bench.sh smoke     Kafka only, every method and partition mode for ~1.5 s each with
+#                              4 connections; fails unless every summary parses and shows
+#                              messages stored (the harness check for the test suite, ~25 s)
+#   scripts/bench.sh perf      perf record -g of pproxy under max-rate Kafka load, top entries
+#   scripts/bench.sh table     print the tables again from the JSON summaries
+#
+# Every comparison runs twice, interleaved (direct, pproxy, direct, pproxy), because the machine
+# is shared: both runs are reported. JSON summaries, logs and tables go to target/bench/
+# (BENCH_OUT). Timing targets live in docs/BENCHMARKS.md, never in this script's exit status.
+#
+# Environment: BENCH_SECS (measured seconds per run, default 8), BENCH_WARMUP (default 1),
+# BENCH_CONNS (default 64), BENCH_NO_BUILD=1 (use the binaries in target/release as they are),
+# BENCH_VERBOSE=1 (show the load generator's progress lines), PPROXY_BIN and LOADGEN_BIN (binaries
+# other than target/release/{pproxy,examples/loadgen}), KAFKA (127.0.0.1:9092),
+# NAMESRV (127.0.0.1:9876).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+MODE=${1:-full}
+OUT=${BENCH_OUT:-$ROOT/target/bench}
+SECS=${BENCH_SECS:-8}
+WARMUP=${BENCH_WARMUP:-1}
+CONNS=${BENCH_CONNS:-64}
+KAFKA=${KAFKA:-127.0.0.1:9092}
+NAMESRV=${NAMESRV:-127.0.0.1:9876}
+PPROXY=${PPROXY_BIN:-$ROOT/target/release/pproxy}
+LOADGEN=${LOADGEN_BIN:-$ROOT/target/release/examples/loadgen}
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+PROXY_PID=
+PROXY_DIR=
+PROXY_ADDR=
+cleanup() {
+  stop_proxy
+}
+trap cleanup EXIT
+
+# ------------------------------------------------------------------ pproxy
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_proxy LOCAL_JSON: pproxy (release) in local mode with that proxy config, in a temp dir
+# that also holds its logs and delay store.
+start_proxy() {
+  local doc=$1 port i
+  PROXY_DIR=$(mktemp -d "${TMPDIR:-/tmp}/pproxy-bench.XXXXXX")
+  port=$(free_port)
+  printf '%s\n' "$doc" >"$PROXY_DIR/local.json"
+  printf 'host: 127.0.0.1\nport: %s\nadminPort: 0\nlocalConfig: local.json\nserver:\n  bindAddr: 127.0.0.1\n' \
+    "$port" >"$PROXY_DIR/c.yaml"
+  (cd "$PROXY_DIR" && exec "$PPROXY" run -c c.yaml >"$PROXY_DIR/stdout" 2>"$PROXY_DIR/stderr") &
+  PROXY_PID=$!
+  PROXY_ADDR=127.0.0.1:$port
+  for ((i = 0; i < 100; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      log "pproxy pid $PROXY_PID on $PROXY_ADDR ($PROXY_DIR)"
+      return 0
+    fi
+    kill -0 "$PROXY_PID" 2>/dev/null || break
+    sleep 0.2
+  done
+  tail -n 20 "$PROXY_DIR/stderr" >&2 || true
+  die "pproxy did not start"
+}
+
+stop_proxy() {
+  if [[ -n $PROXY_PID ]]; then
+    kill "$PROXY_PID" 2>/dev/null || true
+    wait "$PROXY_PID" 2>/dev/null || true
+    PROXY_PID=
+  fi
+  if [[ -n $PROXY_DIR ]]; then
+    rm -rf "$PROXY_DIR"
+    PROXY_DIR=
+  fi
+}
+
+# kafka_config TOPIC [DELAY_TOPIC]: one Kafka cluster, pproxy's shipped defaults otherwise.
+kafka_config() {
+  local t=$1 d=${2:-} topics
+  topics="{\"topic\":\"$t\",\"topicUnits\":[{\"brokerCluster\":\"K\"}]}"
+  [[ -z $d ]] || topics+=",{\"topic\":\"$d\",\"delayTopic\":true,\"topicUnits\":[{\"brokerCluster\":\"K\"}]}"
+  cat <<EOF
+{"brokerClusters":["K"],"carreraConfiguration":{"useKafka":true,
+ "kafkaConfigurationMap":{"K":{"bootstrapServers":["$KAFKA"],"acks":"all"}},
+ "defaultTopicInfoConf":{"topics":[$topics]}}}
+EOF
+}
+
+# rocketmq_config TOPIC AUTOBATCH_TOPIC: auto-batch is on for the proxy, and only the second
+# topic is an autoBatch topic, so sendSync to the first is never batched.
+rocketmq_config() {
+  cat <<EOF
+{"brokerClusters":["R"],"carreraConfiguration":{"useRocketmq":true,"useAutoBatch":true,
+ "rocketmqConfigurationMap":{"R":{"namesrvAddrs":["$NAMESRV"]}},
+ "defaultTopicInfoConf":{"topics":[
+   {"topic":"$1","topicUnits":[{"brokerCluster":"R"}]},
+   {"topic":"$2","autoBatch":true,"topicUnits":[{"brokerCluster":"R"}]}]}}}
+EOF
+}
+
+# ------------------------------------------------------------------ runs
+
+# lg NAME SUBCOMMAND ARGS...: one load generator run; summary in $OUT/NAME.json.
+lg() {
+  local name=$1
+  shift
+  local err=$OUT/logs/$name.err
+  mkdir -p "$OUT/logs"
+  local rc=0
+  if [[ ${BENCH_VERBOSE:-0} == 1 ]]; then
+    "$LOADGEN" "$@" --json "$OUT/$name.json" >/dev/null 2> >(tee "$err" >&2) || rc=$?
+  else
+    "$LOADGEN" "$@" --json "$OUT/$name.json" >/dev/null 2>"$err" || rc=$?
+  fi
+  if ((rc != 0)); then
+    tail -n 5 "$err" >&2
+    die "$name failed (exit $rc)"
+  fi
+  jq -r --arg n "$name" '"\($n): \(.throughput) msg/s  p50 \(.latency_us.p50) us  p99 \(.latency_us.p99) us  errors \(.errors_total)" +
+      (if .proxy_cpu then "  pproxy \(.proxy_cpu.us_per_msg) us/msg" else "" end)' "$OUT/$name.json" >&2
+}
+
+proxy_run() {
+  local name=$1
+  shift
+  lg "$name" proxy --addr "$PROXY_ADDR" --proxy-pid "$PROXY_PID" "$@"
+}
+
+# half_rate PREFIX: half of the mean pproxy max rate of the two 100 B rounds.
+half_rate() {
+  jq -s 'map(.throughput) | add / length / 2 | floor' "$OUT/$1-max-100-proxy-r1.json" "$OUT/$1-max-100-proxy-r2.json"
+}
+
+stamp() { date +%s%N | cut -c1-13; }
+
+record_env() {
+  {
+    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "uptime: $(uptime)"
+    echo "nproc: $(nproc)"
+    echo "cpu: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)"
+    echo "mem: $(free -g | awk '/Mem:/ {print $2 " GiB"}')"
+    echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
+  } >>"$OUT/env-$1.txt"
+}
+
+bench_kafka() {
+  local t size r half
+  scripts/stack.sh up kafka
+  t=bench-kafka-$(stamp)
+  scripts/stack.sh kafka-topic "$t" 4 >/dev/null
+  start_proxy "$(kafka_config "$t")"
+  record_env kafka
+  local common=(--topic "$t" --secs "$SECS" --warmup "$WARMUP")
+  for size in 100 1024; do
+    for r in 1 2; do
+      lg "kafka-max-$size-direct-r$r" direct-kafka --bootstrap "$KAFKA" "${common[@]}" --conns "$CONNS" --size "$size"
+      proxy_run "kafka-max-$size-proxy-r$r" "${common[@]}" --conns "$CONNS" --size "$size"
+    done
+  done
+  half=$(half_rate kafka)
+  log "half of pproxy's max rate: $half msg/s"
+  for r in 1 2; do
+    lg "kafka-half-direct-r$r" direct-kafka --bootstrap "$KAFKA" "${common[@]}" --conns "$CONNS" --size 100 --rate "$half"
+    proxy_run "kafka-half-proxy-r$r" "${common[@]}" --conns "$CONNS" --size 100 --rate "$half"
+  done
+  for r in 1 2; do
+    lg "kafka-lone-direct-r$r" direct-kafka --bootstrap "$KAFKA" "${common[@]}" --conns 1 --size 100
+    proxy_run "kafka-lone-proxy-r$r" "${common[@]}" --conns 1 --size 100
+  done
+  record_env kafka
+  stop_proxy
+}
+
+bench_rocketmq() {
+  local t ab size r half
+  scripts/stack.sh up rocketmq
+  t=bench-rmq-$(stamp)
+  ab=bench-rmq-ab-$(stamp)
+  scripts/stack.sh rocketmq-topic "$t" 4 >/dev/null
+  scripts/stack.sh rocketmq-topic "$ab" 4 >/dev/null
+  start_proxy "$(rocketmq_config "$t" "$ab")"
+  record_env rocketmq
+  local common=(--secs "$SECS" --warmup "$WARMUP")
+  for size in 100 1024; do
+    for r in 1 2; do
+      lg "rmq-max-$size-direct-r$r" direct-rocketmq --namesrv "$NAMESRV" --topic "$t" "${common[@]}" --conns "$CONNS" --size "$size"
+      proxy_run "rmq-max-$size-proxy-r$r" --topic "$t" "${common[@]}" --conns "$CONNS" --size "$size"
+    done
+  done
+  half=$(half_rate rmq)
+  log "half of pproxy's max rate: $half msg/s"
+  for r in 1 2; do
+    lg "rmq-half-direct-r$r" direct-rocketmq --namesrv "$NAMESRV" --topic "$t" "${common[@]}" --conns "$CONNS" --size 100 --rate "$half"
+    proxy_run "rmq-half-proxy-r$r" --topic "$t" "${common[@]}" --conns "$CONNS" --size 100 --rate "$half"
+  done
+  # The lone synchronous client on the autoBatch topic: an idle lane sends at once.
+  for r in 1 2; do
+    lg "rmq-lone-direct-r$r" direct-rocketmq --namesrv "$NAMESRV" --topic "$ab" "${common[@]}" --conns 1 --size 100
+    proxy_run "rmq-lone-proxy-r$r" --topic "$ab" "${common[@]}" --conns 1 --size 100
+  done
+  # What auto-batch buys at 64 connections (same direct peer as the plain topic).
+  for r in 1 2; do
+    proxy_run "rmq-autobatch-100-proxy-r$r" --topic "$ab" "${common[@]}" --conns "$CONNS" --size 100
+  done
+  record_env rocketmq
+  stop_proxy
+}
+
+bench_smoke() {
+  local t d name f short=(--secs 1.5 --warmup 0.3 --conns 4 --size 100)
+  scripts/stack.sh up kafka
+  t=bench-smoke-$(stamp)
+  d=bench-smoke-delay-$(stamp)
+  scripts/stack.sh kafka-topic "$t" 4 >/dev/null
+  scripts/stack.sh kafka-topic "$d" 4 >/dev/null
+  start_proxy "$(kafka_config "$t" "$d")"
+  lg smoke-direct direct-kafka --bootstrap "$KAFKA" --topic "$t" "${short[@]}" --partition hash
+  proxy_run smoke-sync-explicit --topic "$t" "${short[@]}" --method sync --partition explicit
+  proxy_run smoke-async-hash --topic "$t" "${short[@]}" --method async --partition hash
+  proxy_run smoke-batch-random --topic "$t" "${short[@]}" --method batch --batch 5 --partition random
+  proxy_run smoke-delay --topic "$d" "${short[@]}" --method delay --delay-ms 600000
+  proxy_run smoke-rate --topic "$t" "${short[@]}" --method sync --rate 200
+  stop_proxy
+  for name in smoke-direct smoke-sync-explicit smoke-async-hash smoke-batch-random smoke-delay smoke-rate; do
+    f=$OUT/$name.json
+    jq -e '.throughput > 0 and .latency_us.count > 0 and .latency_us.p50 > 0 and .errors_total == 0
+           and (.mode == "direct-kafka" or .proxy_cpu.cpu_s != null)' "$f" >/dev/null ||
+      die "$name: summary missing, unparsable, without throughput or with errors ($f)"
+  done
+  # Fixed rate: about the offered rate, not the maximum.
+  jq -e '.throughput > 100 and .throughput < 300' "$OUT/smoke-rate.json" >/dev/null ||
+    die "smoke-rate: $(jq .throughput "$OUT/smoke-rate.json") msg/s offered 200"
+  log "smoke ok"
+}
+
+bench_perf() {
+  local t dur=${BENCH_PERF_SECS:-8}
+  command -v perf >/dev/null || die "no perf"
+  scripts/stack.sh up kafka
+  t=bench-perf-$(stamp)
+  scripts/stack.sh kafka-topic "$t" 4 >/dev/null
+  start_proxy "$(kafka_config "$t")"
+  "$LOADGEN" proxy --addr "$PROXY_ADDR" --proxy-pid "$PROXY_PID" --topic "$t" --conns "$CONNS" \
+    --size 100 --secs $((dur + 2)) --warmup 1 --quiet --json "$OUT/perf-load.json" >/dev/null &
+  local lg_pid=$!
+  sleep 2
+  perf record -g -F 999 -p "$PROXY_PID" -o "$OUT/perf.data" -- sleep "$dur" 2>"$OUT/logs/perf-record.err"
+  wait "$lg_pid"
+  stop_proxy
+  perf report -i "$OUT/perf.data" --stdio --no-children --sort symbol -g none --percent-limit 0.5 \
+    2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 10 | tee "$OUT/perf-top.txt"
+}
+
+# ------------------------------------------------------------------ tables
+
+tables() {
+  python3 - "$OUT" <<'EOF'
+import json, os, sys
+out = sys.argv[1]
+def load(n):
+    p = os.path.join(out, n + ".json")
+    return json.load(open(p)) if os.path.exists(p) else None
+def k(v): return f"{v:,.0f}".replace(",", " ")
+rows = []
+for be, label in (("kafka", "Kafka"), ("rmq", "RocketMQ")):
+    if not load(f"{be}-max-100-proxy-r1"):
+        continue
+    conns = load(f"{be}-max-100-proxy-r1")["conns"]
+    print(f"\n### {label}: throughput at {conns} connections, sendSync, acknowledged\n")
+    print("| body | run | direct msg/s | pproxy msg/s | ratio | pproxy CPU µs/msg (cores) | loadgen CPU µs/msg direct / via pproxy | errors d/p |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size in (100, 1024):
+        for r in (1, 2):
+            d, p = load(f"{be}-max-{size}-direct-r{r}"), load(f"{be}-max-{size}-proxy-r{r}")
+            if not (d and p): continue
+            pc = p["proxy_cpu"] or {}
+            print(f"| {size} B | {r} | {k(d['throughput'])} | {k(p['throughput'])} | **{p['throughput']/max(d['throughput'],1):.2f}** "
+                  f"| {pc.get('us_per_msg','-')} ({pc.get('cores','-')}) | {d['self_cpu']['us_per_msg']} / {p['self_cpu']['us_per_msg']} "
+                  f"| {d['errors_total']} / {p['errors_total']} |")
+    ab = [load(f"{be}-autobatch-100-proxy-r{r}") for r in (1, 2)]
+    if all(ab):
+        d = [load(f"{be}-max-100-direct-r{r}") for r in (1, 2)]
+        for r, (x, y) in enumerate(zip(d, ab), 1):
+            print(f"| 100 B, autoBatch topic | {r} | {k(x['throughput'])} | {k(y['throughput'])} | **{y['throughput']/max(x['throughput'],1):.2f}** "
+                  f"| {y['proxy_cpu']['us_per_msg']} ({y['proxy_cpu']['cores']}) | - / {y['self_cpu']['us_per_msg']} | - / {y['errors_total']} |")
+    for kind, title in (("half", f"latency at half of pproxy's max rate, {conns} connections, 100 B, fixed rate"),
+                        ("lone", "one synchronous client (conns=1), 100 B, closed loop" + (", autoBatch topic" if be == "rmq" else ""))):
+        print(f"\n### {label}: {title}\n")
+        print("| run | rate msg/s d / p | direct p50 / p99 / p99.9 µs | pproxy p50 / p99 / p99.9 µs | added p50 | added p99 | added p50 / p99, service time |")
+        print("|---|---|---|---|---|---|---|")
+        for r in (1, 2):
+            d, p = load(f"{be}-{kind}-direct-r{r}"), load(f"{be}-{kind}-proxy-r{r}")
+            if not (d and p): continue
+            dl, pl, ds, ps = d["latency_us"], p["latency_us"], d["service_us"], p["service_us"]
+            print(f"| {r} | {k(d['throughput'])} / {k(p['throughput'])} | {dl['p50']} / {dl['p99']} / {dl['p999']} "
+                  f"| {pl['p50']} / {pl['p99']} / {pl['p999']} | **{pl['p50']-dl['p50']} µs** | **{pl['p99']-dl['p99']} µs** "
+                  f"| {ps['p50']-ds['p50']} / {ps['p99']-ds['p99']} µs |")
+for f in sorted(os.listdir(out)):
+    if f.startswith("env-"):
+        print(f"\n{f}:\n" + open(os.path.join(out, f)).read().rstrip())
+EOF
+}
+
+# ------------------------------------------------------------------ main
+
+build() {
+  [[ ${BENCH_NO_BUILD:-0} == 1 ]] && return 0
+  log "building release (pproxy, loadgen)"
+  cargo build --release --bin pproxy --example loadgen
+}
+
+mkdir -p "$OUT"
+case $MODE in
+  full | kafka | rocketmq)
+    build
+    [[ $MODE == rocketmq ]] || bench_kafka
+    [[ $MODE == kafka ]] || bench_rocketmq
+    tables | tee "$OUT/tables-$MODE.md"
+    ;;
+  smoke)
+    build
+    bench_smoke
+    ;;
+  perf)
+    build
+    bench_perf
+    ;;
+  table)
+    tables
+    ;;
+  *) die "usage: $0 [full|kafka|rocketmq|smoke|perf|table]" ;;
+esac
