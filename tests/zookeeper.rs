@@ -349,5 +349,9 @@ async fn a_sixty_second_outage_under_load() {
     assert_eq!(badn, 0, "no request failed during the outage");
     // Plus the one probe sent before the traffic started.
     let got = consume(&kafka, &t1, okn as usize + 1, Duration::from_secs(30));
-    assert_eq!(got.len(), okn as usize + 1, "every acknowledged message stored");
+    assert_eq!(
+        got.len(),
+        okn as usize + 1,
+        "every acknowledged message stored"
+    );
 }

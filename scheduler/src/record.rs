@@ -146,6 +146,19 @@ pub fn gap_sec(kind: Kind, interval: i64, k: u64) -> i64 {
     match kind {
         Kind::Once => 0,
         Kind::Fixed => interval,
+        // Intervals -1, 0 and 1 never reach the cap: closed forms instead of k multiplications.
+        Kind::Exponential if (-1..=1).contains(&interval) => match (interval, k) {
+            (_, 0) => 1,
+            (0, _) => 0,
+            (1, _) => 1,
+            _ => {
+                if k.is_multiple_of(2) {
+                    1
+                } else {
+                    -1
+                }
+            }
+        },
         Kind::Exponential => {
             let mut g: i64 = 1;
             for _ in 0..k {
@@ -164,6 +177,11 @@ pub fn offset_sec(kind: Kind, interval: i64, k: u64) -> i64 {
     match kind {
         Kind::Once => 0,
         Kind::Fixed => interval.saturating_mul(k as i64),
+        // Closed forms where the gaps never reach the cap (found by fuzzing: the loop below is
+        // O(k^2) for these, and k comes from a client's id).
+        Kind::Exponential if interval == 0 => 0,
+        Kind::Exponential if interval == 1 => i64::try_from(k).unwrap_or(i64::MAX),
+        Kind::Exponential if interval == -1 => -((k % 2) as i64),
         Kind::Exponential => {
             let mut total: i64 = 0;
             for i in 1..=k {
@@ -546,5 +564,40 @@ mod tests {
             None,
             "loop ended"
         );
+    }
+
+    #[test]
+    fn unit_interval_closed_forms_match_the_definition() {
+        for interval in -3..=3i64 {
+            for k in 0..40u64 {
+                let mut g = 1i64;
+                let mut total = 0i64;
+                for i in 1..=k {
+                    g = (1..=i).fold(1i64, |acc, _| {
+                        acc.checked_mul(interval)
+                            .filter(|v| *v <= MAX_EXP_GAP_SEC)
+                            .unwrap_or(MAX_EXP_GAP_SEC)
+                    });
+                    if g == MAX_EXP_GAP_SEC {
+                        total = total.saturating_add(MAX_EXP_GAP_SEC * (k - i + 1) as i64);
+                        break;
+                    }
+                    total += g;
+                }
+                let _ = g;
+                assert_eq!(
+                    offset_sec(Kind::Exponential, interval, k),
+                    total,
+                    "{interval} {k}"
+                );
+            }
+        }
+        let t = std::time::Instant::now();
+        assert_eq!(
+            offset_sec(Kind::Exponential, 1, 999_999_999_998),
+            999_999_999_998
+        );
+        assert_eq!(offset_sec(Kind::Exponential, 0, 999_999_999_998), 0);
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
     }
 }

@@ -1,5 +1,7 @@
 //! The IDL's structs and method arguments, decoded per wire.md §3.4 and encoded for replies.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 
 use super::codec::{message_type, DecodeError, Protocol, Reader, TType, Writer};
@@ -157,9 +159,14 @@ fn read_string(r: &mut Reader<'_>, bad: &mut bool) -> Result<Option<String>, Dec
     }
 }
 
+/// Properties are deduplicated by a linear scan up to this many; larger maps get a hash index,
+/// so that a frame of a million distinct keys is not a quadratic scan (docs/RELIABILITY.md).
+const LINEAR_DEDUP_MAX: usize = 16;
+
 fn read_props(r: &mut Reader<'_>, bad: &mut bool) -> Result<Vec<(String, String)>, DecodeError> {
     let (kt, vt, n) = r.map_begin()?;
     let mut out: Vec<(String, String)> = Vec::with_capacity(n.min(64) as usize);
+    let mut index: Option<HashMap<String, usize>> = None;
     for _ in 0..n {
         if kt != TType::Binary || vt != TType::Binary {
             // Wrong element types: the whole map is unusable.
@@ -167,12 +174,25 @@ fn read_props(r: &mut Reader<'_>, bad: &mut bool) -> Result<Vec<(String, String)
         }
         let k = read_string(r, bad)?;
         let v = read_string(r, bad)?;
-        if let (Some(k), Some(v)) = (k, v) {
-            if let Some(slot) = out.iter_mut().find(|(ek, _)| *ek == k) {
-                slot.1 = v;
-            } else {
-                out.push((k, v));
-            }
+        let (Some(k), Some(v)) = (k, v) else {
+            continue;
+        };
+        // Duplicate keys: the first position is kept, the last value wins.
+        let found = match &index {
+            Some(ix) => ix.get(&k).copied(),
+            None => out.iter().position(|(ek, _)| *ek == k),
+        };
+        if let Some(i) = found {
+            out[i].1 = v;
+            continue;
+        }
+        if let Some(ix) = &mut index {
+            ix.insert(k.clone(), out.len());
+        }
+        out.push((k, v));
+        if index.is_none() && out.len() > LINEAR_DEDUP_MAX {
+            let ix = out.iter().enumerate().map(|(i, (k, _))| (k.clone(), i));
+            index = Some(ix.collect());
         }
     }
     Ok(out)
