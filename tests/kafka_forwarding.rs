@@ -187,7 +187,7 @@ async fn result_codes_the_front_end_produces() {
     create_topic(&kafka, &delay_topic, 2).await;
     let missing = unique_topic("never-created");
     let doc = format!(
-        r#"{{"proxyCluster":"P","brokerClusters":["K_test","R_test"],
+        r#"{{"proxyCluster":"P","brokerClusters":["K_test","R_test","N_test"],
           "carreraConfiguration":{{"useKafka":true,"useRocketmq":true,
             "kafkaConfigurationMap":{{"K_test":{{"bootstrapServers":["{kafka}"]}}}},
             "rocketmqConfigurationMap":{{"R_test":{{"namesrvAddrs":["127.0.0.1:9876"]}}}},
@@ -195,7 +195,8 @@ async fn result_codes_the_front_end_produces() {
               {{"topic":"{topic}","topicUnits":[{{"brokerCluster":"K_test"}}]}},
               {{"topic":"{delay_topic}","delayTopic":true,"topicUnits":[{{"brokerCluster":"K_test"}}]}},
               {{"topic":"{missing}","topicUnits":[{{"brokerCluster":"K_test"}}]}},
-              {{"topic":"on-rocketmq","topicUnits":[{{"brokerCluster":"R_test"}}]}}
+              {{"topic":"on-rocketmq","topicUnits":[{{"brokerCluster":"R_test"}}]}},
+              {{"topic":"on-nothing","topicUnits":[{{"brokerCluster":"N_test"}}]}}
             ]}}}}}}"#
     );
     let proxy = Proxy::start_with_files("localConfig: local.json\n", &[("local.json", doc)]);
@@ -228,11 +229,15 @@ async fn result_codes_the_front_end_produces() {
         0,
         "from_chronos passes the delay gate"
     );
-    let (code, text, _) = call(&mut c, &send(msg("on-rocketmq", b"x"))).await;
+    // A bound cluster in neither map: no producer.
+    let (code, text, _) = call(&mut c, &send(msg("on-nothing", b"x"))).await;
     assert_eq!(
         (code, text.as_str()),
         (21, "FAILED: no producer for cluster.")
     );
+    // A RocketMQ cluster whose name server has no route for the topic: 14, never created.
+    let (code, text, _) = call(&mut c, &send(msg("on-rocketmq", b"x"))).await;
+    assert_eq!((code, text.as_str()), (14, "FAILED: Topic do not exist!"));
     let (code, text, _) = call(&mut c, &send(msg(&missing, b"x"))).await;
     assert_eq!((code, text.as_str()), (14, "FAILED: Topic do not exist!"));
     // A batch with one bad message sends nothing and answers that message's code.
