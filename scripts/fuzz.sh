@@ -9,8 +9,8 @@
 # Needs the nightly toolchain (sanitizer flags); installs cargo-fuzz when missing. Builds go to
 # $CARGO_TARGET_DIR when set (else fuzz/target); the corpus grows in fuzz/corpus/<target>, seeds
 # are regenerated into fuzz/seeds/<target>, crashes land in fuzz/artifacts/<target>, and each
-# run's libFuzzer output is kept in fuzz/logs/<target>.log. Exit status is non-zero on a crash,
-# a timeout (> FUZZ_TIMEOUT seconds for one input, default 10) or an out-of-memory.
+# run's libFuzzer output is kept in fuzz/logs/<target>-<UTC time>.log. Exit status is non-zero
+# on a crash, a timeout (> FUZZ_TIMEOUT seconds for one input, default 10) or an out-of-memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,16 +37,17 @@ run_target() {
     local t="$1"
     shift
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t" fuzz/logs
-    local start=$SECONDS rc=0
+    local start=$SECONDS rc=0 log
+    log="fuzz/logs/$t-$(date -u +%Y%m%dT%H%M%SZ).log"
     (cd fuzz && cargo "+$TOOLCHAIN" fuzz run "${build_args[@]}" "$t" "corpus/$t" "seeds/$t" -- \
         -timeout="$TIMEOUT" -rss_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix="artifacts/$t/" "$@") >"fuzz/logs/$t.log" 2>&1 || rc=$?
+        "$@") >"$log" 2>&1 || rc=$?
     local last done_line
-    last=$(grep -E '^#[0-9]+' "fuzz/logs/$t.log" | tail -1 || true)
-    done_line=$(grep -E '^Done [0-9]+ runs' "fuzz/logs/$t.log" | tail -1 || true)
-    echo "fuzz: $t: ${last:-no status line}; ${done_line:-not done} (wall $((SECONDS - start)) s, exit $rc)" >&2
+    last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
+    done_line=$(grep -E '^Done [0-9]+ runs' "$log" | tail -1 || true)
+    echo "fuzz: $t: ${last:-no status line}; ${done_line:-not done} (wall $((SECONDS - start)) s, exit $rc, log $log)" >&2
     if [[ $rc -ne 0 ]]; then
-        grep -E 'ERROR|panicked|SUMMARY|Test unit written' "fuzz/logs/$t.log" >&2 || true
+        grep -E 'ERROR|panicked|SUMMARY|Test unit written' "$log" >&2 || true
     fi
     return "$rc"
 }

@@ -231,9 +231,8 @@ fn delay_id_edge_cases() {
     assert_eq!(DelayId::parse(&d.to_string()), Some(d));
 }
 
-/// Found by the `delay_id` target (timeout): `canonical_of`, run on every cancel id and by
-/// `GET /delay/{id}`, spins for ~timed^2 steps on an exponential id with interval 0 or 1
-/// (scheduler/src/record.rs `offset_sec`/`gap_sec`); fixed with closed forms for -1, 0 and 1.
+/// `canonical_of`, run on every cancel id and by `GET /delay/{id}`, used to spin for ~timed^2
+/// steps on an exponential id with interval 0 or 1 (scheduler/src/record.rs `offset_sec`).
 #[test]
 fn exponential_cancel_id_with_unit_interval_is_answered_promptly() {
     let uuid = "14f22520-ad72-11e7-91be-6ee54da579e3";

@@ -177,7 +177,7 @@ pub fn offset_sec(kind: Kind, interval: i64, k: u64) -> i64 {
     match kind {
         Kind::Once => 0,
         Kind::Fixed => interval.saturating_mul(k as i64),
-        // Closed forms where the gaps never reach the cap (found by fuzzing: the loop below is
+        // Closed forms where the gaps never reach the cap (found while writing the fuzz targets: the loop below is
         // O(k^2) for these, and k comes from a client's id).
         Kind::Exponential if interval == 0 => 0,
         Kind::Exponential if interval == 1 => i64::try_from(k).unwrap_or(i64::MAX),
