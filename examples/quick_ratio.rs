@@ -41,6 +41,24 @@ fn cpu_ticks(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Lets the senders run for `secs`, stops them, and returns the successes per second.
+async fn window(
+    secs: u64,
+    stop: &AtomicBool,
+    count: &AtomicU64,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) -> f64 {
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let n = count.load(Ordering::Relaxed);
+    let el = start.elapsed().as_secs_f64();
+    for t in tasks {
+        let _ = t.await;
+    }
+    n as f64 / el
+}
+
 async fn direct(kafka: &str, topic: &str, conns: usize, secs: u64, body: Bytes) -> f64 {
     let p: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", kafka)
@@ -70,15 +88,7 @@ async fn direct(kafka: &str, topic: &str, conns: usize, secs: u64, body: Bytes) 
             }
         }));
     }
-    let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let n = count.load(Ordering::Relaxed);
-    let el = start.elapsed().as_secs_f64();
-    for t in tasks {
-        let _ = t.await;
-    }
-    n as f64 / el
+    window(secs, &stop, &count, tasks).await
 }
 
 async fn via_proxy(addr: &str, topic: &str, conns: usize, secs: u64, body: Bytes) -> (f64, u64) {
@@ -115,15 +125,8 @@ async fn via_proxy(addr: &str, topic: &str, conns: usize, secs: u64, body: Bytes
             }
         }));
     }
-    let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let n = count.load(Ordering::Relaxed);
-    let el = start.elapsed().as_secs_f64();
-    for t in tasks {
-        let _ = t.await;
-    }
-    (n as f64 / el, errors.load(Ordering::Relaxed))
+    let rate = window(secs, &stop, &count, tasks).await;
+    (rate, errors.load(Ordering::Relaxed))
 }
 
 static RMQ_OWNER: std::sync::LazyLock<rocketmq_runtime::RuntimeOwner> =
@@ -183,15 +186,7 @@ async fn direct_rmq(ns: &str, topic: &str, conns: usize, secs: u64, body: Bytes)
             }
         }));
     }
-    let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let n = count.load(Ordering::Relaxed);
-    let el = start.elapsed().as_secs_f64();
-    for t in tasks {
-        let _ = t.await;
-    }
-    n as f64 / el
+    window(secs, &stop, &count, tasks).await
 }
 
 #[tokio::main]

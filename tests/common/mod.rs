@@ -362,27 +362,43 @@ pub fn consume(bootstrap: &str, topic: &str, expected: usize, wait: Duration) ->
     out
 }
 
-/// A local-mode proxy config document with one Kafka cluster `K_test` and the given static
-/// topics: (name, extra JSON members such as `,"delayTopic":true`). Static topics with empty `proxies` bind to any node (config.md §4.2).
-pub fn local_config(bootstrap: &str, topics: &[(&str, &str)], extra_carrera: &str) -> String {
+/// A local-mode proxy config document: `broker_clusters`, the members of
+/// `carreraConfiguration` (`carrera`, ending with a comma), and static topics bound to `cluster`:
+/// (name, extra JSON members such as `,"delayTopic":true`). Static topics with empty `proxies`
+/// bind to any node (config.md §4.2).
+pub fn local_doc(
+    cluster: &str,
+    broker_clusters: &str,
+    carrera: &str,
+    topics: &[(&str, &str)],
+) -> String {
     let names: Vec<String> = topics.iter().map(|(t, _)| format!("\"{t}\"")).collect();
     let defs: Vec<String> = topics
         .iter()
         .map(|(t, flags)| {
             format!(
-                r#"{{"topic":"{t}"{flags},"topicUnits":[{{"brokerCluster":"K_test","proxies":{{}},"maxTps":100000}}]}}"#
+                r#"{{"topic":"{t}"{flags},"topicUnits":[{{"brokerCluster":"{cluster}","proxies":{{}},"maxTps":100000}}]}}"#
             )
         })
         .collect();
     format!(
-        r#"{{"instance":"local","proxyCluster":"P_test","brokerClusters":["K_test","R_test"],
+        r#"{{"instance":"local","proxyCluster":"P_test","brokerClusters":[{broker_clusters}],
             "topics":[{}],
-            "carreraConfiguration":{{"useKafka":true,"kafkaProducers":2,{extra_carrera}
-              "kafkaConfigurationMap":{{"K_test":{{"bootstrapServers":["{bootstrap}"],"acks":"all"}}}},
+            "carreraConfiguration":{{{carrera}
               "defaultTopicInfoConf":{{"topics":[{}]}}}}}}"#,
         names.join(","),
         defs.join(",")
     )
+}
+
+/// A local-mode proxy config document with one Kafka cluster `K_test` and the given static
+/// topics (see `local_doc`).
+pub fn local_config(bootstrap: &str, topics: &[(&str, &str)], extra_carrera: &str) -> String {
+    let carrera = format!(
+        r#""useKafka":true,"kafkaProducers":2,{extra_carrera}
+              "kafkaConfigurationMap":{{"K_test":{{"bootstrapServers":["{bootstrap}"],"acks":"all"}}}},"#
+    );
+    local_doc("K_test", r#""K_test","R_test""#, &carrera, topics)
 }
 
 /// Path of a file in the repository.

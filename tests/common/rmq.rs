@@ -149,26 +149,13 @@ pub async fn consume(ns: &str, topic: &str, expected: usize, wait: Duration) -> 
 }
 
 /// A local-mode proxy config with one RocketMQ cluster `R_test` on `ns` and the given topics
-/// (name, extra JSON members of the TopicConfig), plus extra carreraConfiguration members.
+/// (see `local_doc`), plus extra carreraConfiguration members.
 pub fn local_config(ns: &str, topics: &[(&str, &str)], extra_carrera: &str) -> String {
-    let names: Vec<String> = topics.iter().map(|(t, _)| format!("\"{t}\"")).collect();
-    let defs: Vec<String> = topics
-        .iter()
-        .map(|(t, flags)| {
-            format!(
-                r#"{{"topic":"{t}"{flags},"topicUnits":[{{"brokerCluster":"R_test","proxies":{{}},"maxTps":100000}}]}}"#
-            )
-        })
-        .collect();
-    format!(
-        r#"{{"instance":"local","proxyCluster":"P_test","brokerClusters":["R_test"],
-            "topics":[{}],
-            "carreraConfiguration":{{"useRocketmq":true,"rocketmqProducers":1,{extra_carrera}
-              "rocketmqConfigurationMap":{{"R_test":{{"namesrvAddrs":["{ns}"],"compressMsgBodyOverHowmuch":4096}}}},
-              "defaultTopicInfoConf":{{"topics":[{}]}}}}}}"#,
-        names.join(","),
-        defs.join(",")
-    )
+    let carrera = format!(
+        r#""useRocketmq":true,"rocketmqProducers":1,{extra_carrera}
+              "rocketmqConfigurationMap":{{"R_test":{{"namesrvAddrs":["{ns}"],"compressMsgBodyOverHowmuch":4096}}}},"#
+    );
+    super::local_doc("R_test", r#""R_test""#, &carrera, topics)
 }
 
 /// The subscribe queues of `topic`, or the lookup error (a topic without a route).

@@ -114,7 +114,7 @@ struct Unit<'a> {
     partition_id: i32,
     hash_id: i64,
     strong_order: bool,
-    /// The first attempt's queue when already chosen (sticky lanes, batch groups).
+    /// The first attempt's queue when already chosen (batch groups).
     first: Option<MessageQueue>,
     /// Lane bounds when the first attempt goes through an auto-batch lane.
     lane: Option<BatchPolicy>,
@@ -270,16 +270,13 @@ impl RocketmqCluster {
         }
     }
 
-    /// The sticky lane queue of random messages of `topic`; it moves whenever that lane is busy,
-    /// so random traffic packs into few lanes.
+    /// The sticky lane queue of random messages of `topic`. It moves on whenever a submission
+    /// finds its lane idle (that submission dispatches), so under load random traffic packs
+    /// into busy lanes (`rotate_sticky`).
     fn sticky_queue(&self, q: &TopicQueues, topic: &str) -> Option<MessageQueue> {
         let mut s = self.sticky.lock().ok()?;
         let current = s.get(topic).filter(|m| q.list.contains(m)).cloned();
-        let pick = || self.routes.pick(q, -2, 0, false, None);
-        let chosen = match current {
-            Some(m) => m,
-            None => pick()?,
-        };
+        let chosen = current.or_else(|| self.routes.pick(q, -2, 0, false, None))?;
         s.insert(topic.to_string(), chosen.clone());
         Some(chosen)
     }
@@ -306,6 +303,10 @@ impl RocketmqCluster {
                 Ok(q) => {
                     let mq = match (&previous, &unit.first) {
                         (None, Some(first)) if q.list.contains(first) => Some(first.clone()),
+                        // A random message's first attempt through a lane uses the sticky queue.
+                        (None, _) if unit.lane.is_some() && unit.partition_id < -1 => {
+                            self.sticky_queue(&q, unit.topic)
+                        }
                         _ => self.routes.pick(
                             &q,
                             unit.partition_id,
@@ -362,12 +363,6 @@ impl RocketmqCluster {
             .opts
             .auto_batch
             .filter(|p| rec.opts.topic_auto_batch && rec.body.len() < p.threshold);
-        let mut first = None;
-        if lane.is_some() && rec.partition_id < -1 {
-            let producers = self.producers(deadline).await?;
-            let q = self.queues(producers, &rec.topic, deadline).await?;
-            first = self.sticky_queue(&q, &rec.topic);
-        }
         self.send_unit(
             Unit {
                 topic: &rec.topic,
@@ -376,7 +371,7 @@ impl RocketmqCluster {
                 partition_id: rec.partition_id,
                 hash_id: rec.hash_id,
                 strong_order: rec.opts.strong_order,
-                first,
+                first: None,
                 lane,
             },
             deadline,
