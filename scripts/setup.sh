@@ -4,7 +4,7 @@
 #
 #   scripts/setup.sh            build prerequisites
 #   scripts/setup.sh --tests    also what the test suite needs (python3-venv, thrift-compiler,
-#                               jq, curl, a JDK for the Apache servers)
+#                               jq, openssl, curl, a JDK for the Apache servers)
 set -euo pipefail
 
 need=()
@@ -18,6 +18,7 @@ have curl || need+=(curl)
 if [ "${1:-}" = "--tests" ]; then
   have thrift || need+=(thrift-compiler)
   have jq || need+=(jq) # scripts/bench.sh smoke reads the load generator's JSON summaries
+  have openssl || need+=(openssl) # tests/python/test_tls.py makes its certificates with it
   python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
   have java || need+=(openjdk-17-jre-headless)
 fi

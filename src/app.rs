@@ -44,6 +44,8 @@ pub struct App {
     pub zk_connected: AtomicBool,
     /// Delayed limiter retries pending (bounded by `limiterFailureRetryQueueSize`).
     pub limiter_retries: AtomicUsize,
+    /// TLS and ACLs in force.
+    pub security: crate::security::Security,
 }
 
 impl App {
@@ -53,6 +55,7 @@ impl App {
         node: String,
         snapshot: Snapshot,
         embedded: Option<EmbeddedHandle>,
+        security: crate::security::Security,
     ) -> Arc<App> {
         Arc::new(App {
             settings: ArcSwap::from_pointee(settings),
@@ -70,6 +73,7 @@ impl App {
             failures: crate::logging::FailureSampler::default(),
             limiter_retries: AtomicUsize::new(0),
             zk_connected: AtomicBool::new(false),
+            security,
         })
     }
 

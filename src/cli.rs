@@ -64,14 +64,19 @@ pub fn admin_get(base: &str, path: &str) -> std::io::Result<(u16, String)> {
     admin_request(base, "GET", path)
 }
 
-/// A blocking request on the admin endpoint: (status, body).
+/// A blocking request on the admin endpoint: (status, body). `PPROXY_ADMIN_TOKEN`, when set, is
+/// sent as the bearer token (`server.adminToken`).
 pub fn admin_request(base: &str, method: &str, path: &str) -> std::io::Result<(u16, String)> {
     let hostport = base.trim_start_matches("http://").trim_end_matches('/');
     let mut s = TcpStream::connect(hostport)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = match std::env::var("PPROXY_ADMIN_TOKEN") {
+        Ok(t) if !t.is_empty() => format!("Authorization: Bearer {t}\r\n"),
+        _ => String::new(),
+    };
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\n{auth}Content-Length: 0\r\n\r\n"
     )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;

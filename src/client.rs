@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::proto::types::{decode_reply, encode_call, Reply};
@@ -23,9 +23,14 @@ pub enum ClientError {
     Decode(String),
 }
 
+/// A byte stream a client can run over: TCP or TLS.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 /// One connection to a proxy.
 pub struct Client {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     protocol: Protocol,
     seqid: i32,
     timeout: Duration,
@@ -42,12 +47,38 @@ impl Client {
             .await
             .map_err(|_| ClientError::Timeout)??;
         stream.set_nodelay(true)?;
-        Ok(Client {
-            stream,
+        Ok(Client::over(stream, protocol, timeout))
+    }
+
+    /// Connects to `addr` and runs a TLS handshake for `server_name` (TLS port, docs/SECURITY.md).
+    pub async fn connect_tls(
+        addr: &str,
+        protocol: Protocol,
+        timeout: Duration,
+        connector: &tokio_rustls::TlsConnector,
+        server_name: &str,
+    ) -> Result<Client, ClientError> {
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+            .map_err(|e| ClientError::Io(std::io::Error::other(e)))?;
+        let fut = async {
+            let tcp = TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            connector.connect(name, tcp).await
+        };
+        let tls = tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        Ok(Client::over(tls, protocol, timeout))
+    }
+
+    /// A client over an established stream.
+    pub fn over(stream: impl Stream + 'static, protocol: Protocol, timeout: Duration) -> Client {
+        Client {
+            stream: Box::new(stream),
             protocol,
             seqid: 0,
             timeout,
-        })
+        }
     }
 
     /// Sends one call and waits for its reply.
@@ -63,6 +94,7 @@ impl Client {
     /// Writes raw bytes (tests use it for malformed frames).
     pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
         Ok(())
     }
 

@@ -13,5 +13,6 @@ pub mod logging;
 pub mod metrics;
 pub mod proto;
 pub mod runtime;
+pub mod security;
 pub mod server;
 pub mod writer;

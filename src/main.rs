@@ -685,6 +685,9 @@ fn check_config(config: Option<PathBuf>) -> ExitCode {
         settings.mode(),
         settings.node_name()
     );
+    if let Err(e) = pproxy::security::Security::prepare(&settings) {
+        return usage(e);
+    }
     match settings.mode() {
         Mode::Local(p) => {
             let text = match std::fs::read_to_string(&p) {

@@ -235,6 +235,12 @@ pub struct Metrics {
     pub delay_fired: Counter2,
     /// `pproxy_config_reloads_total{source,result}`.
     pub config_reloads: Counter2,
+    /// `pproxy_acl_denied_total{method,principal,reason}`.
+    pub acl_denied: Counter3,
+    /// `pproxy_tls_connections_total{port,result}`.
+    pub tls_connections: Counter2,
+    /// `pproxy_admin_denied_total{reason}`.
+    pub admin_denied: Counter1,
 }
 
 impl Default for Metrics {
@@ -260,6 +266,9 @@ impl Default for Metrics {
             delay_cancels: Family::new(&["topic", "result"], || AtomicU64::new(0)),
             delay_fired: Family::new(&["topic", "result"], || AtomicU64::new(0)),
             config_reloads: Family::new(&["source", "result"], || AtomicU64::new(0)),
+            acl_denied: Family::new(&["method", "principal", "reason"], || AtomicU64::new(0)),
+            tls_connections: Family::new(&["port", "result"], || AtomicU64::new(0)),
+            admin_denied: Family::new(&["reason"], || AtomicU64::new(0)),
         }
     }
 }
@@ -376,6 +385,24 @@ impl Metrics {
             out,
             "pproxy_config_reloads_total",
             "Configuration documents processed.",
+            "counter",
+        );
+        self.acl_denied.render(
+            out,
+            "pproxy_acl_denied_total",
+            "Requests refused by the ACLs (answered 13).",
+            "counter",
+        );
+        self.tls_connections.render(
+            out,
+            "pproxy_tls_connections_total",
+            "Connections on a TLS-enabled port by outcome.",
+            "counter",
+        );
+        self.admin_denied.render(
+            out,
+            "pproxy_admin_denied_total",
+            "Admin requests refused (403/401).",
             "counter",
         );
     }

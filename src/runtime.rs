@@ -58,6 +58,8 @@ pub async fn run(
     pid_file: Option<PathBuf>,
 ) -> Result<(), RunError> {
     let node = settings.node_name();
+    // Certificates and ACLs are checked before anything starts: a bad file is exit 2.
+    let security = crate::security::Security::new(crate::security::Security::prepare(&settings)?);
     let embedded = if settings.embedded_kafka || settings.mode() == Mode::Embedded {
         let e = EmbeddedHandle::start(
             settings.embedded_kafka_brokers,
@@ -102,7 +104,7 @@ pub async fn run(
             settings.forwarding.warm_up_timeout_ms,
         ))
         .await;
-    let app = App::new(settings, node, snapshot, embedded);
+    let app = App::new(settings, node, snapshot, embedded, security);
     let sink = Arc::new(WriterSink {
         app: Arc::downgrade(&app),
         timeout: fire_timeout,

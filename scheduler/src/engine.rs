@@ -125,8 +125,8 @@ pub struct Stats {
     pub pending: AtomicI64,
     /// New adds.
     pub adds: AtomicU64,
-    /// Cancels by result: cancelled, unknown, after_finish, topic_mismatch.
-    pub cancels: [AtomicU64; 4],
+    /// Cancels by result: cancelled, unknown, after_finish, topic_mismatch, not_owner.
+    pub cancels: [AtomicU64; 5],
     /// Fire attempts: ok, retry, dead.
     pub fired: [AtomicU64; 3],
     /// Loop occurrences skipped by catch-up.
@@ -276,7 +276,12 @@ impl Scheduler {
     }
 
     /// Cancels a canonical id for `topic`. Answers after the flush.
-    pub async fn cancel(&self, id: String, topic: String) -> Result<CancelResult, SchedError> {
+    pub async fn cancel(
+        &self,
+        id: String,
+        topic: String,
+        principal: Option<String>,
+    ) -> Result<CancelResult, SchedError> {
         let inner = &self.inner;
         let at_ms = chrono_now_ms();
         let applied = inner
@@ -285,6 +290,7 @@ impl Scheduler {
                 id: id.clone(),
                 topic,
                 at_ms,
+                principal,
             })
             .await?;
         let Applied::Cancel(result) = applied else {

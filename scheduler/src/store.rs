@@ -80,6 +80,8 @@ pub enum CancelResult {
     AfterFinish = 3,
     /// Pending under another topic: not cancelled (code 30).
     TopicMismatch = 4,
+    /// Pending, but added by another principal: not cancelled (code 30).
+    NotOwner = 5,
 }
 
 impl CancelResult {
@@ -88,6 +90,7 @@ impl CancelResult {
             1 => CancelResult::Cancelled,
             2 => CancelResult::Unknown,
             3 => CancelResult::AfterFinish,
+            5 => CancelResult::NotOwner,
             _ => CancelResult::TopicMismatch,
         }
     }
@@ -99,6 +102,7 @@ impl CancelResult {
             CancelResult::Unknown => "unknown",
             CancelResult::AfterFinish => "after_finish",
             CancelResult::TopicMismatch => "topic_mismatch",
+            CancelResult::NotOwner => "not_owner",
         }
     }
 }
@@ -200,6 +204,8 @@ pub enum Mutation {
         topic: String,
         /// Request time, epoch ms.
         at_ms: i64,
+        /// The requesting principal when ACLs are on: a record added by another one stays.
+        principal: Option<String>,
     },
     /// Finish a fire attempt of occurrence `k`.
     Complete {
@@ -459,11 +465,23 @@ impl Store {
                             due_ms: record.next_due_ms,
                         })
                     }
-                    Mutation::Cancel { id, topic, at_ms } => {
+                    Mutation::Cancel {
+                        id,
+                        topic,
+                        at_ms,
+                        principal,
+                    } => {
                         if let Some(raw) = records.get(id.as_bytes())? {
                             let rec = Record::decode(&raw).map_err(Abort::Abort)?;
                             if rec.topic != *topic {
                                 return Ok(Applied::Cancel(CancelResult::TopicMismatch));
+                            }
+                            // Records added without ACLs have no owner: any allowed client may
+                            // cancel them.
+                            if let Some(p) = principal {
+                                if !rec.owner.is_empty() && rec.owner != *p {
+                                    return Ok(Applied::Cancel(CancelResult::NotOwner));
+                                }
                             }
                             records.remove(id.as_bytes())?;
                             due.remove(due_key(rec.next_due_ms, id))?;
@@ -852,6 +870,7 @@ mod tests {
             id: id.clone(),
             topic: topic.into(),
             at_ms: 5,
+            principal: None,
         };
         assert_eq!(
             s.apply(&cancel("other")).unwrap(),
@@ -875,6 +894,7 @@ mod tests {
             id: "x".into(),
             topic: "t".into(),
             at_ms: 6,
+            principal: None,
         };
         assert_eq!(
             s.apply(&unknown).unwrap(),
@@ -1014,6 +1034,7 @@ mod tests {
             id: "old".into(),
             topic: "t".into(),
             at_ms: t0,
+            principal: None,
         };
         s.apply(&old).unwrap();
         assert!(s
@@ -1052,6 +1073,7 @@ mod tests {
             id: id.clone(),
             topic: "t".into(),
             at_ms: 1,
+            principal: None,
         };
         let out = s.apply_group(&[&add, &add, &cancel, &add]).unwrap();
         assert_eq!(
@@ -1067,5 +1089,38 @@ mod tests {
         );
         assert_eq!(s.count_pending().unwrap(), 0);
         assert!(s.due_range(0, i64::MAX, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn cancel_is_bound_to_the_adding_principal() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 16 << 20).unwrap();
+        let mut r = rec(2, 1_700_000_000, 0, 0);
+        r.owner = "alice".into();
+        let id = r.occurrence_id(0);
+        s.apply(&Mutation::Add {
+            id: id.clone(),
+            record: Box::new(r),
+        })
+        .unwrap();
+        let cancel = |p: Option<&str>| Mutation::Cancel {
+            id: id.clone(),
+            topic: "t".into(),
+            at_ms: 5,
+            principal: p.map(str::to_string),
+        };
+        assert_eq!(
+            s.apply(&cancel(Some("bob"))).unwrap(),
+            Applied::Cancel(CancelResult::NotOwner)
+        );
+        assert_eq!(
+            s.due_range(0, i64::MAX, 10).unwrap().len(),
+            1,
+            "still pending"
+        );
+        assert_eq!(
+            s.apply(&cancel(Some("alice"))).unwrap(),
+            Applied::Cancel(CancelResult::Cancelled)
+        );
     }
 }

@@ -130,11 +130,11 @@ async fn one_shot_fires_once_not_early_and_cancel_holds() {
         "past due fires at once"
     );
     assert_eq!(
-        s.cancel(id_b.clone(), "other".into()).await.unwrap(),
+        s.cancel(id_b.clone(), "other".into(), None).await.unwrap(),
         CancelResult::TopicMismatch
     );
     assert_eq!(
-        s.cancel(id_b.clone(), "t".into()).await.unwrap(),
+        s.cancel(id_b.clone(), "t".into(), None).await.unwrap(),
         CancelResult::Cancelled
     );
     wait_for(&sink, 2, Duration::from_secs(5)).await;
@@ -151,7 +151,7 @@ async fn one_shot_fires_once_not_early_and_cancel_holds() {
     assert_eq!(s.status(id_a.clone()).await.unwrap().state, "fired");
     assert_eq!(s.status(id_b.clone()).await.unwrap().state, "cancelled");
     assert_eq!(
-        s.cancel(id_a, "t".into()).await.unwrap(),
+        s.cancel(id_a, "t".into(), None).await.unwrap(),
         CancelResult::AfterFinish
     );
     assert_eq!(

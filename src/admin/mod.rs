@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::app::App;
+use crate::security::tls::HANDSHAKE_RECORD;
 
 /// Serves the admin port until the process exits.
 pub async fn run(app: Arc<App>, listener: TcpListener) {
@@ -21,7 +22,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener) {
         };
         let app = app.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(10), handle(app, stream)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), accept_one(app, stream)).await;
         });
     }
 }
@@ -31,11 +32,89 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-async fn handle(app: Arc<App>, mut stream: TcpStream) -> std::io::Result<()> {
+/// With `server.adminTls`, a TLS client gets TLS; plaintext is served to loopback clients only, so
+/// `control.sh` and the CLI on the host keep working.
+async fn accept_one(app: Arc<App>, stream: TcpStream) -> std::io::Result<()> {
     let loopback = stream
         .peer_addr()
-        .map(|a| a.ip().is_loopback())
+        .map(|a| a.ip().to_canonical().is_loopback())
         .unwrap_or(false);
+    let acceptor = match app.settings.load().server.admin_tls {
+        true => app.security.tls.acceptor(),
+        false => None,
+    };
+    let Some(acceptor) = acceptor else {
+        return handle(app, stream, loopback).await;
+    };
+    let count = |result: &str| {
+        let labels = ("admin".to_string(), result.to_string());
+        app.metrics.tls_connections.add(labels, 1);
+    };
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await? == 0 {
+        return Ok(());
+    }
+    if first[0] == HANDSHAKE_RECORD {
+        let Ok(tls) = acceptor.accept(stream).await else {
+            count("handshake_failed");
+            return Ok(());
+        };
+        count("tls");
+        return handle(app.clone(), tls, loopback).await;
+    }
+    if !loopback {
+        count("plaintext_refused");
+        let mut stream = stream;
+        let body = json!({"error": "the admin port serves remote clients over TLS only"});
+        return respond(&mut stream, 403, "application/json", &body.to_string()).await;
+    }
+    count("plaintext");
+    handle(app, stream, loopback).await
+}
+
+/// Why an admin request is refused before it runs.
+fn refusal(
+    app: &App,
+    method: &str,
+    path: &str,
+    loopback: bool,
+    head: &str,
+) -> Option<(u16, &'static str)> {
+    let settings = app.settings.load();
+    let server = &settings.server;
+    let mutating = method == "POST";
+    if mutating && server.admin_mutations_loopback_only && !loopback {
+        return Some((403, "loopback"));
+    }
+    let public = matches!(path, "/health" | "/ready");
+    let needs_token =
+        !server.admin_token.is_empty() && (mutating || (server.admin_token_for_reads && !public));
+    if needs_token && !bearer_matches(head, &server.admin_token) {
+        return Some((401, "token"));
+    }
+    None
+}
+
+/// Whether the request head carries `Authorization: Bearer <token>`; compared in constant time.
+fn bearer_matches(head: &str, token: &str) -> bool {
+    let given = head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        if !k.trim().eq_ignore_ascii_case("authorization") {
+            return None;
+        }
+        let v = v.trim();
+        let (scheme, rest) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    });
+    let Some(given) = given else { return false };
+    let (a, b) = (given.as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn handle<S>(app: Arc<App>, mut stream: S, loopback: bool) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -45,17 +124,21 @@ async fn handle(app: Arc<App>, mut stream: TcpStream) -> std::io::Result<()> {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let line = String::from_utf8_lossy(&buf);
-    let mut parts = line.split_whitespace();
+    let head = String::from_utf8_lossy(&buf);
+    let mut parts = head.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    if let Some((status, why)) = refusal(&app, method, path, loopback, &head) {
+        app.metrics.admin_denied.add((why.into(),), 1);
+        let body = match why {
+            "loopback" => json!({"error": "mutations only from loopback"}),
+            _ => json!({"error": "a valid bearer token is required"}),
+        };
+        return respond(&mut stream, status, "application/json", &body.to_string()).await;
+    }
     let (status, body) = match (method, path) {
         ("GET", "/delay/dead") => delay_dead(&app, query).await,
         ("GET", p) if p.starts_with("/delay/") => delay_status(&app, &p["/delay/".len()..]).await,
-        ("POST", "/loglevel") if !loopback => (
-            403,
-            json!({"error": "mutations only from loopback"}).to_string(),
-        ),
         ("POST", "/loglevel") => match query_param(query, "filter").map(crate::logging::set_filter)
         {
             Some(Ok(())) => (
@@ -66,14 +149,7 @@ async fn handle(app: Arc<App>, mut stream: TcpStream) -> std::io::Result<()> {
             None => (400, json!({"error": "give ?filter=<filter>"}).to_string()),
         },
         ("POST", p) if p.starts_with("/delay/dead/") => {
-            if !loopback {
-                (
-                    403,
-                    json!({"error": "mutations only from loopback"}).to_string(),
-                )
-            } else {
-                delay_dead_action(&app, &p["/delay/dead/".len()..]).await
-            }
+            delay_dead_action(&app, &p["/delay/dead/".len()..]).await
         }
         ("GET", "/health") => (200, "OK".to_string()),
         ("GET", "/ready") => {
@@ -88,21 +164,34 @@ async fn handle(app: Arc<App>, mut stream: TcpStream) -> std::io::Result<()> {
         ("GET", "/metrics") => (200, crate::metrics::render_page(&app)),
         _ => (404, json!({"error": "not found"}).to_string()),
     };
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Not Found",
-    };
     let ctype = if path == "/health" {
         "text/plain"
     } else {
         "application/json"
     };
+    respond(&mut stream, status, ctype, &body).await
+}
+
+async fn respond<S>(stream: &mut S, status: u16, ctype: &str, body: &str) -> std::io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Not Found",
+    };
+    let auth = if status == 401 {
+        "WWW-Authenticate: Bearer\r\n"
+    } else {
+        ""
+    };
     let resp = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(resp.as_bytes()).await?;
@@ -193,6 +282,9 @@ async fn delay_status(app: &App, raw_id: &str) -> (u16, String) {
         v["nextIndex"] = json!(r.next_index);
         v["nextDueMs"] = json!(r.next_due_ms);
         v["attempts"] = json!(r.attempts);
+        if !r.owner.is_empty() {
+            v["owner"] = json!(r.owner);
+        }
         v["nextOccurrenceId"] = json!(r.occurrence_id(r.next_index));
         if r.kind() != scheduler::Kind::Once {
             // Occurrences still to fire, bounded by times (expire may end the loop sooner).

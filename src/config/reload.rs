@@ -66,6 +66,7 @@ async fn apply(app: &Arc<App>, config_path: Option<&Path>) -> Result<u64, Config
         }
         None => old_settings.clone(),
     };
+    let security = crate::security::Security::prepare(&settings)?;
     let (s2, node, embedded) = (settings.clone(), app.node.clone(), app.embedded.clone());
     let prev = app.config.load_full();
     // Reads the local file and creates producers: keep it off the runtime threads.
@@ -82,6 +83,7 @@ async fn apply(app: &Arc<App>, config_path: Option<&Path>) -> Result<u64, Config
         }
     }
     app.settings.store(settings.clone());
+    app.security.install(security);
     let flush = Duration::from_millis(settings.forwarding.producer_flush_timeout_ms);
     Ok(install(app, snap, flush))
 }

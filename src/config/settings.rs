@@ -45,6 +45,59 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     /// `zk.*`.
     pub zk: ZkSettings,
+    /// `tls.*`: TLS on the Thrift port (and the admin port with `server.adminTls`).
+    pub tls: TlsSettings,
+    /// `acl.*`: which clients may write which topics.
+    pub acl: AclSettings,
+}
+
+/// `tls.*` keys (docs/SECURITY.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TlsSettings {
+    /// Server certificate chain, PEM; TLS is on when this and `keyFile` are set.
+    pub cert_file: Option<PathBuf>,
+    /// Private key of the certificate, PEM.
+    pub key_file: Option<PathBuf>,
+    /// CA bundle, PEM, that client certificates are verified against.
+    pub client_ca_file: Option<PathBuf>,
+    /// With `clientCaFile`: refuse clients that present no certificate.
+    pub require_client_cert: bool,
+    /// Refuse plaintext Thrift connections (only TLS is served).
+    pub required: bool,
+}
+
+impl TlsSettings {
+    /// Whether TLS is configured.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
+    }
+}
+
+/// `acl.*` keys (docs/SECURITY.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AclSettings {
+    /// Off (the default): every client may do everything, as without ACLs.
+    pub enabled: bool,
+    /// The principals a client can be; the first that matches a connection is used.
+    pub principals: Vec<PrincipalSettings>,
+}
+
+/// One principal of `acl.principals`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PrincipalSettings {
+    /// Name, recorded with the delay messages it adds.
+    pub name: String,
+    /// Client addresses, CIDR or single IPs; empty = any address.
+    pub addresses: Vec<String>,
+    /// Certificate subjects (`CN=a,O=b`); empty = no certificate needed.
+    pub subjects: Vec<String>,
+    /// Topics it may write: names, `prefix*`, or `*`.
+    pub topics: Vec<String>,
+    /// Whether it may use sendDelaySync on those topics.
+    pub delay: bool,
 }
 
 /// `zk.*` keys.
@@ -89,6 +142,8 @@ impl Default for Settings {
             logging: LoggingSettings::default(),
             scheduler: SchedulerSettings::default(),
             zk: ZkSettings::default(),
+            tls: TlsSettings::default(),
+            acl: AclSettings::default(),
         }
     }
 }
@@ -115,6 +170,14 @@ pub struct ServerSettings {
     pub shutdown_drain_ms: u64,
     /// A started frame must be complete within this time, or the connection is closed.
     pub frame_read_timeout_ms: u64,
+    /// POST admin endpoints only from loopback.
+    pub admin_mutations_loopback_only: bool,
+    /// Bearer token the POST admin endpoints require; empty = none.
+    pub admin_token: String,
+    /// Require `adminToken` on every admin endpoint but `/health` and `/ready`.
+    pub admin_token_for_reads: bool,
+    /// Serve TLS on the admin port too (certificate of `tls.*`); plaintext then only from loopback.
+    pub admin_tls: bool,
 }
 
 impl Default for ServerSettings {
@@ -129,6 +192,10 @@ impl Default for ServerSettings {
             idle_timeout_sec: 0,
             shutdown_drain_ms: 10_000,
             frame_read_timeout_ms: 10_000,
+            admin_mutations_loopback_only: true,
+            admin_token: String::new(),
+            admin_token_for_reads: false,
+            admin_tls: false,
         }
     }
 }
@@ -327,6 +394,8 @@ const KNOWN_KEYS: &[&str] = &[
     "zk",
     "scheduler",
     "logging",
+    "tls",
+    "acl",
 ];
 
 /// How the proxy config is obtained (config.md §1).

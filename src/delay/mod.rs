@@ -96,7 +96,12 @@ fn validate_add(m: &DelayMessage, now_ms: i64, max_delay_sec: i64) -> Result<(),
 }
 
 /// Builds the add id and the record of a validated add (delay.md §4.2).
-pub fn build_add(m: DelayMessage, inner_topic_num: i64, now_ms: i64) -> (String, Record) {
+pub fn build_add(
+    m: DelayMessage,
+    inner_topic_num: i64,
+    now_ms: i64,
+    owner: Option<&str>,
+) -> (String, Record) {
     let uuid = id::normalize_uuid(m.uuid.as_deref());
     let ms_unit = m.timestamp >= MS_THRESHOLD;
     let (expire, times, interval) = if m.dmsgtype == 2 {
@@ -126,7 +131,7 @@ pub fn build_add(m: DelayMessage, inner_topic_num: i64, now_ms: i64) -> (String,
         attempts: 0,
         first_failure_ms: 0,
         created_ms: now_ms,
-        owner: String::new(),
+        owner: owner.unwrap_or_default().to_string(),
         caught_up: 0,
     };
     (delay_id.to_string(), rec)
@@ -142,11 +147,13 @@ fn sched_failure(e: &SchedError) -> Code {
     }
 }
 
-/// Handles one `sendDelaySync` after the drain check: the outcome and the id to answer.
+/// Handles one `sendDelaySync` after the drain and ACL checks: the outcome and the id to answer.
+/// `principal` (ACLs on) owns what it adds, and may cancel only what it owns.
 pub async fn handle(
     app: &Arc<App>,
     m: Option<DelayMessage>,
     deadline: tokio::time::Instant,
+    principal: Option<&str>,
 ) -> (Code, String) {
     let Some(m) = m else {
         return (Code::Illegal, String::new());
@@ -177,7 +184,7 @@ pub async fn handle(
     };
     if m.action == 1 {
         let num = snap.proxy.carrera.inner_topic_num;
-        let (id, rec) = build_add(m, num, now_ms);
+        let (id, rec) = build_add(m, num, now_ms, principal);
         let labels = (rec.topic.clone(), rec.id.dtype.to_string());
         return match sched.add(id.clone(), rec).await {
             Ok(new) => {
@@ -192,12 +199,22 @@ pub async fn handle(
     // Cancel: any occurrence id maps to its add id; an impossible one is simply unknown.
     let topic = m.topic.unwrap_or_default();
     let canonical = DelayId::canonical_of(echo.trim());
-    let result = sched.cancel(canonical, topic.clone()).await;
+    let result = sched
+        .cancel(canonical, topic.clone(), principal.map(str::to_string))
+        .await;
     if let Ok(r) = &result {
         app.metrics.delay_cancels.add((topic, r.name().into()), 1);
     }
     match result {
         Ok(CancelResult::TopicMismatch) => (Code::IllegalDelayId, echo),
+        Ok(CancelResult::NotOwner) => {
+            // Sampled with the other failure lines of code 30: a client cannot flood the log.
+            let per_sec = app.settings.load().logging.failure_logs_per_sec;
+            if let Some(suppressed) = app.failures.admit(Code::IllegalDelayId.as_i32(), per_sec) {
+                tracing::warn!(principal, id = %echo, suppressed, "delay cancel refused: added by another principal");
+            }
+            (Code::IllegalDelayId, echo)
+        }
         Ok(_) => (Code::Ok, echo),
         Err(e) => (sched_failure(&e), echo),
     }

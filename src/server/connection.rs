@@ -13,6 +13,8 @@ use super::dispatch::{handle_frame, reply_code, FrameResult};
 use crate::app::App;
 use crate::proto::codec::read_header;
 use crate::proto::Code;
+use crate::security::tls::{peer_subject, HANDSHAKE_RECORD};
+use crate::security::Peer;
 
 /// At most one `unframed transport not supported` line per peer address per minute.
 fn unframed_log_due(ip: Option<std::net::IpAddr>) -> bool {
@@ -69,15 +71,99 @@ pub struct ConnLimits {
     pub inflight_budget: usize,
 }
 
-/// Serves one accepted connection until it closes.
+/// Serves one accepted connection until it closes. With TLS configured, the first byte tells a
+/// TLS client from a plaintext one (docs/SECURITY.md).
 pub async fn serve(
     app: Arc<App>,
     stream: TcpStream,
     limits: Arc<ConnLimits>,
     mut close: watch::Receiver<bool>,
 ) -> CloseReason {
-    let peer = stream.peer_addr().ok();
-    let (rd, mut wr) = stream.into_split();
+    let addr = stream.peer_addr().ok();
+    let Some(acceptor) = app.security.tls.acceptor() else {
+        let (rd, wr) = stream.into_split();
+        return serve_io(app, rd, wr, Peer::plain(addr), limits, close).await;
+    };
+    let first = match first_byte(&app, &stream, &mut close).await {
+        Ok(b) => b,
+        Err(reason) => return reason,
+    };
+    let count = |result: &str| {
+        let labels = ("thrift".to_string(), result.to_string());
+        app.metrics.tls_connections.add(labels, 1);
+    };
+    if first != HANDSHAKE_RECORD {
+        if app.settings.load().tls.required {
+            count("plaintext_refused");
+            return CloseReason::Protocol;
+        }
+        count("plaintext");
+        let (rd, wr) = stream.into_split();
+        return serve_io(app, rd, wr, Peer::plain(addr), limits, close).await;
+    }
+    let tls = match tokio::time::timeout(frame_timeout(&app), acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            count("handshake_failed");
+            tracing::debug!(peer = ?addr, error = %e, "TLS handshake failed");
+            return CloseReason::Protocol;
+        }
+        Err(_) => {
+            count("handshake_timeout");
+            return CloseReason::Idle;
+        }
+    };
+    count("tls");
+    let peer = Peer {
+        addr,
+        tls: true,
+        subject: peer_subject(tls.get_ref().1),
+    };
+    let (rd, wr) = tokio::io::split(tls);
+    serve_io(app, rd, wr, peer, limits, close).await
+}
+
+/// Waits for a connection's first byte without consuming it, within the idle timeout.
+async fn first_byte(
+    app: &App,
+    stream: &TcpStream,
+    close: &mut watch::Receiver<bool>,
+) -> Result<u8, CloseReason> {
+    if *close.borrow() {
+        return Err(CloseReason::Shutdown);
+    }
+    let secs = app.settings.load().server.idle_timeout_sec;
+    let idle = async {
+        if secs > 0 {
+            tokio::time::sleep(Duration::from_secs(secs)).await
+        } else {
+            std::future::pending().await
+        }
+    };
+    let mut b = [0u8; 1];
+    tokio::select! {
+        r = stream.peek(&mut b) => match r {
+            Ok(1) => Ok(b[0]),
+            _ => Err(CloseReason::Peer),
+        },
+        _ = idle => Err(CloseReason::Idle),
+        _ = close.changed() => Err(CloseReason::Shutdown),
+    }
+}
+
+/// The request loop over a connection's read and write halves.
+async fn serve_io<R, W>(
+    app: Arc<App>,
+    rd: R,
+    mut wr: W,
+    peer: Peer,
+    limits: Arc<ConnLimits>,
+    mut close: watch::Receiver<bool>,
+) -> CloseReason
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     // Small: payloads are read past it; only headers and small frames go through it, and
     // thousands of idle connections each keep one.
     let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
@@ -126,11 +212,11 @@ pub async fn serve(
             let first = (len as u32 >> 24) as u8;
             if first == 0x80 || first == 0x82 {
                 app.metrics.protocol_errors.add(("unframed".into(),), 1);
-                if unframed_log_due(peer.map(|p| p.ip())) {
-                    tracing::warn!(?peer, "unframed transport not supported");
+                if unframed_log_due(peer.ip()) {
+                    tracing::warn!(peer = ?peer.addr, "unframed transport not supported");
                 }
             } else {
-                tracing::debug!(?peer, len, "non-positive frame length");
+                tracing::debug!(peer = ?peer.addr, len, "non-positive frame length");
             }
             return CloseReason::Protocol;
         }
@@ -155,12 +241,12 @@ pub async fn serve(
             Err(reason) => return reason,
         };
         let start = Instant::now();
-        let result = handle_frame(&app, buf, start, peer).await;
+        let result = handle_frame(&app, buf, start, &peer).await;
         drop(permit);
         match result {
             FrameResult::Reply(b) => {
                 if let Err(e) = write_frame(&mut wr, b).await {
-                    tracing::debug!(?peer, error = %e, "reply not delivered");
+                    tracing::debug!(peer = ?peer.addr, error = %e, "reply not delivered");
                     return CloseReason::Peer;
                 }
             }
@@ -216,7 +302,9 @@ fn frame_timeout(app: &App) -> Duration {
 }
 
 async fn write_frame<W: AsyncWrite + Unpin>(wr: &mut W, b: Bytes) -> std::io::Result<()> {
-    wr.write_all(&b).await
+    wr.write_all(&b).await?;
+    // A TLS stream may hold the record until flushed; for TCP this is a no-op.
+    wr.flush().await
 }
 
 /// Reads the header of an oversized frame, discards the rest while streaming, answers 11.

@@ -14,6 +14,7 @@ use crate::forward::{self, admit::HEARTBEAT_TOPIC};
 use crate::proto::codec::{message_type, read_header, Reader};
 use crate::proto::types::{encode_exception, encode_reply, read_call, AppExceptionType};
 use crate::proto::{Call, Code, MessageHeader, Method};
+use crate::security::Peer;
 
 /// What the connection does after a frame.
 #[derive(Debug)]
@@ -86,7 +87,7 @@ pub async fn handle_frame(
     app: &Arc<App>,
     payload: Bytes,
     start: Instant,
-    peer: Option<std::net::SocketAddr>,
+    peer: &Peer,
 ) -> FrameResult {
     let Ok((h, pos)) = read_header(&payload) else {
         app.metrics.protocol_errors.add(("bad_header".into(),), 1);
@@ -116,7 +117,9 @@ pub async fn handle_frame(
     };
     let echo_id = cancel_echo(&call);
     let topic = call_topic(&call);
-    let handled = AssertUnwindSafe(run(app, call, start)).catch_unwind().await;
+    let handled = AssertUnwindSafe(run(app, method, call, start, peer))
+        .catch_unwind()
+        .await;
     let (outcome, id) = handled.unwrap_or_else(|_| {
         tracing::error!(method = method.name(), "handler panicked; answered 10");
         (Code::Failed, echo_id)
@@ -186,8 +189,9 @@ fn log_request(
     topic: Option<&str>,
     outcome: &Code,
     start: Instant,
-    peer: Option<std::net::SocketAddr>,
+    peer: &Peer,
 ) {
+    let peer = peer.addr;
     let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
     let code = outcome.as_i32();
     // Topics are client input: bound what reaches the logs.
@@ -217,11 +221,27 @@ fn cancel_echo(call: &Call) -> String {
     }
 }
 
-async fn run(app: &Arc<App>, call: Call, start: Instant) -> (Code, String) {
+async fn run(
+    app: &Arc<App>,
+    method: Method,
+    call: Call,
+    start: Instant,
+    peer: &Peer,
+) -> (Code, String) {
     let echo = cancel_echo(&call);
     if app.is_draining() {
         return (Code::ShuttingDown, echo);
     }
+    // ACLs first: a refused client learns nothing about topics or ids (docs/SECURITY.md).
+    let principal = match app.security.acl.load().check(peer, &call) {
+        Ok(p) => p,
+        Err((who, why)) => {
+            let who = who.as_deref().unwrap_or("_none").to_string();
+            let labels = (method.name().into(), who, why.label().into());
+            app.metrics.acl_denied.add(labels, 1);
+            return (Code::NotWhitelisted, echo);
+        }
+    };
     let _guard = app.begin_request();
     if app.inflight.load(Ordering::Relaxed) > app.settings.load().server.max_inflight_requests {
         return (Code::RateLimited, echo);
@@ -246,7 +266,12 @@ async fn run(app: &Arc<App>, call: Call, start: Instant) -> (Code, String) {
         ),
         Call::SendDelaySync(m, timeout) => {
             let deadline = sync_deadline(app, start, timeout);
-            match tokio::time::timeout_at(deadline, crate::delay::handle(app, m, deadline)).await {
+            match tokio::time::timeout_at(
+                deadline,
+                crate::delay::handle(app, m, deadline, principal.as_deref()),
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(_) => (Code::Timeout, echo),
             }
