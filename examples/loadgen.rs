@@ -7,6 +7,7 @@
 //! loadgen proxy           --addr 127.0.0.1:9613 --topic T --conns 64 --size 100 --method sync
 //! loadgen direct-kafka    --bootstrap 127.0.0.1:9092 --topic T --conns 64 --size 100
 //! loadgen direct-rocketmq --namesrv 127.0.0.1:9876 --topic T --conns 64 --size 100
+//! loadgen proxy           --tls-ca ca.pem ...        (TLS; --fresh-connections: one per call)
 //! ```
 //!
 //! `--rate 0` (default) is closed-loop maximum rate: every connection sends its next call as
@@ -70,8 +71,71 @@ struct ProxyArgs {
     /// CPU of this process (pproxy) is measured over the window.
     #[arg(long)]
     proxy_pid: Option<u32>,
+    /// Speak TLS, trusting the CA certificates in this PEM file.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Server name checked against the certificate (with `--tls-ca`).
+    #[arg(long, default_value = "127.0.0.1")]
+    tls_name: String,
+    /// Open a new connection for every call (measures connection setup: TCP, or TCP + TLS).
+    #[arg(long)]
+    fresh_connections: bool,
     #[command(flatten)]
     common: Common,
+}
+
+/// How a proxy connection is opened.
+#[derive(Clone)]
+struct Dial {
+    addr: String,
+    protocol: Protocol,
+    tls: Option<(tokio_rustls::TlsConnector, String)>,
+    fresh: bool,
+}
+
+impl Dial {
+    fn of(a: &ProxyArgs) -> Dial {
+        let protocol = match a.protocol {
+            Proto::Compact => Protocol::Compact,
+            Proto::Binary => Protocol::Binary,
+        };
+        let tls = a.tls_ca.as_ref().map(|ca| {
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .unwrap_or_else(|e| {
+                    eprintln!("loadgen: {}: {e}", ca.display());
+                    std::process::exit(2)
+                });
+            for c in certs {
+                let _ = roots.add(c);
+            }
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+                .unwrap_or_else(|e| {
+                    eprintln!("loadgen: TLS: {e}");
+                    std::process::exit(2)
+                });
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            (connector, a.tls_name.clone())
+        });
+        Dial {
+            addr: a.addr.clone(),
+            protocol,
+            tls,
+            fresh: a.fresh_connections,
+        }
+    }
+
+    async fn connect(&self, t: Duration) -> Result<Client, ClientError> {
+        match &self.tls {
+            None => Client::connect(&self.addr, self.protocol, t).await,
+            Some((c, name)) => Client::connect_tls(&self.addr, self.protocol, t, c, name).await,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -193,8 +257,7 @@ fn pick_index(mode: PartitionMode, conn: usize, n: usize) -> usize {
 enum Peer {
     Proxy {
         client: Option<Client>,
-        addr: String,
-        protocol: Protocol,
+        dial: Arc<Dial>,
         key: String,
     },
     Kafka {
@@ -221,15 +284,13 @@ impl Peer {
     /// One call; Ok(messages stored) or Err(error class for the summary).
     async fn send(&mut self, ctx: &Ctx, conn: usize) -> Result<u64, String> {
         match self {
-            Peer::Proxy {
-                client,
-                addr,
-                protocol,
-                key,
-            } => {
+            Peer::Proxy { client, dial, key } => {
+                if dial.fresh {
+                    *client = None;
+                }
                 if client.is_none() {
                     let t = Duration::from_millis(ctx.timeout_ms + 2000);
-                    match Client::connect(addr, *protocol, t).await {
+                    match dial.connect(t).await {
                         Ok(c) => *client = Some(c),
                         Err(_) => {
                             // Don't spin on a dead proxy.
@@ -645,16 +706,10 @@ fn ctx_of(c: &Common, delay_ms: i64) -> Ctx {
 }
 
 async fn proxy_peers(a: &ProxyArgs) -> Vec<Peer> {
-    let protocol = match a.protocol {
-        Proto::Compact => Protocol::Compact,
-        Proto::Binary => Protocol::Binary,
-    };
+    let dial = Arc::new(Dial::of(a));
     let t = Duration::from_millis(a.common.timeout_ms + 2000);
     // All connections exist before the clock starts.
-    let conns = futures::future::join_all(
-        (0..a.common.conns).map(|_| Client::connect(&a.addr, protocol, t)),
-    )
-    .await;
+    let conns = futures::future::join_all((0..a.common.conns).map(|_| dial.connect(t))).await;
     conns
         .into_iter()
         .enumerate()
@@ -663,8 +718,7 @@ async fn proxy_peers(a: &ProxyArgs) -> Vec<Peer> {
                 eprintln!("loadgen: connect {}: {e}", a.addr);
                 std::process::exit(2)
             })),
-            addr: a.addr.clone(),
-            protocol,
+            dial: dial.clone(),
             key: format!("k{i}"),
         })
         .collect()

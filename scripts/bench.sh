@@ -10,6 +10,9 @@
 #   scripts/bench.sh smoke     Kafka only, every method and partition mode for ~1.5 s each with
 #                              4 connections; fails unless every summary parses and shows
 #                              messages stored (the harness check for the test suite, ~25 s)
+#   scripts/bench.sh tls       Kafka: TLS against plaintext on one pproxy (max rate at 64
+#                              connections, 100 B; and a new connection per call, the
+#                              handshake's cost), ~2 min
 #   scripts/bench.sh perf      perf record -g of pproxy under max-rate Kafka load, top entries
 #   scripts/bench.sh table     print the tables again from the JSON summaries
 #
@@ -57,15 +60,15 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_proxy LOCAL_JSON: pproxy (release) in local mode with that proxy config, in a temp dir
-# that also holds its logs and delay store.
+# start_proxy LOCAL_JSON [YAML]: pproxy (release) in local mode with that proxy config (and extra
+# carrera.yaml lines), in a temp dir that also holds its logs and delay store.
 start_proxy() {
-  local doc=$1 port i
+  local doc=$1 extra=${2:-} port i
   PROXY_DIR=$(mktemp -d "${TMPDIR:-/tmp}/pproxy-bench.XXXXXX")
   port=$(free_port)
   printf '%s\n' "$doc" >"$PROXY_DIR/local.json"
-  printf 'host: 127.0.0.1\nport: %s\nadminPort: 0\nlocalConfig: local.json\nserver:\n  bindAddr: 127.0.0.1\n' \
-    "$port" >"$PROXY_DIR/c.yaml"
+  printf 'host: 127.0.0.1\nport: %s\nadminPort: 0\nlocalConfig: local.json\nserver:\n  bindAddr: 127.0.0.1\n%s\n' \
+    "$port" "$extra" >"$PROXY_DIR/c.yaml"
   (cd "$PROXY_DIR" && exec "$PPROXY" run -c c.yaml >"$PROXY_DIR/stdout" 2>"$PROXY_DIR/stderr") &
   PROXY_PID=$!
   PROXY_ADDR=127.0.0.1:$port
@@ -92,6 +95,24 @@ stop_proxy() {
     PROXY_DIR=
   fi
 }
+
+# make_certs DIR: a test CA (DIR/ca.pem) and a server certificate for 127.0.0.1 (DIR/server.*).
+make_certs() {
+  local d=$1
+  mkdir -p "$d"
+  (
+    cd "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
+      -days 2 -subj "/CN=bench ca" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr \
+      -subj "/CN=pproxy" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile server.ext -out server.pem 2>/dev/null
+  ) || die "openssl failed"
+}
+
+tls_yaml() { printf 'tls:\n  certFile: %s/server.pem\n  keyFile: %s/server.key\n' "$1" "$1"; }
 
 # kafka_config TOPIC [DELAY_TOPIC]: one Kafka cluster, pproxy's shipped defaults otherwise.
 kafka_config() {
@@ -226,22 +247,46 @@ bench_rocketmq() {
   stop_proxy
 }
 
+bench_tls() {
+  local t r certs=$OUT/certs
+  scripts/stack.sh up kafka
+  t=bench-tls-$(stamp)
+  scripts/stack.sh kafka-topic "$t" 4 >/dev/null
+  make_certs "$certs"
+  start_proxy "$(kafka_config "$t")" "$(tls_yaml "$certs")"
+  record_env tls
+  local common=(--topic "$t" --secs "$SECS" --warmup "$WARMUP" --size 100)
+  local tls=(--tls-ca "$certs/ca.pem")
+  for r in 1 2; do
+    proxy_run "tls-max-plain-r$r" "${common[@]}" --conns "$CONNS"
+    proxy_run "tls-max-tls-r$r" "${common[@]}" --conns "$CONNS" "${tls[@]}"
+  done
+  for r in 1 2; do
+    proxy_run "tls-fresh-plain-r$r" "${common[@]}" --conns 8 --fresh-connections
+    proxy_run "tls-fresh-tls-r$r" "${common[@]}" --conns 8 --fresh-connections "${tls[@]}"
+  done
+  record_env tls
+  stop_proxy
+}
+
 bench_smoke() {
-  local t d name f short=(--secs 1.5 --warmup 0.3 --conns 4 --size 100)
+  local t d name f short=(--secs 1.5 --warmup 0.3 --conns 4 --size 100) certs=$OUT/certs
   scripts/stack.sh up kafka
   t=bench-smoke-$(stamp)
   d=bench-smoke-delay-$(stamp)
   scripts/stack.sh kafka-topic "$t" 4 >/dev/null
   scripts/stack.sh kafka-topic "$d" 4 >/dev/null
-  start_proxy "$(kafka_config "$t" "$d")"
+  make_certs "$certs"
+  start_proxy "$(kafka_config "$t" "$d")" "$(tls_yaml "$certs")"
   lg smoke-direct direct-kafka --bootstrap "$KAFKA" --topic "$t" "${short[@]}" --partition hash
   proxy_run smoke-sync-explicit --topic "$t" "${short[@]}" --method sync --partition explicit
   proxy_run smoke-async-hash --topic "$t" "${short[@]}" --method async --partition hash
   proxy_run smoke-batch-random --topic "$t" "${short[@]}" --method batch --batch 5 --partition random
   proxy_run smoke-delay --topic "$d" "${short[@]}" --method delay --delay-ms 600000
   proxy_run smoke-rate --topic "$t" "${short[@]}" --method sync --rate 200
+  proxy_run smoke-tls-fresh --topic "$t" "${short[@]}" --tls-ca "$certs/ca.pem" --fresh-connections
   stop_proxy
-  for name in smoke-direct smoke-sync-explicit smoke-async-hash smoke-batch-random smoke-delay smoke-rate; do
+  for name in smoke-direct smoke-sync-explicit smoke-async-hash smoke-batch-random smoke-delay smoke-rate smoke-tls-fresh; do
     f=$OUT/$name.json
     jq -e '.throughput > 0 and .latency_us.count > 0 and .latency_us.p50 > 0 and .errors_total == 0
            and (.mode == "direct-kafka" or .proxy_cpu.cpu_s != null)' "$f" >/dev/null ||
@@ -315,6 +360,18 @@ for be, label in (("kafka", "Kafka"), ("rmq", "RocketMQ")):
             print(f"| {r} | {k(d['throughput'])} / {k(p['throughput'])} | {dl['p50']} / {dl['p99']} / {dl['p999']} "
                   f"| {pl['p50']} / {pl['p99']} / {pl['p999']} | **{pl['p50']-dl['p50']} µs** | **{pl['p99']-dl['p99']} µs** "
                   f"| {ps['p50']-ds['p50']} / {ps['p99']-ds['p99']} µs |")
+if load("tls-max-plain-r1"):
+    print("\n### TLS against plaintext, one pproxy, Kafka, sendSync 100 B\n")
+    print("| case | run | plaintext msg/s | TLS msg/s | ratio | plaintext p50 / p99 µs | TLS p50 / p99 µs | added p50 | pproxy CPU µs/msg plain / TLS |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kind, label in (("max", "64 connections, max rate"), ("fresh", "new connection per call, 8 senders")):
+        for r in (1, 2):
+            a, b = load(f"tls-{kind}-plain-r{r}"), load(f"tls-{kind}-tls-r{r}")
+            if not (a and b): continue
+            al, bl = a["latency_us"], b["latency_us"]
+            print(f"| {label} | {r} | {k(a['throughput'])} | {k(b['throughput'])} | **{b['throughput']/max(a['throughput'],1):.2f}** "
+                  f"| {al['p50']} / {al['p99']} | {bl['p50']} / {bl['p99']} | **{bl['p50']-al['p50']} µs** "
+                  f"| {(a['proxy_cpu'] or {}).get('us_per_msg','-')} / {(b['proxy_cpu'] or {}).get('us_per_msg','-')} |")
 for f in sorted(os.listdir(out)):
     if f.startswith("env-"):
         print(f"\n{f}:\n" + open(os.path.join(out, f)).read().rstrip())
@@ -345,8 +402,13 @@ case $MODE in
     build
     bench_perf
     ;;
+  tls)
+    build
+    bench_tls
+    tables | tee "$OUT/tables-tls.md"
+    ;;
   table)
     tables
     ;;
-  *) die "usage: $0 [full|kafka|rocketmq|smoke|perf|table]" ;;
+  *) die "usage: $0 [full|kafka|rocketmq|smoke|tls|perf|table]" ;;
 esac
