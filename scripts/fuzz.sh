@@ -18,6 +18,20 @@
 # run's libFuzzer output is kept in fuzz/logs/<target>-<UTC time>.log (all git-ignored). Exit
 # status is non-zero on a crash, a timeout (> FUZZ_TIMEOUT s for one input) or an out-of-memory.
 # Another sanitizer or profile in the same target dir rebuilds everything.
+#
+# CI (scripts/test.sh, last step) runs `FUZZ_SANITIZER=none FUZZ_PROFILE=dev scripts/fuzz.sh
+# smoke 5` into fuzz/target. Smoke mode also refuses a stale fuzz/Cargo.lock (cargo --locked)
+# instead of rewriting it. Why not the default build: a cold build of the fuzz crate (pproxy with
+# its Kafka, RocketMQ and TLS dependencies, all instrumented), measured in fuzz/ on the shared
+# 2-vCPU machine, `nice -n 10`, load average about 4, each into an empty target dir:
+#   cargo +nightly fuzz build                  AddressSanitizer, release   66 min (recorded earlier)
+#   cargo +nightly fuzz build -s none          release                     28 min 03 s, 3.2 GB
+#   cargo +nightly fuzz build -s none --dev    dev, debug = 1          8 min 33 s-9 min 46 s, 4.0 GB
+# The smoke after a build takes 35-38 s (5 s per target); the CI step from a clean tree took
+# 9 min 08 s in all. The dev build runs 2 000-16 000 exec/s per target instead of 45 000-160 000
+# (release, no sanitizer), and without AddressSanitizer a memory error that does not crash goes
+# unseen (pproxy's decoders are safe Rust, but settings_yaml reaches unsafe-libyaml through
+# serde_yaml). Campaigns keep the defaults. Figures and reasoning: docs/RELIABILITY.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
