@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what is missing, starts the real Apache
 # Kafka, RocketMQ and ZooKeeper servers on 127.0.0.1 (scripts/stack.sh), runs the Rust unit and
-# integration tests and the Python wire tests, and stops the servers again, pass or fail.
+# integration tests and the Python wire tests, and stops the servers again, pass or fail; then a
+# short libFuzzer smoke over the fuzz targets (no sanitizer, dev build: docs/RELIABILITY.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,3 +26,9 @@ echo "test: package and control.sh" >&2
 scripts/test-package.sh --debug
 echo "test: python wire tests" >&2
 PPROXY_BIN="$PWD/target/debug/pproxy" scripts/pytest.sh -q
+
+# The smoke needs no servers; stopping them first leaves the CPU and memory to its cold build.
+scripts/stack.sh down all || true
+trap - EXIT
+echo "test: fuzz smoke (libFuzzer, 5 s per target; nightly, no sanitizer, dev build)" >&2
+FUZZ_SANITIZER=none FUZZ_PROFILE=dev scripts/fuzz.sh smoke 5
