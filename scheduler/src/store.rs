@@ -373,9 +373,42 @@ pub struct Store {
 
 type Abort = ConflictableTransactionError<Corrupt>;
 
+/// Removes unfinished sled snapshot files (`snap.<lsn>.generating`) from the database directory.
+///
+/// sled 0.34.7 writes a snapshot when it opens a database: to `snap.<lsn>.generating`, then
+/// synced and renamed to `snap.<lsn>`. When the write fails (a full disk: every reopen attempt
+/// while the disk is still full) or the process dies before the rename, the `.generating` file
+/// stays, and every later open picks it as the newest snapshot (the candidate filter still
+/// skips only an older suffix, `.in___motion`) and fails with "Read corrupted data" — the
+/// database could then not be opened again, not even by a restart (spacejam/sled#1527). Such a
+/// file was never renamed into place, so sled never relied on it: without it sled recovers
+/// from the previous complete snapshot and the log, exactly as if the write had not happened.
+fn remove_unfinished_snapshots(path: &Path) -> Result<(), StoreError> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(sled::Error::Io(e).into()),
+    };
+    for entry in entries {
+        let entry = entry.map_err(sled::Error::Io)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path()).map_err(sled::Error::Io)?;
+            tracing::warn!(
+                file = %entry.path().display(),
+                "delay store: removed an unfinished sled snapshot (a failed write or a crash \
+                 while it was written)"
+            );
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (or creates) the store; sled's lock keeps a second process out.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        remove_unfinished_snapshots(path)?;
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
@@ -975,6 +1008,34 @@ mod tests {
         assert_eq!(s.record(&id).unwrap(), Some(r));
         assert_eq!(s.count_pending().unwrap(), 1);
         assert_eq!(s.first_due().unwrap(), Some(1_700_000_000_000));
+    }
+
+    #[test]
+    fn an_unfinished_snapshot_does_not_make_the_store_unopenable() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = rec(2, 1_700_000_000, 0, 0);
+        let id = r.occurrence_id(0);
+        {
+            let s = Store::open(dir.path(), 16 << 20).unwrap();
+            s.apply(&Mutation::Add {
+                id: id.clone(),
+                record: Box::new(r.clone()),
+            })
+            .unwrap();
+            s.flush().unwrap();
+        }
+        // What a snapshot write on a full disk leaves behind (issue #7 part 6).
+        let leftover = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&leftover, b"").unwrap();
+        let raw = sled::Config::new().path(dir.path()).open();
+        assert!(
+            matches!(raw, Err(sled::Error::Corruption { .. })),
+            "sled itself refuses the directory: {:?}",
+            raw.err()
+        );
+        let s = Store::open(dir.path(), 16 << 20).unwrap();
+        assert_eq!(s.record(&id).unwrap(), Some(r));
+        assert!(!leftover.exists());
     }
 
     #[test]
