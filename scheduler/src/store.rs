@@ -4,7 +4,10 @@
 //! blocking-pool thread, never from the async runtime's workers.
 
 use std::cell::RefCell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::{Db, Tree};
@@ -20,6 +23,18 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error(transparent)]
     Corrupt(#[from] Corrupt),
+    /// The database was closed after an I/O error and is not open again yet (disk full,
+    /// read-only filesystem); the scheduler keeps trying to reopen it.
+    #[error("storage unavailable: closed after an I/O error, reopening")]
+    Unavailable,
+}
+
+impl StoreError {
+    /// An I/O error of the data directory. sled fails every later write with the first one it
+    /// hits (its error state is cleared only by opening the database again).
+    pub fn is_io(&self) -> bool {
+        matches!(self, StoreError::Sled(sled::Error::Io(_)))
+    }
 }
 
 impl From<TransactionError<Corrupt>> for StoreError {
@@ -359,9 +374,8 @@ fn decode_dead(key: &[u8], v: &[u8]) -> Result<DeadLetter, Corrupt> {
     })
 }
 
-/// The sled database and its trees.
-#[derive(Clone)]
-pub struct Store {
+/// The sled database and its trees (one opening of the database).
+struct Trees {
     db: Db,
     records: Tree,
     due: Tree,
@@ -405,16 +419,16 @@ fn remove_unfinished_snapshots(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-impl Store {
-    /// Opens (or creates) the store; sled's lock keeps a second process out.
-    pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+impl Trees {
+    /// Opens (or creates) the database; sled's lock keeps a second process out.
+    fn open(path: &Path, cache_bytes: u64) -> Result<Trees, StoreError> {
         remove_unfinished_snapshots(path)?;
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(cache_bytes)
             .open()?;
-        Ok(Store {
+        Ok(Trees {
             records: db.open_tree("records")?,
             due: db.open_tree("due")?,
             done: db.open_tree("done")?,
@@ -823,6 +837,270 @@ impl Store {
     }
 }
 
+/// The durable store: a handle shared by the committer, the loader and the fire path.
+///
+/// sled 0.34 records the first I/O error of its log writer (ENOSPC, EROFS, EIO) in a
+/// database-wide error state and fails every later write with it, even after the disk has
+/// space again; only opening the database again clears it. The store therefore notes the
+/// first I/O error (`is_failed`) and `reopen` closes and re-opens the database in place; while
+/// it is closed every call answers `StoreError::Unavailable`.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    cache_bytes: u64,
+    current: RwLock<Option<Arc<Trees>>>,
+    failed: AtomicBool,
+    reopens: AtomicU64,
+}
+
+/// One opening of the database, held across several calls (see `Store::pin`).
+pub struct Pinned<'a> {
+    store: &'a Store,
+    trees: Arc<Trees>,
+}
+
+impl Pinned<'_> {
+    /// `Store::apply` on the pinned database.
+    pub fn apply(&self, m: &Mutation) -> Result<Applied, StoreError> {
+        self.store.note(self.trees.apply(m))
+    }
+
+    /// `Store::apply_group` on the pinned database.
+    pub fn apply_group(&self, ms: &[&Mutation]) -> Result<Vec<Applied>, StoreError> {
+        self.store.note(self.trees.apply_group(ms))
+    }
+
+    /// `Store::flush` of the pinned database.
+    pub fn flush(&self) -> Result<usize, StoreError> {
+        self.store.note(self.trees.flush())
+    }
+
+    /// `Store::first_due` on the pinned database.
+    pub fn first_due(&self) -> Result<Option<i64>, StoreError> {
+        self.store.note(self.trees.first_due())
+    }
+
+    /// `Store::set_meta` on the pinned database.
+    pub fn set_meta(&self, name: &str, v: &[u8]) -> Result<(), StoreError> {
+        self.store.note(self.trees.set_meta(name, v))
+    }
+}
+
+/// Meta key written and flushed by `reopen` to prove the database writable.
+const PROBE_KEY: &str = "reopen_probe";
+
+impl Store {
+    /// Opens (or creates) the store; sled's lock keeps a second process out.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        let trees = Trees::open(path, cache_bytes)?;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                path: path.to_path_buf(),
+                cache_bytes,
+                current: RwLock::new(Some(Arc::new(trees))),
+                failed: AtomicBool::new(false),
+                reopens: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    fn trees(&self) -> Result<Arc<Trees>, StoreError> {
+        let cur = self
+            .shared
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        cur.clone().ok_or(StoreError::Unavailable)
+    }
+
+    fn set_current(&self, trees: Option<Arc<Trees>>) -> Option<Arc<Trees>> {
+        let mut cur = self
+            .shared
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *cur, trees)
+    }
+
+    /// Runs `f` on the open database and notes an I/O error.
+    fn with<T>(&self, f: impl FnOnce(&Trees) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let trees = self.trees()?;
+        self.note(f(&trees))
+    }
+
+    /// Holds the open database for calls that must all reach the same one: the committer
+    /// applies a group and flushes it through one `Pinned`, so that a reopen in between can
+    /// never make a flush of the new database answer for writes made to the old one. A reopen
+    /// waits (bounded) until the handle is dropped.
+    pub fn pin(&self) -> Result<Pinned<'_>, StoreError> {
+        Ok(Pinned {
+            store: self,
+            trees: self.trees()?,
+        })
+    }
+
+    /// Notes the first I/O error of an operation's result.
+    fn note<T>(&self, out: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &out {
+            if e.is_io() && !self.shared.failed.swap(true, Ordering::AcqRel) {
+                tracing::error!(
+                    path = %self.shared.path.display(),
+                    error = %e,
+                    "delay store: I/O error; writes fail until the database is reopened"
+                );
+            }
+        }
+        out
+    }
+
+    /// True after an I/O error, until a `reopen` succeeds.
+    pub fn is_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
+    }
+
+    /// Successful reopens so far.
+    pub fn reopens(&self) -> u64 {
+        self.shared.reopens.load(Ordering::Relaxed)
+    }
+
+    /// Closes the database and opens it again, then proves it writable with one flushed write.
+    /// Operations still holding the old handle get up to `release` to finish (sled keeps its
+    /// file lock until the last handle is gone). On failure the store stays closed (calls
+    /// answer `Unavailable`) and `is_failed` stays true; call again later.
+    pub fn reopen(&self, release: Duration) -> Result<(), StoreError> {
+        if let Some(mut old) = self.set_current(None) {
+            let until = Instant::now() + release;
+            loop {
+                match Arc::try_unwrap(old) {
+                    // Dropping the last handle closes sled's files (its flush on drop gives up
+                    // at once in the error state).
+                    Ok(trees) => {
+                        drop(trees);
+                        break;
+                    }
+                    Err(back) if Instant::now() >= until => {
+                        // Still in use: keep it (reads may still work) and try again later.
+                        self.set_current(Some(back));
+                        return Err(StoreError::Unavailable);
+                    }
+                    Err(back) => {
+                        old = back;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+        let trees = Trees::open(&self.shared.path, self.shared.cache_bytes)?;
+        trees.set_meta(PROBE_KEY, &crate::commit::chrono_now_ms().to_be_bytes())?;
+        trees.flush()?;
+        self.set_current(Some(Arc::new(trees)));
+        self.shared.failed.store(false, Ordering::Release);
+        self.shared.reopens.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<usize, StoreError> {
+        self.with(Trees::flush)
+    }
+
+    /// Applies one mutation in one multi-tree transaction.
+    pub fn apply(&self, m: &Mutation) -> Result<Applied, StoreError> {
+        self.with(|t| t.apply(m))
+    }
+
+    /// Applies a group of mutations in one multi-tree transaction (trims run outside it).
+    /// One transaction per group costs far less than one per mutation; a group that fails is
+    /// retried mutation by mutation by the caller so one bad record cannot fail the others.
+    pub fn apply_group(&self, ms: &[&Mutation]) -> Result<Vec<Applied>, StoreError> {
+        self.with(|t| t.apply_group(ms))
+    }
+
+    /// The pending record of a canonical id.
+    pub fn record(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        self.with(|t| t.record(id))
+    }
+
+    /// The done entry of a canonical id.
+    pub fn done(&self, id: &str) -> Result<Option<DoneEntry>, StoreError> {
+        self.with(|t| t.done(id))
+    }
+
+    /// Dead letters of one id.
+    pub fn dead_of(&self, id: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        self.with(|t| t.dead_of(id))
+    }
+
+    /// All dead letters (optionally of one topic), oldest first, at most `limit`.
+    pub fn dead_letters(
+        &self,
+        topic: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        self.with(|t| t.dead_letters(topic, limit))
+    }
+
+    /// Removes one dead letter; returns it.
+    pub fn take_dead(&self, id: &str, k: u64) -> Result<Option<DeadLetter>, StoreError> {
+        self.with(|t| t.take_dead(id, k))
+    }
+
+    /// Number of dead letters (0 while the store is closed).
+    pub fn dead_count(&self) -> usize {
+        self.trees().map_or(0, |t| t.dead_count())
+    }
+
+    /// `due` entries from `from_ms` (inclusive) up to `to_ms` (exclusive), at most `limit`.
+    pub fn due_range(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.with(|t| t.due_range(from_ms, to_ms, limit))
+    }
+
+    /// `due` entries with keys from `from` (inclusive) up to `end` (exclusive), at most `limit`.
+    pub fn due_after(
+        &self,
+        from: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.with(|t| t.due_after(from, end, limit))
+    }
+
+    /// Stores (or replaces) a dead letter.
+    pub fn put_dead(&self, d: &DeadLetter) -> Result<(), StoreError> {
+        self.with(|t| t.put_dead(d))
+    }
+
+    /// Earliest pending due time.
+    pub fn first_due(&self) -> Result<Option<i64>, StoreError> {
+        self.with(Trees::first_due)
+    }
+
+    /// Number of pending records: the stored counter, or a walk of the records (once, for a
+    /// database written before the counter existed).
+    pub fn count_pending(&self) -> Result<i64, StoreError> {
+        self.with(Trees::count_pending)
+    }
+
+    /// Writes a meta value.
+    pub fn set_meta(&self, name: &str, v: &[u8]) -> Result<(), StoreError> {
+        self.with(|t| t.set_meta(name, v))
+    }
+
+    /// Reads a meta value.
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(|t| t.meta(name))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1069,7 +1347,11 @@ mod tests {
             .collect();
         let refs: Vec<&Mutation> = done.iter().collect();
         s.apply_group(&refs).unwrap();
-        assert_eq!(s.done_by_time.len(), 1, "one time entry per group");
+        assert_eq!(
+            s.trees().unwrap().done_by_time.len(),
+            1,
+            "one time entry per group"
+        );
         // An entry as older stores wrote it: finished ms ‖ id, empty value.
         let old = Mutation::Cancel {
             id: "old".into(),
@@ -1078,11 +1360,17 @@ mod tests {
         };
         s.apply(&old).unwrap();
         assert!(s
+            .trees()
+            .unwrap()
             .done_by_time
             .remove(group_time_key(t0, "old"))
             .unwrap()
             .is_some());
-        s.done_by_time.insert(due_key(t0, "old"), &[]).unwrap();
+        s.trees()
+            .unwrap()
+            .done_by_time
+            .insert(due_key(t0, "old"), &[])
+            .unwrap();
         // Not yet past retention for the latest id of the group: nothing goes.
         let trim = |before_ms| Mutation::Trim {
             before_ms,
@@ -1096,7 +1384,7 @@ mod tests {
         for id in &ids {
             assert!(s.done(id).unwrap().is_none());
         }
-        assert_eq!(s.done_by_time.len(), 0);
+        assert_eq!(s.trees().unwrap().done_by_time.len(), 0);
     }
 
     #[test]
