@@ -609,7 +609,7 @@ async fn disk_full_answers_10_loses_nothing_and_recovers_when_space_returns() {
     }
     let kafka = kafka_bootstrap();
     let disk = Disk::tmpfs("16m");
-    let (proxy, topic) = start(&kafka, &disk, "diskfull").await;
+    let (mut proxy, topic) = start(&kafka, &disk, "diskfull").await;
     let load = Load::start(&proxy, &topic, seed(), 4);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
@@ -660,6 +660,11 @@ async fn disk_full_answers_10_loses_nothing_and_recovers_when_space_returns() {
     );
     assert!(l.counts[2][0] > 0, "adds answered 0 after space returned");
     check_fires(&kafka, &topic, &proxy, &l, "disk full").await;
+    assert_eq!(
+        proxy.stop(),
+        Some(0),
+        "clean exit on SIGTERM after the trouble"
+    );
     drop(proxy);
     drop(disk);
 }
@@ -671,7 +676,7 @@ async fn read_only_filesystem_answers_10_loses_nothing_and_recovers_after_repair
     }
     let kafka = kafka_bootstrap();
     let disk = Disk::ext4(48);
-    let (proxy, topic) = start(&kafka, &disk, "diskro").await;
+    let (mut proxy, topic) = start(&kafka, &disk, "diskro").await;
     let load = Load::start(&proxy, &topic, seed(), 4);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(load.counts(0)[0] > 0, "adds answered 0 before the abort");
@@ -746,6 +751,11 @@ async fn read_only_filesystem_answers_10_loses_nothing_and_recovers_after_repair
     );
     assert!(l.counts[2][0] > 0, "adds answered 0 after the repair");
     check_fires(&kafka, &topic, &proxy, &l, "read-only").await;
+    assert_eq!(
+        proxy.stop(),
+        Some(0),
+        "clean exit on SIGTERM after the trouble"
+    );
     drop(proxy);
     drop(disk);
 }
