@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 iters=${1:-50}
 started=0
-if ! scripts/stack.sh status | grep -q '^kafka .*healthy'; then
+# Not `status | grep -q`: with pipefail, grep -q leaving early makes `status` die of SIGPIPE and
+# the check fail although Kafka is healthy (the script then stopped a Kafka it had not started).
+status=$(scripts/stack.sh status)
+if ! grep -q '^kafka .*healthy' <<<"$status"; then
   scripts/stack.sh up kafka
   started=1
 fi

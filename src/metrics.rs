@@ -506,6 +506,19 @@ pub fn render_page(app: &crate::app::App) -> String {
             "counter",
             cs.errors.load(Ordering::Relaxed) as f64,
         );
+        gauge(
+            &mut out,
+            "pproxy_delay_store_failed",
+            "1 from an I/O error of the delay store until it is reopened (adds and cancels answer 10).",
+            f64::from(u8::from(s.store_failed())),
+        );
+        sample(
+            &mut out,
+            "pproxy_delay_store_reopens_total",
+            "Reopens of the delay store after an I/O error.",
+            "counter",
+            s.store_reopens() as f64,
+        );
         let ms_bounds: Vec<f64> = scheduler::engine::LATENESS_BUCKETS_MS
             .iter()
             .map(|b| *b as f64 / 1000.0)

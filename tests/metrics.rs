@@ -108,6 +108,8 @@ async fn families_exist_and_counters_move() {
         "pproxy_delay_commit_duration_seconds",
         "pproxy_delay_commit_group_size",
         "pproxy_delay_store_errors_total",
+        "pproxy_delay_store_failed",
+        "pproxy_delay_store_reopens_total",
         "pproxy_config_reloads_total",
         "pproxy_config_generation",
         "pproxy_zk_connected",

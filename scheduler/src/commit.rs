@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Applied, Mutation, Store, StoreError};
+use crate::store::{Applied, Mutation, Pinned, Store, StoreError};
 
 /// Answer of one mutation, sent after its group is durable.
 pub type Reply = Result<Applied, Arc<StoreError>>;
@@ -133,12 +133,21 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<C
                 Err(_) => break,
             }
         }
-        let results = apply_all(&store, &group);
-        if let Ok(Some(first_due)) = store.first_due() {
+        // One database for the whole group: applied and flushed through the same handle, so a
+        // reopen after an I/O error cannot slip in between (the group then fails as a whole).
+        let pinned = store.pin().map_err(Arc::new);
+        let results = match &pinned {
+            Ok(p) => apply_all(p, &group),
+            Err(e) => group.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let first_due = pinned.as_ref().ok().map(Pinned::first_due);
+        if let Some(Ok(Some(first_due))) = first_due {
             stats
                 .fired_through_ms
                 .store(first_due - 1, Ordering::Relaxed);
-            let _ = store.set_meta("fired_through_ms", &(first_due - 1).to_be_bytes());
+            if let Ok(p) = &pinned {
+                let _ = p.set_meta("fired_through_ms", &(first_due - 1).to_be_bytes());
+            }
         } else {
             let now = chrono_now_ms();
             stats.fired_through_ms.store(now, Ordering::Relaxed);
@@ -164,14 +173,17 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<C
         // Adds and cancels need the flush before their answer; a group of completions only is
         // left to the next flush unless the last one is older than LAZY_FLUSH_MS.
         if !waiting.is_empty() || last_flush.elapsed().as_millis() >= LAZY_FLUSH_MS {
-            let flushed = store.flush();
+            let flushed = match &pinned {
+                Ok(p) => p.flush().map_err(Arc::new),
+                Err(e) => Err(e.clone()),
+            };
             last_flush = Instant::now();
             stats.flush_us_sum.fetch_add(
                 last_flush.duration_since(applied_at).as_micros() as u64,
                 Ordering::Relaxed,
             );
             stats.flushes.fetch_add(1, Ordering::Relaxed);
-            let flush_err = flushed.err().map(Arc::new);
+            let flush_err = flushed.err();
             failed |= flush_err.is_some();
             for (reply, res) in waiting {
                 let res = match &flush_err {
@@ -183,6 +195,7 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<C
                 }
             }
         }
+        drop(pinned);
         stats.groups.fetch_add(1, Ordering::Relaxed);
         stats.mutations.fetch_add(n, Ordering::Relaxed);
         let us = started.elapsed().as_micros() as u64;
@@ -199,7 +212,7 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<C
 
 /// Applies a group: every mutation but trims in one transaction; if that fails, one by one,
 /// so a single bad record fails only itself.
-fn apply_all(store: &Store, group: &[Job]) -> Vec<Reply> {
+fn apply_all(store: &Pinned<'_>, group: &[Job]) -> Vec<Reply> {
     let is_trim = |m: &Mutation| matches!(m, Mutation::Trim { .. });
     let batch: Vec<&Mutation> = group.iter().map(|j| &j.m).filter(|m| !is_trim(m)).collect();
     let mut grouped = match store.apply_group(&batch) {

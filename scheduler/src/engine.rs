@@ -164,6 +164,9 @@ struct State {
     /// End of the loader's scan in progress: keys committed meanwhile below it may have been
     /// missed by the scan, so they go straight into the wheel.
     scan_end: Option<Vec<u8>>,
+    /// Bumped when the store is reopened: a scan that started before belongs to the old
+    /// database and is discarded.
+    generation: u64,
 }
 
 struct Inner {
@@ -235,6 +238,7 @@ impl Scheduler {
                 inflight: HashMap::new(),
                 cursor: Vec::new(),
                 scan_end: None,
+                generation: 0,
             }),
             wake: Notify::new(),
             stop: AtomicBool::new(false),
@@ -243,6 +247,7 @@ impl Scheduler {
         inner.stats.pending.store(pending, Ordering::Relaxed);
         tokio::spawn(drive(inner.clone()));
         tokio::spawn(trim(inner.clone()));
+        tokio::spawn(recover(inner.clone()));
         Ok(Scheduler { inner })
     }
 
@@ -401,6 +406,17 @@ impl Scheduler {
         self.inner.store.dead_count()
     }
 
+    /// True from an I/O error of the store until it has been reopened (adds and cancels fail,
+    /// nothing fires).
+    pub fn store_failed(&self) -> bool {
+        self.inner.store.is_failed()
+    }
+
+    /// Times the store was reopened after an I/O error.
+    pub fn store_reopens(&self) -> u64 {
+        self.inner.store.reopens()
+    }
+
     /// Stops handing out fires, waits for those in flight (bounded), flushes.
     pub async fn shutdown(&self, bound: Duration) {
         self.inner.stop.store(true, Ordering::Release);
@@ -480,7 +496,7 @@ async fn load(inner: &Arc<Inner>, now: i64) {
         .min(now + MAX_SPAN as i64 - 1);
     loop {
         let end = due_key(horizon, "");
-        let (from, room) = {
+        let (from, room, generation) = {
             let mut st = lock(&inner.state);
             let room = inner.cfg.max_loaded.saturating_sub(st.wheel.len());
             if room == 0 || st.cursor >= end {
@@ -490,6 +506,7 @@ async fn load(inner: &Arc<Inner>, now: i64) {
             (
                 st.cursor.clone(),
                 room.min(inner.cfg.fire_batch_size.max(1) * 4),
+                st.generation,
             )
         };
         let store = inner.store.clone();
@@ -501,8 +518,8 @@ async fn load(inner: &Arc<Inner>, now: i64) {
             tracing::warn!("delay loader: storage read failed");
             return;
         };
-        if st.cursor != from {
-            continue; // an eviction moved the cursor meanwhile: rescan
+        if st.cursor != from || st.generation != generation {
+            continue; // an eviction moved the cursor, or the store was reopened: rescan
         }
         for (due, id) in &batch {
             if st.inflight.contains_key(id) {
@@ -534,6 +551,12 @@ async fn drive(inner: Arc<Inner>) {
         .then(|| Duration::from_nanos(1_000_000_000 / inner.cfg.fire_max_tps.max(1)));
     let mut next_slot = tokio::time::Instant::now();
     while !inner.stop.load(Ordering::Acquire) {
+        if inner.store.is_failed() {
+            // Completions cannot be stored: firing now would repeat every occurrence until the
+            // store is back. `recover` reloads the wheel from the reopened store.
+            tokio::time::sleep(STORE_FAILED_POLL).await;
+            continue;
+        }
         let now = chrono_now_ms();
         load(&inner, now).await;
         let expired = {
@@ -685,10 +708,77 @@ async fn fire_one(
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {
             // The due entry is still in the store: the occurrence fires again (at least once).
+            // After an I/O error firing pauses until the store is reopened (`recover`).
             tracing::warn!(%id, error = %e, "delay completion not stored");
             inner.schedule_if_loaded(due, id);
         }
         Err(_) => {}
+    }
+}
+
+/// How often `drive` looks again while the store is failed.
+const STORE_FAILED_POLL: Duration = Duration::from_millis(100);
+/// First wait before reopening a failed store, and the bound of its doubling.
+const REOPEN_FIRST: Duration = Duration::from_millis(500);
+const REOPEN_MAX: Duration = Duration::from_secs(5);
+/// How long a reopen waits for operations still using the old database.
+const REOPEN_RELEASE: Duration = Duration::from_secs(5);
+
+/// Reopens the store after an I/O error of the data directory (disk full, read-only or failing
+/// filesystem). sled 0.34 fails every write after its first I/O error until the database is
+/// opened again, so a full disk would otherwise answer 10 forever after space returns. While
+/// the store is failed, adds and cancels answer 10 (`StoreError`) and nothing fires; after a
+/// successful reopen the wheel is reloaded from the store (completions applied but never made
+/// durable are undone by the reopen, so those occurrences fire again: at least once).
+async fn recover(inner: Arc<Inner>) {
+    let mut wait = REOPEN_FIRST;
+    while !inner.stop.load(Ordering::Acquire) {
+        if !inner.store.is_failed() {
+            wait = REOPEN_FIRST;
+            tokio::time::sleep(STORE_FAILED_POLL).await;
+            continue;
+        }
+        tokio::time::sleep(wait).await;
+        let store = inner.store.clone();
+        let reopened = tokio::task::spawn_blocking(move || {
+            store.reopen(REOPEN_RELEASE)?;
+            Ok::<_, StoreError>(store.count_pending())
+        })
+        .await;
+        match reopened {
+            Ok(Ok(pending)) => {
+                // The reopened store is the truth: what the wheel holds may describe writes
+                // that never became durable.
+                {
+                    let mut st = lock(&inner.state);
+                    st.wheel = Wheel::new(chrono_now_ms().max(0) as u64);
+                    st.cursor = Vec::new();
+                    st.generation += 1;
+                }
+                inner.wake.notify_one();
+                match pending {
+                    Ok(n) => inner.stats.pending.store(n, Ordering::Relaxed),
+                    Err(e) => tracing::warn!(error = %e, "delay store: pending count not read"),
+                }
+                tracing::info!(
+                    reopens = inner.store.reopens(),
+                    "delay store reopened; adds, cancels and firing resume"
+                );
+                wait = REOPEN_FIRST;
+            }
+            Ok(Err(e)) => {
+                wait = (wait * 2).min(REOPEN_MAX);
+                tracing::warn!(
+                    error = %e,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "delay store: reopen failed"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "delay store: reopen panicked");
+                wait = REOPEN_MAX;
+            }
+        }
     }
 }
 

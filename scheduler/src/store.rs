@@ -4,7 +4,10 @@
 //! blocking-pool thread, never from the async runtime's workers.
 
 use std::cell::RefCell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::{Db, Tree};
@@ -20,6 +23,18 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error(transparent)]
     Corrupt(#[from] Corrupt),
+    /// The database was closed after an I/O error and is not open again yet (disk full,
+    /// read-only filesystem); the scheduler keeps trying to reopen it.
+    #[error("storage unavailable: closed after an I/O error, reopening")]
+    Unavailable,
+}
+
+impl StoreError {
+    /// An I/O error of the data directory. sled fails every later write with the first one it
+    /// hits (its error state is cleared only by opening the database again).
+    pub fn is_io(&self) -> bool {
+        matches!(self, StoreError::Sled(sled::Error::Io(_)))
+    }
 }
 
 impl From<TransactionError<Corrupt>> for StoreError {
@@ -365,9 +380,10 @@ fn decode_dead(key: &[u8], v: &[u8]) -> Result<DeadLetter, Corrupt> {
     })
 }
 
-/// The sled database and its trees.
-#[derive(Clone)]
-pub struct Store {
+/// The sled database and its trees (one opening of the database).
+struct Trees {
+    /// sled's data file, opened read-only: `flush` fsyncs it (see `Trees::flush`).
+    file: std::fs::File,
     db: Db,
     records: Tree,
     due: Tree,
@@ -379,28 +395,69 @@ pub struct Store {
 
 type Abort = ConflictableTransactionError<Corrupt>;
 
-impl Store {
-    /// Opens (or creates) the store; sled's lock keeps a second process out.
-    pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+/// Removes unfinished sled snapshot files (`snap.<lsn>.generating`) from the database directory.
+///
+/// sled 0.34.7 writes a snapshot when it opens a database: to `snap.<lsn>.generating`, then
+/// synced and renamed to `snap.<lsn>`. When the write fails (a full disk: every reopen attempt
+/// while the disk is still full) or the process dies before the rename, the `.generating` file
+/// stays, and every later open picks it as the newest snapshot (the candidate filter still
+/// skips only an older suffix, `.in___motion`) and fails with "Read corrupted data" — the
+/// database could then not be opened again, not even by a restart (spacejam/sled#1527). Such a
+/// file was never renamed into place, so sled never relied on it: without it sled recovers
+/// from the previous complete snapshot and the log, exactly as if the write had not happened.
+fn remove_unfinished_snapshots(path: &Path) -> Result<(), StoreError> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(sled::Error::Io(e).into()),
+    };
+    for entry in entries {
+        let entry = entry.map_err(sled::Error::Io)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path()).map_err(sled::Error::Io)?;
+            tracing::warn!(
+                file = %entry.path().display(),
+                "delay store: removed an unfinished sled snapshot (a failed write or a crash \
+                 while it was written)"
+            );
+        }
+    }
+    Ok(())
+}
+
+impl Trees {
+    /// Opens (or creates) the database; sled's lock keeps a second process out.
+    fn open(path: &Path, cache_bytes: u64) -> Result<Trees, StoreError> {
+        remove_unfinished_snapshots(path)?;
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(cache_bytes)
             .open()?;
-        Ok(Store {
+        Ok(Trees {
             records: db.open_tree("records")?,
             due: db.open_tree("due")?,
             done: db.open_tree("done")?,
             done_by_time: db.open_tree("done_by_time")?,
             dead: db.open_tree("dead")?,
             meta: db.open_tree("meta")?,
+            file: std::fs::File::open(path.join("db")).map_err(sled::Error::Io)?,
             db,
         })
     }
 
-    /// Makes everything written so far durable.
+    /// Makes everything written so far durable: sled's flush, then an `fsync` of its data file.
+    /// sled 0.34 ends a flush with `sync_file_range` on Linux, which writes the data pages but
+    /// commits neither the metadata of the blocks appended to its log (file size, extents) nor
+    /// the device's write cache; its own `fsync` runs only every 500 ms in the background. A
+    /// test that aborted ext4 under load (tests/disk_trouble.rs) lost adds and cancels answered
+    /// 0 that way; the fsync (on any descriptor of the file) closes that window.
     pub fn flush(&self) -> Result<usize, StoreError> {
-        Ok(self.db.flush()?)
+        let n = self.db.flush()?;
+        self.file.sync_all().map_err(sled::Error::Io)?;
+        Ok(n)
     }
 
     /// Applies one mutation in one multi-tree transaction.
@@ -808,6 +865,270 @@ impl Store {
     }
 }
 
+/// The durable store: a handle shared by the committer, the loader and the fire path.
+///
+/// sled 0.34 records the first I/O error of its log writer (ENOSPC, EROFS, EIO) in a
+/// database-wide error state and fails every later write with it, even after the disk has
+/// space again; only opening the database again clears it. The store therefore notes the
+/// first I/O error (`is_failed`) and `reopen` closes and re-opens the database in place; while
+/// it is closed every call answers `StoreError::Unavailable`.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    cache_bytes: u64,
+    current: RwLock<Option<Arc<Trees>>>,
+    failed: AtomicBool,
+    reopens: AtomicU64,
+}
+
+/// One opening of the database, held across several calls (see `Store::pin`).
+pub struct Pinned<'a> {
+    store: &'a Store,
+    trees: Arc<Trees>,
+}
+
+impl Pinned<'_> {
+    /// `Store::apply` on the pinned database.
+    pub fn apply(&self, m: &Mutation) -> Result<Applied, StoreError> {
+        self.store.note(self.trees.apply(m))
+    }
+
+    /// `Store::apply_group` on the pinned database.
+    pub fn apply_group(&self, ms: &[&Mutation]) -> Result<Vec<Applied>, StoreError> {
+        self.store.note(self.trees.apply_group(ms))
+    }
+
+    /// `Store::flush` of the pinned database.
+    pub fn flush(&self) -> Result<usize, StoreError> {
+        self.store.note(self.trees.flush())
+    }
+
+    /// `Store::first_due` on the pinned database.
+    pub fn first_due(&self) -> Result<Option<i64>, StoreError> {
+        self.store.note(self.trees.first_due())
+    }
+
+    /// `Store::set_meta` on the pinned database.
+    pub fn set_meta(&self, name: &str, v: &[u8]) -> Result<(), StoreError> {
+        self.store.note(self.trees.set_meta(name, v))
+    }
+}
+
+/// Meta key written and flushed by `reopen` to prove the database writable.
+const PROBE_KEY: &str = "reopen_probe";
+
+impl Store {
+    /// Opens (or creates) the store; sled's lock keeps a second process out.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        let trees = Trees::open(path, cache_bytes)?;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                path: path.to_path_buf(),
+                cache_bytes,
+                current: RwLock::new(Some(Arc::new(trees))),
+                failed: AtomicBool::new(false),
+                reopens: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    fn trees(&self) -> Result<Arc<Trees>, StoreError> {
+        let cur = self
+            .shared
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        cur.clone().ok_or(StoreError::Unavailable)
+    }
+
+    fn set_current(&self, trees: Option<Arc<Trees>>) -> Option<Arc<Trees>> {
+        let mut cur = self
+            .shared
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *cur, trees)
+    }
+
+    /// Runs `f` on the open database and notes an I/O error.
+    fn with<T>(&self, f: impl FnOnce(&Trees) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let trees = self.trees()?;
+        self.note(f(&trees))
+    }
+
+    /// Holds the open database for calls that must all reach the same one: the committer
+    /// applies a group and flushes it through one `Pinned`, so that a reopen in between can
+    /// never make a flush of the new database answer for writes made to the old one. A reopen
+    /// waits (bounded) until the handle is dropped.
+    pub fn pin(&self) -> Result<Pinned<'_>, StoreError> {
+        Ok(Pinned {
+            store: self,
+            trees: self.trees()?,
+        })
+    }
+
+    /// Notes the first I/O error of an operation's result.
+    fn note<T>(&self, out: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &out {
+            if e.is_io() && !self.shared.failed.swap(true, Ordering::AcqRel) {
+                tracing::error!(
+                    path = %self.shared.path.display(),
+                    error = %e,
+                    "delay store: I/O error; writes fail until the database is reopened"
+                );
+            }
+        }
+        out
+    }
+
+    /// True after an I/O error, until a `reopen` succeeds.
+    pub fn is_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
+    }
+
+    /// Successful reopens so far.
+    pub fn reopens(&self) -> u64 {
+        self.shared.reopens.load(Ordering::Relaxed)
+    }
+
+    /// Closes the database and opens it again, then proves it writable with one flushed write.
+    /// Operations still holding the old handle get up to `release` to finish (sled keeps its
+    /// file lock until the last handle is gone). On failure the store stays closed (calls
+    /// answer `Unavailable`) and `is_failed` stays true; call again later.
+    pub fn reopen(&self, release: Duration) -> Result<(), StoreError> {
+        if let Some(mut old) = self.set_current(None) {
+            let until = Instant::now() + release;
+            loop {
+                match Arc::try_unwrap(old) {
+                    // Dropping the last handle closes sled's files (its flush on drop gives up
+                    // at once in the error state).
+                    Ok(trees) => {
+                        drop(trees);
+                        break;
+                    }
+                    Err(back) if Instant::now() >= until => {
+                        // Still in use: keep it (reads may still work) and try again later.
+                        self.set_current(Some(back));
+                        return Err(StoreError::Unavailable);
+                    }
+                    Err(back) => {
+                        old = back;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+        let trees = Trees::open(&self.shared.path, self.shared.cache_bytes)?;
+        trees.set_meta(PROBE_KEY, &crate::commit::chrono_now_ms().to_be_bytes())?;
+        trees.flush()?;
+        self.set_current(Some(Arc::new(trees)));
+        self.shared.failed.store(false, Ordering::Release);
+        self.shared.reopens.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<usize, StoreError> {
+        self.with(Trees::flush)
+    }
+
+    /// Applies one mutation in one multi-tree transaction.
+    pub fn apply(&self, m: &Mutation) -> Result<Applied, StoreError> {
+        self.with(|t| t.apply(m))
+    }
+
+    /// Applies a group of mutations in one multi-tree transaction (trims run outside it).
+    /// One transaction per group costs far less than one per mutation; a group that fails is
+    /// retried mutation by mutation by the caller so one bad record cannot fail the others.
+    pub fn apply_group(&self, ms: &[&Mutation]) -> Result<Vec<Applied>, StoreError> {
+        self.with(|t| t.apply_group(ms))
+    }
+
+    /// The pending record of a canonical id.
+    pub fn record(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        self.with(|t| t.record(id))
+    }
+
+    /// The done entry of a canonical id.
+    pub fn done(&self, id: &str) -> Result<Option<DoneEntry>, StoreError> {
+        self.with(|t| t.done(id))
+    }
+
+    /// Dead letters of one id.
+    pub fn dead_of(&self, id: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        self.with(|t| t.dead_of(id))
+    }
+
+    /// All dead letters (optionally of one topic), oldest first, at most `limit`.
+    pub fn dead_letters(
+        &self,
+        topic: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        self.with(|t| t.dead_letters(topic, limit))
+    }
+
+    /// Removes one dead letter; returns it.
+    pub fn take_dead(&self, id: &str, k: u64) -> Result<Option<DeadLetter>, StoreError> {
+        self.with(|t| t.take_dead(id, k))
+    }
+
+    /// Number of dead letters (0 while the store is closed).
+    pub fn dead_count(&self) -> usize {
+        self.trees().map_or(0, |t| t.dead_count())
+    }
+
+    /// `due` entries from `from_ms` (inclusive) up to `to_ms` (exclusive), at most `limit`.
+    pub fn due_range(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.with(|t| t.due_range(from_ms, to_ms, limit))
+    }
+
+    /// `due` entries with keys from `from` (inclusive) up to `end` (exclusive), at most `limit`.
+    pub fn due_after(
+        &self,
+        from: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.with(|t| t.due_after(from, end, limit))
+    }
+
+    /// Stores (or replaces) a dead letter.
+    pub fn put_dead(&self, d: &DeadLetter) -> Result<(), StoreError> {
+        self.with(|t| t.put_dead(d))
+    }
+
+    /// Earliest pending due time.
+    pub fn first_due(&self) -> Result<Option<i64>, StoreError> {
+        self.with(Trees::first_due)
+    }
+
+    /// Number of pending records: the stored counter, or a walk of the records (once, for a
+    /// database written before the counter existed).
+    pub fn count_pending(&self) -> Result<i64, StoreError> {
+        self.with(Trees::count_pending)
+    }
+
+    /// Writes a meta value.
+    pub fn set_meta(&self, name: &str, v: &[u8]) -> Result<(), StoreError> {
+        self.with(|t| t.set_meta(name, v))
+    }
+
+    /// Reads a meta value.
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(|t| t.meta(name))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -998,6 +1319,34 @@ mod tests {
     }
 
     #[test]
+    fn an_unfinished_snapshot_does_not_make_the_store_unopenable() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = rec(2, 1_700_000_000, 0, 0);
+        let id = r.occurrence_id(0);
+        {
+            let s = Store::open(dir.path(), 16 << 20).unwrap();
+            s.apply(&Mutation::Add {
+                id: id.clone(),
+                record: Box::new(r.clone()),
+            })
+            .unwrap();
+            s.flush().unwrap();
+        }
+        // What a snapshot write on a full disk leaves behind (issue #7 part 6).
+        let leftover = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&leftover, b"").unwrap();
+        let raw = sled::Config::new().path(dir.path()).open();
+        assert!(
+            matches!(raw, Err(sled::Error::Corruption { .. })),
+            "sled itself refuses the directory: {:?}",
+            raw.err()
+        );
+        let s = Store::open(dir.path(), 16 << 20).unwrap();
+        assert_eq!(s.record(&id).unwrap(), Some(r));
+        assert!(!leftover.exists());
+    }
+
+    #[test]
     fn trim_reads_group_and_per_id_time_entries() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), 16 << 20).unwrap();
@@ -1028,7 +1377,11 @@ mod tests {
             .collect();
         let refs: Vec<&Mutation> = done.iter().collect();
         s.apply_group(&refs).unwrap();
-        assert_eq!(s.done_by_time.len(), 1, "one time entry per group");
+        assert_eq!(
+            s.trees().unwrap().done_by_time.len(),
+            1,
+            "one time entry per group"
+        );
         // An entry as older stores wrote it: finished ms ‖ id, empty value.
         let old = Mutation::Cancel {
             id: "old".into(),
@@ -1038,11 +1391,17 @@ mod tests {
         };
         s.apply(&old).unwrap();
         assert!(s
+            .trees()
+            .unwrap()
             .done_by_time
             .remove(group_time_key(t0, "old"))
             .unwrap()
             .is_some());
-        s.done_by_time.insert(due_key(t0, "old"), &[]).unwrap();
+        s.trees()
+            .unwrap()
+            .done_by_time
+            .insert(due_key(t0, "old"), &[])
+            .unwrap();
         // Not yet past retention for the latest id of the group: nothing goes.
         let trim = |before_ms| Mutation::Trim {
             before_ms,
@@ -1056,7 +1415,7 @@ mod tests {
         for id in &ids {
             assert!(s.done(id).unwrap().is_none());
         }
-        assert_eq!(s.done_by_time.len(), 0);
+        assert_eq!(s.trees().unwrap().done_by_time.len(), 0);
     }
 
     #[test]

@@ -203,8 +203,11 @@ fn not_ready_reasons(app: &App) -> Vec<&'static str> {
     if app.is_draining() {
         r.push("draining");
     }
-    if app.scheduler.get().is_none() {
-        r.push("scheduler not open");
+    match app.scheduler.get() {
+        None => r.push("scheduler not open"),
+        // Delay adds and cancels answer 10 until the store is reopened (disk full, read-only).
+        Some(s) if s.store_failed() => r.push("delay store failed"),
+        Some(_) => {}
     }
     if !app.listening.load(Ordering::Acquire) {
         r.push("thrift port not bound");
@@ -244,6 +247,8 @@ fn status_json(app: &App) -> serde_json::Value {
             "inflight": inflight,
             "dead": sched.dead_count(),
             "firedThroughLagMs": if w > 0 { (now - w).max(0) } else { 0 },
+            "storeFailed": sched.store_failed(),
+            "storeReopens": sched.store_reopens(),
         });
     }
     v

@@ -1,0 +1,761 @@
+//! Disk trouble on the scheduler's data directory (issue #7 part 6), counted, not timed:
+//! clients add and cancel delay messages (one connection each, for the whole run) while the
+//! data directory runs out of space or turns read-only, and after it is repaired. Checks:
+//! 1. every request is answered, 0 or 10 only, on a connection that stays open;
+//! 2. the trouble was visible (some requests answered 10, `/ready` 503 with "delay store failed");
+//! 3. service resumes in the same process once the disk is repaired (an add answered 0 again);
+//! 4. every add answered 0 (before, during or after) fires at least once, every occurrence of
+//!    a loop; nothing fires before its due time (adds answered 10 included); every cancel
+//!    answered 0 holds.
+//!
+//! The data directory is a mount point made by the test, so it needs root (CI runs as root).
+//! As another user the test prints SKIPPED and returns; as root a mount failure fails it.
+//! Fires are read back from the real Kafka of `scripts/stack.sh` (PPROXY_TEST_KAFKA).
+//! `cargo test --test disk_trouble -- --nocapture --test-threads 1` prints the figures.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use pproxy::client::Client;
+use pproxy::proto::types::Reply;
+use pproxy::proto::{Call, DelayMessage, Protocol};
+use rand::{Rng, SeedableRng};
+
+const PHASES: [&str; 3] = ["before", "during", "after"];
+
+/// Root, or a printed reason to skip.
+fn root_or_skip(test: &str) -> bool {
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if uid == Some(0) {
+        return true;
+    }
+    println!(
+        "SKIPPED {test}: mounting the data directory needs root (uid {uid:?}); CI runs as root"
+    );
+    false
+}
+
+fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd} {args:?}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn must(cmd: &str, args: &[&str]) {
+    if let Err(e) = run(cmd, args) {
+        panic!("{e}");
+    }
+}
+
+/// Unmounts, retrying while the mount is busy; lazily as a last resort so that nothing stays
+/// mounted after the test.
+fn unmount(path: &Path) {
+    let p = path.to_str().unwrap_or_default();
+    for _ in 0..50 {
+        if run("umount", &[p]).is_ok() || !is_mounted(path) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = run("umount", &["-l", p]);
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let target = path.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(&*target))
+}
+
+/// A small filesystem for the data directory, unmounted on drop: a tmpfs, or an ext4 image
+/// (held in a tmpfs, so nothing touches the real disk) mounted through a loop device.
+struct Disk {
+    /// Holds the mount points; removed after the unmounts (fields drop after `drop`).
+    _base: tempfile::TempDir,
+    /// Where pproxy's `dataDir` points.
+    mnt: PathBuf,
+    /// The tmpfs holding the ext4 image, for the ext4 variant.
+    image_fs: Option<PathBuf>,
+}
+
+impl Disk {
+    fn tmpfs(size: &str) -> Disk {
+        let base = tempfile::tempdir().expect("tempdir");
+        let mnt = base.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mkdir");
+        must(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                mnt.to_str().unwrap_or_default(),
+            ],
+        );
+        Disk {
+            _base: base,
+            mnt,
+            image_fs: None,
+        }
+    }
+
+    fn ext4(size_mb: u64) -> Disk {
+        let base = tempfile::tempdir().expect("tempdir");
+        let img_dir = base.path().join("img");
+        let mnt = base.path().join("mnt");
+        std::fs::create_dir(&img_dir).expect("mkdir");
+        std::fs::create_dir(&mnt).expect("mkdir");
+        let d = Disk {
+            _base: base,
+            mnt,
+            image_fs: Some(img_dir.clone()),
+        };
+        must(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={}m", size_mb + 8),
+                "tmpfs",
+                img_dir.to_str().unwrap_or_default(),
+            ],
+        );
+        let img = d.image();
+        must(
+            "truncate",
+            &[
+                "-s",
+                &format!("{size_mb}M"),
+                img.to_str().unwrap_or_default(),
+            ],
+        );
+        must("mkfs.ext4", &["-q", img.to_str().unwrap_or_default()]);
+        d.mount_ext4();
+        d
+    }
+
+    fn image(&self) -> PathBuf {
+        self.image_fs
+            .as_ref()
+            .map(|d| d.join("disk.img"))
+            .unwrap_or_default()
+    }
+
+    /// `errors=remount-ro`: an ext4 error (here a forced abort) makes the filesystem read-only,
+    /// as a failing disk does.
+    fn mount_ext4(&self) {
+        must(
+            "mount",
+            &[
+                "-o",
+                "loop,errors=remount-ro",
+                self.image().to_str().unwrap_or_default(),
+                self.mnt.to_str().unwrap_or_default(),
+            ],
+        );
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.mnt.join(name)
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        unmount(&self.mnt);
+        if let Some(d) = &self.image_fs {
+            unmount(d);
+        }
+    }
+}
+
+/// Writes a file until the filesystem is full; returns the bytes written.
+fn fill(path: &Path) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("create filler");
+    let chunk = vec![0u8; 64 << 10];
+    while f.write_all(&chunk).is_ok() {}
+    f.metadata().map(|m| m.len()).unwrap_or(0)
+}
+
+#[derive(Default)]
+struct Ledger {
+    /// Acked adds (add id -> occurrence ids with their due ms).
+    adds: HashMap<String, Vec<(String, i64)>>,
+    /// Due ms of every add sent, by body (uuid): nothing may fire before it.
+    due_by_body: HashMap<String, i64>,
+    /// Add ids a cancel was sent for (acked or not).
+    cancel_tried: HashSet<String>,
+    /// Add ids whose cancel was acked.
+    cancelled: HashSet<String>,
+    /// Answers per phase: [add 0, add 10, cancel 0, cancel 10].
+    counts: [[u64; 4]; 3],
+    /// Slowest answer per phase.
+    slowest: [Duration; 3],
+    /// When each acknowledged add and cancel was answered (epoch ms), by add id: for the report
+    /// of anything that goes wrong.
+    add_acked_ms: HashMap<String, i64>,
+    cancel_acked_ms: HashMap<String, i64>,
+    /// Phase and code of anything else (must stay empty).
+    unexpected: Vec<String>,
+    /// When the first add was answered 0 after the repair.
+    first_ok_after_repair: Option<Instant>,
+}
+
+struct Load {
+    ledger: Arc<Mutex<Ledger>>,
+    phase: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Result<u64, String>>>,
+}
+
+fn add_msg(topic: &str, uuid: &str, due_ms: i64, looped: bool) -> DelayMessage {
+    DelayMessage {
+        topic: Some(topic.into()),
+        body: Some(Bytes::from(uuid.to_string().into_bytes())),
+        action: 1,
+        timestamp: due_ms,
+        dmsgtype: if looped { 3 } else { 2 },
+        interval: if looped { 3 } else { 0 },
+        times: if looped { 2 } else { 0 },
+        expire: if looped { due_ms + 60_000 } else { 0 },
+        uuid: Some(uuid.to_string()),
+        ..Default::default()
+    }
+}
+
+/// One client on one connection: adds (15 % loops), and cancels of its own adds due in more
+/// than 1.5 s; returns the number of requests, or what went wrong.
+async fn client(
+    addr: String,
+    topic: String,
+    seed: u64,
+    ledger: Arc<Mutex<Ledger>>,
+    phase: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> Result<u64, String> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut c = Client::connect(&addr, Protocol::Compact, Duration::from_secs(10))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut mine: Vec<(String, i64)> = Vec::new();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Acquire) {
+        n += 1;
+        let now = chrono::Utc::now().timestamp_millis();
+        let asked = Instant::now();
+        let candidate = mine.iter().position(|(_, due)| *due > now + 1500);
+        if let (true, Some(i)) = (rng.random_bool(0.25), candidate) {
+            let (id, _) = mine.swap_remove(i);
+            ledger.lock().unwrap().cancel_tried.insert(id.clone());
+            let m = DelayMessage {
+                topic: Some(topic.clone()),
+                uniq_delay_msg_id: Some(id.clone()),
+                body: Some(Bytes::from_static(b"c")),
+                action: 2,
+                ..Default::default()
+            };
+            let reply = c
+                .call(&Call::SendDelaySync(Some(m), 3000))
+                .await
+                .map_err(|e| format!("cancel: no answer: {e}"))?;
+            // Counted in the phase the answer arrived in.
+            let ph = phase.load(Ordering::Acquire);
+            let mut l = ledger.lock().unwrap();
+            l.slowest[ph] = l.slowest[ph].max(asked.elapsed());
+            match reply {
+                Reply::Result { code: 0, .. } => {
+                    l.counts[ph][2] += 1;
+                    l.cancel_acked_ms
+                        .insert(id.clone(), chrono::Utc::now().timestamp_millis());
+                    l.cancelled.insert(id);
+                }
+                Reply::Result { code: 10, .. } => l.counts[ph][3] += 1,
+                other => l
+                    .unexpected
+                    .push(format!("cancel, phase {}: {other:?}", PHASES[ph])),
+            }
+            continue;
+        }
+        let looped = rng.random_bool(0.15);
+        let due = now + rng.random_range(500..4000);
+        let uuid = uuid::Uuid::new_v4().to_string();
+        ledger.lock().unwrap().due_by_body.insert(uuid.clone(), due);
+        let reply = c
+            .call(&Call::SendDelaySync(
+                Some(add_msg(&topic, &uuid, due, looped)),
+                3000,
+            ))
+            .await
+            .map_err(|e| format!("add: no answer: {e}"))?;
+        let ph = phase.load(Ordering::Acquire);
+        let failed = matches!(reply, Reply::Result { code: 10, .. });
+        {
+            let mut l = ledger.lock().unwrap();
+            l.slowest[ph] = l.slowest[ph].max(asked.elapsed());
+            match reply {
+                Reply::Result {
+                    code: 0,
+                    delay_id: Some(id),
+                    ..
+                } => {
+                    l.counts[ph][0] += 1;
+                    if ph == 2 && l.first_ok_after_repair.is_none() {
+                        l.first_ok_after_repair = Some(Instant::now());
+                    }
+                    let parsed = scheduler::DelayId::parse(&id).expect("returned id parses");
+                    let occurrences = (0..if looped { 2 } else { 1 })
+                        .map(|k| {
+                            let mut o = parsed.clone();
+                            o.timestamp = due + 3000 * k;
+                            o.timed = k;
+                            (o.to_string(), due + 3000 * k)
+                        })
+                        .collect();
+                    l.adds.insert(id.clone(), occurrences);
+                    l.add_acked_ms
+                        .insert(id.clone(), chrono::Utc::now().timestamp_millis());
+                    mine.push((id, due));
+                }
+                Reply::Result { code: 10, .. } => l.counts[ph][1] += 1,
+                other => l
+                    .unexpected
+                    .push(format!("add, phase {}: {other:?}", PHASES[ph])),
+            }
+        }
+        if failed {
+            // Do not spin on a failed store: the SDKs back off too.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(n)
+}
+
+impl Load {
+    fn start(proxy: &Proxy, topic: &str, seed: u64, clients: usize) -> Load {
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let phase = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let tasks = (0..clients)
+            .map(|_| {
+                tokio::spawn(client(
+                    proxy.addr.clone(),
+                    topic.to_string(),
+                    rng.random(),
+                    ledger.clone(),
+                    phase.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        Load {
+            ledger,
+            phase,
+            stop,
+            tasks,
+        }
+    }
+
+    fn set_phase(&self, p: usize) {
+        self.phase.store(p, Ordering::Release);
+    }
+
+    fn counts(&self, p: usize) -> [u64; 4] {
+        self.ledger.lock().unwrap().counts[p]
+    }
+
+    async fn finish(self) -> Ledger {
+        self.stop.store(true, Ordering::Release);
+        for t in self.tasks {
+            match t.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("client failed: {e}"),
+                Err(e) => panic!("client panicked: {e}"),
+            }
+        }
+        Arc::try_unwrap(self.ledger)
+            .ok()
+            .expect("clients done")
+            .into_inner()
+            .unwrap()
+    }
+}
+
+fn status(proxy: &Proxy) -> serde_json::Value {
+    let (_, body) = proxy.http_get("/status").expect("status");
+    serde_json::from_str(&body).expect("status json")
+}
+
+/// Waits (bounded) until `cond` holds on the `/ready` answer (status, body).
+async fn wait_ready(proxy: &Proxy, what: &str, cond: impl Fn(u16, &str) -> bool) {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((code, body)) = proxy.http_get("/ready") {
+            if cond(code, &body) {
+                return;
+            }
+        }
+        if Instant::now() > until {
+            let log = proxy.log();
+            // Without the one-line-per-request noise.
+            let tail: Vec<&str> = log
+                .lines()
+                .rev()
+                .filter(|l| !l.contains("request failed") && !l.contains("delay storage failure"))
+                .take(40)
+                .collect();
+            panic!(
+                "{what}: /ready never did; log tail (newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until every add answered 0 is due and the scheduler is idle, then reads the topic and
+/// checks the firing guarantees; prints the figures.
+async fn check_fires(kafka: &str, topic: &str, proxy: &Proxy, l: &Ledger, name: &str) {
+    assert!(
+        l.unexpected.is_empty(),
+        "answers other than 0 and 10: {:?}",
+        &l.unexpected[..l.unexpected.len().min(5)]
+    );
+    let cancelled: HashSet<&String> = l
+        .cancelled
+        .iter()
+        .flat_map(|a| l.adds.get(a).into_iter().flatten().map(|(o, _)| o))
+        .collect();
+    let latest_due = l.due_by_body.values().copied().max().unwrap_or(0);
+    let until = Instant::now() + Duration::from_secs(90);
+    loop {
+        let now = chrono::Utc::now().timestamp_millis();
+        let v = status(proxy);
+        let pending = v["scheduler"]["pending"].as_i64().unwrap_or(-1);
+        let inflight = v["scheduler"]["inflight"].as_i64().unwrap_or(-1);
+        if now > latest_due + 1000 && pending == 0 && inflight == 0 {
+            break;
+        }
+        assert!(Instant::now() < until, "scheduler did not drain: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let occurrences: usize = l.adds.values().map(Vec::len).sum();
+    let mut got = consume(kafka, topic, occurrences, Duration::from_secs(30));
+    let fired: HashSet<Vec<u8>> = got.iter().filter_map(|r| r.key.clone()).collect();
+    if l.adds
+        .iter()
+        .filter(|(add, _)| !l.cancel_tried.contains(*add))
+        .any(|(_, occ)| !fired.contains(occ[0].0.as_bytes()))
+    {
+        // Something looks missing: read the whole topic for 10 s before believing it.
+        got = consume(kafka, topic, usize::MAX, Duration::from_secs(10));
+    }
+    // Occurrence id -> CreateTime of each record (when it was handed to the producer).
+    let mut seen: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut early = Vec::new();
+    let mut cancel_broken = Vec::new();
+    for r in &got {
+        let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or(b"")).into_owned();
+        let body = String::from_utf8_lossy(&r.value).into_owned();
+        assert!(
+            l.due_by_body.contains_key(&body),
+            "{key}: fired a body never sent"
+        );
+        // The key is the occurrence id: it carries the occurrence's due time.
+        let due = scheduler::DelayId::parse(&key)
+            .map(|d| scheduler::record::to_ms(d.timestamp))
+            .expect("the key is an occurrence id");
+        if r.timestamp_ms < due {
+            early.push(format!("{key} {} ms early", due - r.timestamp_ms));
+        }
+        if cancelled.contains(&key) {
+            cancel_broken.push(key.clone());
+        }
+        seen.entry(key).or_default().push(r.timestamp_ms);
+    }
+    // Every acked add that no cancel was sent for fires its occurrence 0. Occurrence k of a loop
+    // must fire too when occurrence k-1 last fired no later than occurrence k's due time;
+    // otherwise catch-up may skip it (delay.md 5.3: overdue by more than lateToleranceMs, 1 s,
+    // when computed at the completion of k-1), as it does after the firing pause of an outage.
+    let mut must_fire = 0;
+    let mut may_skip = 0;
+    let mut skipped = 0;
+    let mut missing = Vec::new();
+    for (add, occ) in &l.adds {
+        if l.cancel_tried.contains(add) {
+            continue;
+        }
+        for (k, (o, due)) in occ.iter().enumerate() {
+            let required = k == 0
+                || seen
+                    .get(&occ[k - 1].0)
+                    .and_then(|t| t.iter().max())
+                    .is_some_and(|last| last <= due);
+            match (required, seen.contains_key(o)) {
+                (true, true) => must_fire += 1,
+                (true, false) => {
+                    must_fire += 1;
+                    missing.push(o.clone());
+                }
+                (false, fired) => {
+                    may_skip += 1;
+                    skipped += usize::from(!fired);
+                }
+            }
+        }
+    }
+    // What is known about the ones that went wrong: when their add and cancel were answered,
+    // the node's view (operations.md 4, GET /delay/{id}) and its log lines.
+    let log = proxy.log();
+    let explain = |o: &String| {
+        let uuid = &o[o.len().saturating_sub(36)..];
+        let add = l.adds.keys().find(|a| a.ends_with(uuid));
+        let acked = add.map(|a| (l.add_acked_ms.get(a), l.cancel_acked_ms.get(a)));
+        let st = proxy.http_get(&format!("/delay/{o}")).map(|(_, b)| b);
+        let lines: Vec<&str> = log.lines().filter(|line| line.contains(uuid)).collect();
+        format!(
+            "{o}: add/cancel answered 0 at {acked:?} ms; node: {}; log: {lines:?}",
+            st.unwrap_or_default()
+        )
+    };
+    let missing: Vec<String> = missing.iter().map(explain).collect();
+    let cancel_broken: Vec<String> = cancel_broken.iter().map(explain).collect();
+    assert!(
+        missing.is_empty() && early.is_empty() && cancel_broken.is_empty(),
+        "{name}: {} acknowledged occurrences (of {must_fire}) never fired: {:?}; {} fired early: \
+         {:?}; {} acknowledged cancels (of {}) did not hold: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(3)],
+        early.len(),
+        &early[..early.len().min(3)],
+        cancel_broken.len(),
+        l.cancelled.len(),
+        &cancel_broken[..cancel_broken.len().min(3)]
+    );
+    let acked: HashSet<&String> = l.adds.values().flatten().map(|(o, _)| o).collect();
+    let duplicates: usize = seen.values().map(|t| t.len() - 1).sum();
+    let not_acked = seen.keys().filter(|k| !acked.contains(k)).count();
+    println!(
+        "{name}: answers [add 0, add 10, cancel 0, cancel 10] before {:?} during {:?} after {:?}, \
+         slowest {:?}; \
+         {must_fire} acked occurrences required, all fired; {may_skip} loop occurrences due \
+         after a late fire of the previous one, {skipped} of them skipped by catch-up; {} records, \
+         {duplicates} duplicates, {not_acked} occurrences of adds answered 10 fired; {} acked \
+         cancels held",
+        l.counts[0],
+        l.counts[1],
+        l.counts[2],
+        l.slowest,
+        got.len(),
+        l.cancelled.len()
+    );
+}
+
+/// Starts pproxy with its data directory on `disk` and a fresh delay topic.
+async fn start(kafka: &str, disk: &Disk, prefix: &str) -> (Proxy, String) {
+    let topic = unique_topic(prefix);
+    create_topic(kafka, &topic, 3).await;
+    let doc = local_config(kafka, &[(&topic, r#","delayTopic":true"#)], "");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // `dataDir: data` (set by the helper) leads to the test's mount.
+    std::os::unix::fs::symlink(&disk.mnt, dir.path().join("data")).expect("symlink");
+    let proxy = Proxy::start_on(
+        free_port(),
+        free_port(),
+        "localConfig: local.json\n",
+        &[("local.json", doc)],
+        dir,
+    );
+    (proxy, topic)
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("PPROXY_DISK_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("seed {seed} (PPROXY_DISK_SEED)");
+    seed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_full_answers_10_loses_nothing_and_recovers_when_space_returns() {
+    if !root_or_skip("disk_full") {
+        return;
+    }
+    let kafka = kafka_bootstrap();
+    let disk = Disk::tmpfs("16m");
+    let (mut proxy, topic) = start(&kafka, &disk, "diskfull").await;
+    let load = Load::start(&proxy, &topic, seed(), 4);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        load.counts(0)[0] > 0,
+        "adds answered 0 before the disk filled"
+    );
+
+    load.set_phase(1);
+    let filled = fill(&disk.path("filler"));
+    let full_at = Instant::now();
+    wait_ready(&proxy, "disk full", |code, body| {
+        code == 503 && body.contains("delay store failed")
+    })
+    .await;
+    let failed_after = full_at.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let v = status(&proxy);
+    assert_eq!(v["scheduler"]["storeFailed"], true, "{v}");
+
+    std::fs::remove_file(disk.path("filler")).expect("remove filler");
+    let space_at = Instant::now();
+    load.set_phase(2);
+    wait_ready(&proxy, "space back", |code, _| code == 200).await;
+    let ready_after = space_at.elapsed();
+    let until = Instant::now() + Duration::from_secs(30);
+    while load.ledger.lock().unwrap().first_ok_after_repair.is_none() {
+        assert!(
+            Instant::now() < until,
+            "no add answered 0 after space returned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reopens = status(&proxy)["scheduler"]["storeReopens"].clone();
+    let l = load.finish().await;
+    let first_ok = l
+        .first_ok_after_repair
+        .map(|t| t.duration_since(space_at))
+        .unwrap_or_default();
+    println!(
+        "disk full: filler {filled} B; not ready {failed_after:?} after the fill; space back: \
+         ready after {ready_after:?}, first add answered 0 after {first_ok:?}; store reopens {reopens}"
+    );
+    let during = l.counts[1];
+    assert!(
+        during[1] + during[3] > 0,
+        "the full disk was never visible: {during:?}"
+    );
+    assert!(l.counts[2][0] > 0, "adds answered 0 after space returned");
+    check_fires(&kafka, &topic, &proxy, &l, "disk full").await;
+    assert_eq!(
+        proxy.stop(),
+        Some(0),
+        "clean exit on SIGTERM after the trouble"
+    );
+    drop(proxy);
+    drop(disk);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_filesystem_answers_10_loses_nothing_and_recovers_after_repair() {
+    if !root_or_skip("read_only") {
+        return;
+    }
+    let kafka = kafka_bootstrap();
+    let disk = Disk::ext4(48);
+    let (mut proxy, topic) = start(&kafka, &disk, "diskro").await;
+    let load = Load::start(&proxy, &topic, seed(), 4);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(load.counts(0)[0] > 0, "adds answered 0 before the abort");
+
+    // What ext4 does on an I/O error with errors=remount-ro: abort the journal, go read-only.
+    // (`mount -o remount,ro` is refused while pproxy has the database open for writing, and an
+    // aborted ext4 cannot be made writable in place: it has to be unmounted, checked, mounted.)
+    load.set_phase(1);
+    let mnt = disk.mnt.to_str().unwrap_or_default().to_string();
+    must("mount", &["-o", "remount,abort", &mnt]);
+    let ro_at = Instant::now();
+    let ro_ms = chrono::Utc::now().timestamp_millis();
+    wait_ready(&proxy, "read-only", |code, body| {
+        code == 503 && body.contains("delay store failed")
+    })
+    .await;
+    let failed_after = ro_at.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Repair: unmount (possible only because pproxy closed the failed database), fsck, mount.
+    let until = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = run("umount", &[&mnt]) {
+        assert!(
+            Instant::now() < until,
+            "pproxy keeps the data directory busy: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fsck = Command::new("e2fsck")
+        .args(["-fy", disk.image().to_str().unwrap_or_default()])
+        .output()
+        .expect("e2fsck");
+    // 0: clean, 1: errors corrected.
+    assert!(
+        matches!(fsck.status.code(), Some(0 | 1)),
+        "e2fsck: {}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    disk.mount_ext4();
+    let repaired_at = Instant::now();
+    let repaired_ms = chrono::Utc::now().timestamp_millis();
+    load.set_phase(2);
+    wait_ready(&proxy, "repaired", |code, _| code == 200).await;
+    let ready_after = repaired_at.elapsed();
+    let until = Instant::now() + Duration::from_secs(30);
+    while load.ledger.lock().unwrap().first_ok_after_repair.is_none() {
+        assert!(Instant::now() < until, "no add answered 0 after the repair");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reopens = status(&proxy)["scheduler"]["storeReopens"].clone();
+    let l = load.finish().await;
+    let first_ok = l
+        .first_ok_after_repair
+        .map(|t| t.duration_since(repaired_at))
+        .unwrap_or_default();
+    let fsck_said: Vec<String> = String::from_utf8_lossy(&fsck.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("Pass ") && !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    println!("read-only: e2fsck said {fsck_said:?}");
+    println!(
+        "read-only: aborted at {ro_ms} ms, not ready {failed_after:?} after; e2fsck exit {:?}; mounted again at {repaired_ms} ms, \
+         then ready after {ready_after:?}, first add answered 0 after {first_ok:?}; store reopens {reopens}",
+        fsck.status.code()
+    );
+    let during = l.counts[1];
+    assert!(
+        during[1] + during[3] > 0,
+        "the read-only disk was never visible: {during:?}"
+    );
+    assert!(l.counts[2][0] > 0, "adds answered 0 after the repair");
+    check_fires(&kafka, &topic, &proxy, &l, "read-only").await;
+    assert_eq!(
+        proxy.stop(),
+        Some(0),
+        "clean exit on SIGTERM after the trouble"
+    );
+    drop(proxy);
+    drop(disk);
+}
