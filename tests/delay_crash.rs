@@ -14,11 +14,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
 use pproxy::client::Client;
 use pproxy::proto::types::Reply;
-use pproxy::proto::{Call, DelayMessage, Protocol};
+use pproxy::proto::{Call, Protocol};
 use rand::{Rng, SeedableRng};
 
 #[derive(Default)]
@@ -35,21 +34,6 @@ struct Ledger {
     acked_cancels: u64,
 }
 
-fn add_msg(topic: &str, uuid: String, due_ms: i64, looped: bool) -> DelayMessage {
-    DelayMessage {
-        topic: Some(topic.into()),
-        body: Some(Bytes::from(uuid.clone().into_bytes())),
-        action: 1,
-        timestamp: due_ms,
-        dmsgtype: if looped { 3 } else { 2 },
-        interval: if looped { 3 } else { 0 },
-        times: if looped { 2 } else { 0 },
-        expire: if looped { due_ms + 60_000 } else { 0 },
-        uuid: Some(uuid),
-        ..Default::default()
-    }
-}
-
 async fn client_load(addr: String, topic: String, seed: u64, ledger: Arc<Mutex<Ledger>>) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let Ok(mut c) = Client::connect(&addr, Protocol::Compact, Duration::from_secs(5)).await else {
@@ -62,14 +46,7 @@ async fn client_load(addr: String, topic: String, seed: u64, ledger: Arc<Mutex<L
         if rng.random_bool(0.25) && cancel_candidate.is_some() {
             let (id, _) = mine.swap_remove(cancel_candidate.unwrap_or(0));
             ledger.lock().unwrap().cancel_tried.insert(id.clone());
-            let m = DelayMessage {
-                topic: Some(topic.clone()),
-                uniq_delay_msg_id: Some(id.clone()),
-                body: Some(Bytes::from_static(b"c")),
-                action: 2,
-                ..Default::default()
-            };
-            match c.call(&Call::SendDelaySync(Some(m), 3000)).await {
+            match c.call(&delay_cancel(&topic, &id)).await {
                 Ok(Reply::Result { code: 0, .. }) => {
                     let mut l = ledger.lock().unwrap();
                     l.cancelled.insert(id);
@@ -85,7 +62,7 @@ async fn client_load(addr: String, topic: String, seed: u64, ledger: Arc<Mutex<L
         let uuid = uuid::Uuid::new_v4().to_string();
         match c
             .call(&Call::SendDelaySync(
-                Some(add_msg(&topic, uuid, due, looped)),
+                Some(looped_or_once_add(&topic, &uuid, due, looped)),
                 3000,
             ))
             .await

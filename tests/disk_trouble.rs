@@ -23,11 +23,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use common::*;
 use pproxy::client::Client;
 use pproxy::proto::types::Reply;
-use pproxy::proto::{Call, DelayMessage, Protocol};
+use pproxy::proto::{Call, Protocol};
 use rand::{Rng, SeedableRng};
 
 const PHASES: [&str; 3] = ["before", "during", "after"];
@@ -232,21 +231,6 @@ struct Load {
     tasks: Vec<tokio::task::JoinHandle<Result<u64, String>>>,
 }
 
-fn add_msg(topic: &str, uuid: &str, due_ms: i64, looped: bool) -> DelayMessage {
-    DelayMessage {
-        topic: Some(topic.into()),
-        body: Some(Bytes::from(uuid.to_string().into_bytes())),
-        action: 1,
-        timestamp: due_ms,
-        dmsgtype: if looped { 3 } else { 2 },
-        interval: if looped { 3 } else { 0 },
-        times: if looped { 2 } else { 0 },
-        expire: if looped { due_ms + 60_000 } else { 0 },
-        uuid: Some(uuid.to_string()),
-        ..Default::default()
-    }
-}
-
 /// One client on one connection: adds (15 % loops), and cancels of its own adds due in more
 /// than 1.5 s; returns the number of requests, or what went wrong.
 async fn client(
@@ -271,15 +255,8 @@ async fn client(
         if let (true, Some(i)) = (rng.random_bool(0.25), candidate) {
             let (id, _) = mine.swap_remove(i);
             ledger.lock().unwrap().cancel_tried.insert(id.clone());
-            let m = DelayMessage {
-                topic: Some(topic.clone()),
-                uniq_delay_msg_id: Some(id.clone()),
-                body: Some(Bytes::from_static(b"c")),
-                action: 2,
-                ..Default::default()
-            };
             let reply = c
-                .call(&Call::SendDelaySync(Some(m), 3000))
+                .call(&delay_cancel(&topic, &id))
                 .await
                 .map_err(|e| format!("cancel: no answer: {e}"))?;
             // Counted in the phase the answer arrived in.
@@ -306,7 +283,7 @@ async fn client(
         ledger.lock().unwrap().due_by_body.insert(uuid.clone(), due);
         let reply = c
             .call(&Call::SendDelaySync(
-                Some(add_msg(&topic, &uuid, due, looped)),
+                Some(looped_or_once_add(&topic, &uuid, due, looped)),
                 3000,
             ))
             .await
@@ -602,6 +579,50 @@ fn seed() -> u64 {
     seed
 }
 
+/// Waits (at most 30 s) for the first add answered 0 after the repair at `repaired_at`, lets the
+/// load run 2 s more and stops it: the ledger, the store's reopen count, and the time to that add.
+async fn after_repair(
+    proxy: &Proxy,
+    load: Load,
+    repaired_at: Instant,
+) -> (Ledger, serde_json::Value, Duration) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while load.ledger.lock().unwrap().first_ok_after_repair.is_none() {
+        assert!(Instant::now() < until, "no add answered 0 after the repair");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reopens = status(proxy)["scheduler"]["storeReopens"].clone();
+    let l = load.finish().await;
+    let first_ok = l
+        .first_ok_after_repair
+        .map(|t| t.duration_since(repaired_at))
+        .unwrap_or_default();
+    (l, reopens, first_ok)
+}
+
+/// The checks both scenarios end with: the trouble was visible, service came back, every
+/// acknowledged operation held in Kafka, and the process still exits cleanly.
+async fn conclude(kafka: &str, topic: &str, mut proxy: Proxy, disk: Disk, l: &Ledger, what: &str) {
+    let during = l.counts[1];
+    assert!(
+        during[1] + during[3] > 0,
+        "{what}: the trouble was never visible: {during:?}"
+    );
+    assert!(
+        l.counts[2][0] > 0,
+        "{what}: adds answered 0 after the repair"
+    );
+    check_fires(kafka, topic, &proxy, l, what).await;
+    assert_eq!(
+        proxy.stop(),
+        Some(0),
+        "{what}: clean exit on SIGTERM after the trouble"
+    );
+    drop(proxy);
+    drop(disk);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_answers_10_loses_nothing_and_recovers_when_space_returns() {
     if !root_or_skip("disk_full") {
@@ -609,7 +630,7 @@ async fn disk_full_answers_10_loses_nothing_and_recovers_when_space_returns() {
     }
     let kafka = kafka_bootstrap();
     let disk = Disk::tmpfs("16m");
-    let (mut proxy, topic) = start(&kafka, &disk, "diskfull").await;
+    let (proxy, topic) = start(&kafka, &disk, "diskfull").await;
     let load = Load::start(&proxy, &topic, seed(), 4);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
@@ -634,39 +655,12 @@ async fn disk_full_answers_10_loses_nothing_and_recovers_when_space_returns() {
     load.set_phase(2);
     wait_ready(&proxy, "space back", |code, _| code == 200).await;
     let ready_after = space_at.elapsed();
-    let until = Instant::now() + Duration::from_secs(30);
-    while load.ledger.lock().unwrap().first_ok_after_repair.is_none() {
-        assert!(
-            Instant::now() < until,
-            "no add answered 0 after space returned"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let reopens = status(&proxy)["scheduler"]["storeReopens"].clone();
-    let l = load.finish().await;
-    let first_ok = l
-        .first_ok_after_repair
-        .map(|t| t.duration_since(space_at))
-        .unwrap_or_default();
+    let (l, reopens, first_ok) = after_repair(&proxy, load, space_at).await;
     println!(
         "disk full: filler {filled} B; not ready {failed_after:?} after the fill; space back: \
          ready after {ready_after:?}, first add answered 0 after {first_ok:?}; store reopens {reopens}"
     );
-    let during = l.counts[1];
-    assert!(
-        during[1] + during[3] > 0,
-        "the full disk was never visible: {during:?}"
-    );
-    assert!(l.counts[2][0] > 0, "adds answered 0 after space returned");
-    check_fires(&kafka, &topic, &proxy, &l, "disk full").await;
-    assert_eq!(
-        proxy.stop(),
-        Some(0),
-        "clean exit on SIGTERM after the trouble"
-    );
-    drop(proxy);
-    drop(disk);
+    conclude(&kafka, &topic, proxy, disk, &l, "disk full").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -676,7 +670,7 @@ async fn read_only_filesystem_answers_10_loses_nothing_and_recovers_after_repair
     }
     let kafka = kafka_bootstrap();
     let disk = Disk::ext4(48);
-    let (mut proxy, topic) = start(&kafka, &disk, "diskro").await;
+    let (proxy, topic) = start(&kafka, &disk, "diskro").await;
     let load = Load::start(&proxy, &topic, seed(), 4);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(load.counts(0)[0] > 0, "adds answered 0 before the abort");
@@ -721,18 +715,7 @@ async fn read_only_filesystem_answers_10_loses_nothing_and_recovers_after_repair
     load.set_phase(2);
     wait_ready(&proxy, "repaired", |code, _| code == 200).await;
     let ready_after = repaired_at.elapsed();
-    let until = Instant::now() + Duration::from_secs(30);
-    while load.ledger.lock().unwrap().first_ok_after_repair.is_none() {
-        assert!(Instant::now() < until, "no add answered 0 after the repair");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let reopens = status(&proxy)["scheduler"]["storeReopens"].clone();
-    let l = load.finish().await;
-    let first_ok = l
-        .first_ok_after_repair
-        .map(|t| t.duration_since(repaired_at))
-        .unwrap_or_default();
+    let (l, reopens, first_ok) = after_repair(&proxy, load, repaired_at).await;
     let fsck_said: Vec<String> = String::from_utf8_lossy(&fsck.stdout)
         .lines()
         .filter(|l| !l.starts_with("Pass ") && !l.trim().is_empty())
@@ -744,18 +727,5 @@ async fn read_only_filesystem_answers_10_loses_nothing_and_recovers_after_repair
          then ready after {ready_after:?}, first add answered 0 after {first_ok:?}; store reopens {reopens}",
         fsck.status.code()
     );
-    let during = l.counts[1];
-    assert!(
-        during[1] + during[3] > 0,
-        "the read-only disk was never visible: {during:?}"
-    );
-    assert!(l.counts[2][0] > 0, "adds answered 0 after the repair");
-    check_fires(&kafka, &topic, &proxy, &l, "read-only").await;
-    assert_eq!(
-        proxy.stop(),
-        Some(0),
-        "clean exit on SIGTERM after the trouble"
-    );
-    drop(proxy);
-    drop(disk);
+    conclude(&kafka, &topic, proxy, disk, &l, "read-only").await;
 }

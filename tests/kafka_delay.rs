@@ -49,17 +49,7 @@ async fn delay_messages_fire_on_time_once_and_cancel_holds() {
     .await;
     assert_eq!(code, 0);
     let cancel_id = cancel_id.expect("id");
-    let cancel = Call::SendDelaySync(
-        Some(DelayMessage {
-            topic: Some(topic.clone()),
-            uniq_delay_msg_id: Some(cancel_id.clone()),
-            body: Some(Bytes::from_static(b"c")),
-            action: 2,
-            ..Default::default()
-        }),
-        3000,
-    );
-    assert_eq!(call(&mut c, &cancel).await.0, 0);
+    assert_eq!(call(&mut c, &delay_cancel(&topic, &cancel_id)).await.0, 0);
     // Fixed loop: 3 fires, 3 s apart; exponential loop base 2: gaps 2 s then 4 s.
     let loop_ts = now_ms + 1000;
     let (code, _, fixed_id) = call(

@@ -135,22 +135,14 @@ fn delay_add(topic: &str, uuid: &str, due_ms: i64, body: &str) -> Call {
     )
 }
 
-fn delay_cancel(topic: &str, id: &str) -> Call {
-    Call::SendDelaySync(
-        Some(DelayMessage {
-            topic: Some(topic.into()),
-            uniq_delay_msg_id: Some(id.into()),
-            body: Some(Bytes::from_static(b"c")),
-            action: 2,
-            ..Default::default()
-        }),
-        3000,
-    )
-}
-
 /// Value of one Prometheus sample (0 when absent).
 fn metric(p: &Proxy, line_prefix: &str) -> u64 {
     let (_, page) = p.http_get("/metrics").expect("metrics");
+    sample(&page, line_prefix)
+}
+
+/// The value of the sample whose line starts with `line_prefix` in a metrics page (0 if none).
+fn sample(page: &str, line_prefix: &str) -> u64 {
     page.lines()
         .find(|l| l.starts_with(line_prefix))
         .and_then(|l| l.rsplit(' ').next())
@@ -622,30 +614,18 @@ async fn admin_token_loopback_and_tls() {
     let base = "server:\n  bindAddr: 127.0.0.1\n  adminBindAddr: 0.0.0.0\n  adminToken: s3cret\n  adminTls: true\n";
     let p = Proxy::start_with_files(&format!("{base}{}", tls_yaml("")), &files);
     let local = || TcpStream::connect(("127.0.0.1", p.admin_port));
+    let code = |method: &'static str, path: &'static str, token: Option<&'static str>| async move {
+        let s = TcpStream::connect(("127.0.0.1", p.admin_port))
+            .await
+            .expect("connect");
+        http(s, method, path, token).await.0
+    };
     let post = "/loglevel?filter=info";
 
-    assert_eq!(
-        http(local().await.expect("c"), "POST", post, None).await.0,
-        401
-    );
-    assert_eq!(
-        http(local().await.expect("c"), "POST", post, Some("wrong"))
-            .await
-            .0,
-        401
-    );
-    assert_eq!(
-        http(local().await.expect("c"), "POST", post, Some("s3cret"))
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        http(local().await.expect("c"), "GET", "/status", None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(code("POST", post, None).await, 401);
+    assert_eq!(code("POST", post, Some("wrong")).await, 401);
+    assert_eq!(code("POST", post, Some("s3cret")).await, 200);
+    assert_eq!(code("GET", "/status", None).await, 200);
 
     let connector = pki.connector(None);
     let name = || ServerName::try_from("127.0.0.1").expect("name");
@@ -698,24 +678,9 @@ async fn admin_token_loopback_and_tls() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        http(local().await.expect("c"), "GET", "/status", Some("s3cret"))
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        http(local().await.expect("c"), "GET", "/health", None)
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        http(local().await.expect("c"), "GET", "/ready", None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(code("GET", "/status", Some("s3cret")).await, 200);
+    assert_eq!(code("GET", "/health", None).await, 200);
+    assert_eq!(code("GET", "/ready", None).await, 200);
     assert!(metric_token(&p) >= 3);
 }
 
@@ -730,10 +695,5 @@ fn metric_token(p: &Proxy) -> u64 {
     .expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
-    out.lines()
-        .find(|l| l.starts_with(r#"pproxy_admin_denied_total{reason="token"}"#))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or(0)
+    sample(&out, r#"pproxy_admin_denied_total{reason="token"}"#)
 }

@@ -1298,20 +1298,24 @@ mod tests {
         assert_eq!(s.dead_count(), 0);
     }
 
+    /// Opens a store in `dir`, adds one record, flushes and closes it: (record, id).
+    fn closed_store_with_one_add(dir: &std::path::Path) -> (Record, String) {
+        let r = rec(2, 1_700_000_000, 0, 0);
+        let id = r.occurrence_id(0);
+        let s = Store::open(dir, 16 << 20).unwrap();
+        s.apply(&Mutation::Add {
+            id: id.clone(),
+            record: Box::new(r.clone()),
+        })
+        .unwrap();
+        s.flush().unwrap();
+        (r, id)
+    }
+
     #[test]
     fn data_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let r = rec(2, 1_700_000_000, 0, 0);
-        let id = r.occurrence_id(0);
-        {
-            let s = Store::open(dir.path(), 16 << 20).unwrap();
-            s.apply(&Mutation::Add {
-                id: id.clone(),
-                record: Box::new(r.clone()),
-            })
-            .unwrap();
-            s.flush().unwrap();
-        }
+        let (r, id) = closed_store_with_one_add(dir.path());
         let s = Store::open(dir.path(), 16 << 20).unwrap();
         assert_eq!(s.record(&id).unwrap(), Some(r));
         assert_eq!(s.count_pending().unwrap(), 1);
@@ -1321,17 +1325,7 @@ mod tests {
     #[test]
     fn an_unfinished_snapshot_does_not_make_the_store_unopenable() {
         let dir = tempfile::tempdir().unwrap();
-        let r = rec(2, 1_700_000_000, 0, 0);
-        let id = r.occurrence_id(0);
-        {
-            let s = Store::open(dir.path(), 16 << 20).unwrap();
-            s.apply(&Mutation::Add {
-                id: id.clone(),
-                record: Box::new(r.clone()),
-            })
-            .unwrap();
-            s.flush().unwrap();
-        }
+        let (r, id) = closed_store_with_one_add(dir.path());
         // What a snapshot write on a full disk leaves behind (issue #7 part 6).
         let leftover = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
         std::fs::write(&leftover, b"").unwrap();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pproxy::client::Client;
 use pproxy::proto::types::Reply;
-use pproxy::proto::{Call, Message, Protocol};
+use pproxy::proto::{Call, DelayMessage, Message, Protocol};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -433,4 +433,35 @@ pub fn header<'a>(c: &'a Consumed, name: &str) -> Option<&'a [u8]> {
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_slice())
+}
+
+/// A delay add used by the crash and disk-trouble tests: body = uuid; a loop is fixed, 2
+/// occurrences 3 s apart, expiring a minute after its first due time.
+pub fn looped_or_once_add(topic: &str, uuid: &str, due_ms: i64, looped: bool) -> DelayMessage {
+    DelayMessage {
+        topic: Some(topic.into()),
+        body: Some(Bytes::from(uuid.to_string().into_bytes())),
+        action: 1,
+        timestamp: due_ms,
+        dmsgtype: if looped { 3 } else { 2 },
+        interval: if looped { 3 } else { 0 },
+        times: if looped { 2 } else { 0 },
+        expire: if looped { due_ms + 60_000 } else { 0 },
+        uuid: Some(uuid.to_string()),
+        ..Default::default()
+    }
+}
+
+/// A delay cancel of `id` on `topic`.
+pub fn delay_cancel(topic: &str, id: &str) -> Call {
+    Call::SendDelaySync(
+        Some(DelayMessage {
+            topic: Some(topic.into()),
+            uniq_delay_msg_id: Some(id.into()),
+            body: Some(Bytes::from_static(b"c")),
+            action: 2,
+            ..Default::default()
+        }),
+        3000,
+    )
 }
