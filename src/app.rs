@@ -34,8 +34,10 @@ pub struct App {
     pub connections: AtomicUsize,
     /// Process start.
     pub started: Instant,
-    /// The delay scheduler, once opened.
+    /// The delay scheduler, once opened (single-node mode).
     pub scheduler: OnceLock<scheduler::Scheduler>,
+    /// Cluster mode for delay messages, when `scheduler.cluster.enabled`.
+    pub cluster: OnceLock<Arc<crate::delay::cluster::Cluster>>,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
     /// Sampling of failure log lines.
@@ -69,6 +71,7 @@ impl App {
             connections: AtomicUsize::new(0),
             started: Instant::now(),
             scheduler: OnceLock::new(),
+            cluster: OnceLock::new(),
             metrics: crate::metrics::Metrics::default(),
             failures: crate::logging::FailureSampler::default(),
             limiter_retries: AtomicUsize::new(0),

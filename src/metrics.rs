@@ -451,6 +451,9 @@ pub fn render_page(app: &crate::app::App) -> String {
         "Admitted topics.",
         snap.topics.all().len() as f64,
     );
+    if let Some(c) = app.cluster.get() {
+        cluster_metrics(&mut out, c);
+    }
     if let Some(s) = app.scheduler.get() {
         let st = s.stats();
         let (loaded, inflight) = s.loaded_and_inflight();
@@ -581,6 +584,69 @@ fn raw_histogram(
         out,
         "{name}_bucket{{le=\"+Inf\"}} {cum}\n{name}_sum {sum}\n{name}_count {cum}"
     );
+}
+
+/// Cluster mode: owned partitions, journal appends and what owners applied.
+fn cluster_metrics(out: &mut String, c: &crate::delay::cluster::Cluster) {
+    let owned = c.owned.lock().unwrap_or_else(|e| e.into_inner());
+    let active = owned.values().filter(|o| o.may_fire()).count();
+    let pending: i64 = owned
+        .values()
+        .filter_map(|o| o.engine())
+        .map(|e| e.stats().pending.load(Ordering::Relaxed))
+        .sum();
+    drop(owned);
+    sample(
+        out,
+        "pproxy_delay_cluster_partitions_owned",
+        "Journal partitions this node owns and fires.",
+        "gauge",
+        active as f64,
+    );
+    sample(
+        out,
+        "pproxy_delay_pending",
+        "Pending delay records (of the partitions this node owns).",
+        "gauge",
+        pending as f64,
+    );
+    let st = &c.stats;
+    out.push_str("# HELP pproxy_delay_cluster_journal_appends_total Journal records acknowledged by the broker.\n# TYPE pproxy_delay_cluster_journal_appends_total counter\n");
+    for (i, kind) in ["add", "cancel", "fired", "claim"].iter().enumerate() {
+        out.push_str(&format!(
+            "pproxy_delay_cluster_journal_appends_total{{kind=\"{kind}\"}} {}\n",
+            st.appends[i].load(Ordering::Relaxed)
+        ));
+    }
+    for (name, help, v) in [
+        (
+            "pproxy_delay_cluster_journal_append_errors_total",
+            "Journal appends that failed.",
+            &st.append_errors,
+        ),
+        (
+            "pproxy_delay_cluster_applied_total",
+            "Journal records applied to owned partitions.",
+            &st.applied,
+        ),
+        (
+            "pproxy_delay_cluster_foreign_fired_total",
+            "Fired markers of an older owner seen after this node's claim.",
+            &st.foreign_fired,
+        ),
+        (
+            "pproxy_delay_cluster_partitions_gained_total",
+            "Partitions assigned to this node.",
+            &st.gained,
+        ),
+        (
+            "pproxy_delay_cluster_partitions_lost_total",
+            "Partitions revoked from this node.",
+            &st.lost,
+        ),
+    ] {
+        sample(out, name, help, "counter", v.load(Ordering::Relaxed) as f64);
+    }
 }
 
 #[cfg(test)]

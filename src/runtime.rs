@@ -104,15 +104,29 @@ pub async fn run(
             settings.forwarding.warm_up_timeout_ms,
         ))
         .await;
+    let cluster = if settings.scheduler.cluster.enabled {
+        let c = crate::delay::cluster::Cluster::connect(&settings, &snapshot, &node)
+            .await
+            .map_err(|e| RunError::Fatal(e.to_string()))?;
+        tracing::info!(topic = %c.topic, partitions = c.partitions, group = %c.group, node = %c.node, "delay cluster mode");
+        Some(c)
+    } else {
+        None
+    };
     let app = App::new(settings, node, snapshot, embedded, security);
-    let sink = Arc::new(WriterSink {
-        app: Arc::downgrade(&app),
-        timeout: fire_timeout,
-    });
-    let sched = scheduler::Scheduler::open(&delay_dir, sched_cfg, sink)
-        .await
-        .map_err(|e| RunError::Store(delay_dir.display().to_string(), e.to_string()))?;
-    let _ = app.scheduler.set(sched);
+    if let Some(c) = &cluster {
+        // Partition stores live under dataDir/delay-cluster; the single-node store stays closed.
+        let _ = app.cluster.set(c.clone());
+    } else {
+        let sink = Arc::new(WriterSink {
+            app: Arc::downgrade(&app),
+            timeout: fire_timeout,
+        });
+        let sched = scheduler::Scheduler::open(&delay_dir, sched_cfg, sink)
+            .await
+            .map_err(|e| RunError::Store(delay_dir.display().to_string(), e.to_string()))?;
+        let _ = app.scheduler.set(sched);
+    }
 
     if admin_port != 0 {
         let l = crate::admin::bind(admin_addr)
@@ -138,6 +152,10 @@ pub async fn run(
         close_rx,
     ));
     app.listening.store(true, Ordering::Release);
+    if let Some(c) = &cluster {
+        // Joined only once this node can serve forwarded status queries and fire.
+        c.start(&app).map_err(|e| RunError::Fatal(e.to_string()))?;
+    }
     tokio::spawn(crate::config::reload::watch(app.clone(), config_path));
     if let Some(docs) = zk_docs {
         tokio::spawn(crate::config::zk::watch(app.clone(), docs));
@@ -165,6 +183,10 @@ pub async fn run(
     }
     if let Some(s) = app.scheduler.get() {
         s.shutdown(flush).await;
+    }
+    if let Some(c) = app.cluster.get() {
+        // Leaving the group hands this node's partitions to the others at once.
+        c.shutdown(flush).await;
     }
     let snap = app.config.load_full();
     for w in snap.writers.clusters.values() {

@@ -91,6 +91,10 @@ pub struct FireMessage {
     pub properties: Vec<(String, String)>,
     /// Due time, epoch ms.
     pub due_ms: i64,
+    /// Canonical (add) id of the record.
+    pub id: String,
+    /// Occurrence index fired.
+    pub index: u64,
 }
 
 /// Where fired messages go: answers a wire result code and message.
@@ -224,6 +228,16 @@ impl Scheduler {
         let p = path.to_path_buf();
         let cache = cfg.cache_bytes;
         let store = blocking(move || Store::open(&p, cache)).await?;
+        Scheduler::start(store, cfg, sink).await
+    }
+
+    /// Starts loading and firing over an already open store (a cluster partition's, after its
+    /// journal replay).
+    pub async fn start(
+        store: Store,
+        cfg: Config,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Scheduler, StoreError> {
         let s2 = store.clone();
         let pending = blocking(move || s2.count_pending()).await?;
         let committer = Committer::start(store.clone(), cfg.max_commit_group, 65_536);
@@ -253,22 +267,44 @@ impl Scheduler {
 
     /// Stores a record under its canonical id; true when it is new. Answers after the flush.
     pub async fn add(&self, id: String, record: Record) -> Result<bool, SchedError> {
+        self.add_at(id, record, None).await
+    }
+
+    /// `add` of a record read from the cluster journal at `offset`, stored with it in one
+    /// transaction. `maxPending` does not apply: the client already has its answer.
+    pub async fn add_journaled(
+        &self,
+        id: String,
+        record: Record,
+        offset: u64,
+    ) -> Result<bool, SchedError> {
+        self.add_at(id, record, Some(offset)).await
+    }
+
+    async fn add_at(
+        &self,
+        id: String,
+        record: Record,
+        offset: Option<u64>,
+    ) -> Result<bool, SchedError> {
         let inner = &self.inner;
         if inner.stop.load(Ordering::Acquire) {
             return Err(SchedError::Stopped);
         }
-        if inner.cfg.max_pending > 0
+        if offset.is_none()
+            && inner.cfg.max_pending > 0
             && inner.stats.pending.load(Ordering::Relaxed) >= inner.cfg.max_pending as i64
         {
             return Err(SchedError::Full);
         }
-        let applied = inner
-            .committer
-            .commit(Mutation::Add {
+        let m = journaled(
+            Mutation::Add {
                 id: id.clone(),
                 record: Box::new(record),
-            })
-            .await?;
+            },
+            offset,
+        );
+        let applied = inner.committer.commit(m).await?;
         match applied {
             Applied::Added { due_ms } => {
                 inner.stats.pending.fetch_add(1, Ordering::Relaxed);
@@ -287,17 +323,43 @@ impl Scheduler {
         topic: String,
         principal: Option<String>,
     ) -> Result<CancelResult, SchedError> {
+        self.cancel_at(id, topic, principal, chrono_now_ms(), None)
+            .await
+    }
+
+    /// `cancel` read from the cluster journal at `offset` (requested at `at_ms`), stored with
+    /// the offset in one transaction.
+    pub async fn cancel_journaled(
+        &self,
+        id: String,
+        topic: String,
+        principal: Option<String>,
+        at_ms: i64,
+        offset: u64,
+    ) -> Result<CancelResult, SchedError> {
+        self.cancel_at(id, topic, principal, at_ms, Some(offset))
+            .await
+    }
+
+    async fn cancel_at(
+        &self,
+        id: String,
+        topic: String,
+        principal: Option<String>,
+        at_ms: i64,
+        offset: Option<u64>,
+    ) -> Result<CancelResult, SchedError> {
         let inner = &self.inner;
-        let at_ms = chrono_now_ms();
-        let applied = inner
-            .committer
-            .commit(Mutation::Cancel {
+        let m = journaled(
+            Mutation::Cancel {
                 id: id.clone(),
                 topic,
                 at_ms,
                 principal,
-            })
-            .await?;
+            },
+            offset,
+        );
+        let applied = inner.committer.commit(m).await?;
         let Applied::Cancel(result) = applied else {
             return Ok(CancelResult::Unknown);
         };
@@ -608,6 +670,17 @@ async fn drive(inner: Arc<Inner>) {
     }
 }
 
+/// Wraps `m` with its journal offset, when it came from the cluster journal.
+fn journaled(m: Mutation, offset: Option<u64>) -> Mutation {
+    match offset {
+        Some(offset) => Mutation::Journaled {
+            offset,
+            inner: Box::new(m),
+        },
+        None => m,
+    }
+}
+
 fn fire_message(rec: &Record, k: u64) -> FireMessage {
     FireMessage {
         topic: rec.topic.clone(),
@@ -616,6 +689,8 @@ fn fire_message(rec: &Record, k: u64) -> FireMessage {
         tags: rec.tags.clone(),
         properties: rec.properties.clone(),
         due_ms: rec.due_ms(k),
+        id: rec.id.to_string(),
+        index: k,
     }
 }
 

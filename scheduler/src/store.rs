@@ -235,6 +235,14 @@ pub enum Mutation {
         /// Loop catch-up policy.
         catch_up: CatchUp,
     },
+    /// Apply `inner` (an add, cancel or completion read from a cluster journal) and store
+    /// `offset` as the journal position applied, in the same transaction (delay.md §10).
+    Journaled {
+        /// Journal offset of the record.
+        offset: u64,
+        /// The mutation it carries.
+        inner: Box<Mutation>,
+    },
     /// Delete `done` entries finished before `before_ms` and dead letters older than
     /// `dead_before_ms`, at most `limit` of each.
     Trim {
@@ -277,6 +285,8 @@ pub enum Applied {
 }
 
 const PENDING_KEY: &[u8] = b"pending";
+/// Meta key of the last cluster-journal offset applied.
+const JOURNAL_OFFSET_KEY: &[u8] = b"journal_offset";
 
 /// Key of the `due` tree: big-endian due ms, then the id.
 pub fn due_key(due_ms: i64, id: &str) -> Vec<u8> {
@@ -658,12 +668,18 @@ impl Trees {
                             }
                         }
                     }
-                    Mutation::Trim { .. } => Ok(Applied::Trimmed(0)),
+                    Mutation::Trim { .. } | Mutation::Journaled { .. } => Ok(Applied::Trimmed(0)),
                 }
             };
             let mut out = Vec::with_capacity(ms.len());
             for m in ms {
-                out.push(one(m)?);
+                match m {
+                    Mutation::Journaled { offset, inner } => {
+                        out.push(one(inner)?);
+                        meta.insert(JOURNAL_OFFSET_KEY, &offset.to_be_bytes())?;
+                    }
+                    m => out.push(one(m)?),
+                }
             }
             let fin = finished.borrow();
             if let Some(max_ms) = fin.iter().map(|(ms, _)| *ms).max() {
@@ -863,6 +879,15 @@ impl Trees {
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.meta.get(name.as_bytes())?.map(|v| v.to_vec()))
     }
+
+    /// The last cluster-journal offset applied (`Mutation::Journaled`), if any.
+    pub fn journal_offset(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .meta
+            .get(JOURNAL_OFFSET_KEY)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes))
+    }
 }
 
 /// The durable store: a handle shared by the committer, the loader and the fire path.
@@ -1053,6 +1078,11 @@ impl Store {
         self.with(|t| t.record(id))
     }
 
+    /// The last cluster-journal offset applied, if any.
+    pub fn journal_offset(&self) -> Result<Option<u64>, StoreError> {
+        self.with(|t| t.journal_offset())
+    }
+
     /// The done entry of a canonical id.
     pub fn done(&self, id: &str) -> Result<Option<DoneEntry>, StoreError> {
         self.with(|t| t.done(id))
@@ -1222,6 +1252,48 @@ mod tests {
             Applied::Cancel(CancelResult::Unknown)
         );
         assert_eq!(s.done("x").unwrap().unwrap().state, Final::CancelledUnknown);
+    }
+
+    #[test]
+    fn journaled_mutations_store_their_offset_in_the_same_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = rec(2, 1_700_000_000, 0, 0);
+        let id = r.occurrence_id(0);
+        {
+            let s = Store::open(dir.path(), 16 << 20).unwrap();
+            assert_eq!(s.journal_offset().unwrap(), None);
+            let add = Mutation::Journaled {
+                offset: 41,
+                inner: Box::new(Mutation::Add {
+                    id: id.clone(),
+                    record: Box::new(r.clone()),
+                }),
+            };
+            let cancel = Mutation::Journaled {
+                offset: 42,
+                inner: Box::new(Mutation::Cancel {
+                    id: id.clone(),
+                    topic: r.topic.clone(),
+                    at_ms: 1,
+                    principal: None,
+                }),
+            };
+            let out = s.apply_group(&[&add, &cancel]).unwrap();
+            assert_eq!(
+                out,
+                vec![
+                    Applied::Added {
+                        due_ms: r.next_due_ms
+                    },
+                    Applied::Cancel(CancelResult::Cancelled)
+                ]
+            );
+            s.flush().unwrap();
+        }
+        let s = Store::open(dir.path(), 16 << 20).unwrap();
+        assert_eq!(s.journal_offset().unwrap(), Some(42));
+        assert!(s.record(&id).unwrap().is_none(), "the cancel was applied");
+        assert_eq!(s.count_pending().unwrap(), 0);
     }
 
     #[test]

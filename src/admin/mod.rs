@@ -138,6 +138,19 @@ where
     }
     let (status, body) = match (method, path) {
         ("GET", "/delay/dead") => delay_dead(&app, query).await,
+        ("GET", "/delay/cluster") => match app.cluster.get() {
+            Some(c) => (200, c.status_json().to_string()),
+            None => (404, json!({"error": "cluster mode is off"}).to_string()),
+        },
+        ("GET", p) if p.starts_with("/delay/") && app.cluster.get().is_some() => {
+            let forwarded = head.lines().any(|l| {
+                l.split_once(':').is_some_and(|(k, _)| {
+                    k.trim()
+                        .eq_ignore_ascii_case(crate::delay::cluster::forward::FORWARDED_HEADER)
+                })
+            });
+            clustered_delay_status(&app, &p["/delay/".len()..], forwarded).await
+        }
         ("GET", p) if p.starts_with("/delay/") => delay_status(&app, &p["/delay/".len()..]).await,
         ("POST", "/loglevel") => match query_param(query, "filter").map(crate::logging::set_filter)
         {
@@ -204,6 +217,7 @@ fn not_ready_reasons(app: &App) -> Vec<&'static str> {
         r.push("draining");
     }
     match app.scheduler.get() {
+        None if app.cluster.get().is_some() => {}
         None => r.push("scheduler not open"),
         // Delay adds and cancels answer 10 until the store is reopened (disk full, read-only).
         Some(s) if s.store_failed() => r.push("delay store failed"),
@@ -267,6 +281,69 @@ async fn delay_status(app: &App, raw_id: &str) -> (u16, String) {
     let Some(sched) = app.scheduler.get() else {
         return (503, json!({"error": "scheduler not open"}).to_string());
     };
+    status_of(sched, raw_id).await
+}
+
+/// `GET /delay/{id}` in cluster mode: answered by the owner of the id's journal partition,
+/// forwarded there from any other node.
+async fn clustered_delay_status(app: &App, raw_id: &str, forwarded: bool) -> (u16, String) {
+    let Some(cluster) = app.cluster.get() else {
+        return (503, json!({"error": "cluster mode is off"}).to_string());
+    };
+    let canonical = scheduler::DelayId::canonical_of(raw_id);
+    let p = cluster.partition_of_id(&canonical);
+    let with_partition = |(code, body): (u16, String), by: &str| match serde_json::from_str::<
+        serde_json::Value,
+    >(&body)
+    {
+        Ok(mut v) if v.is_object() => {
+            v["journalPartition"] = json!(p);
+            if v.get("servedBy").is_none() {
+                v["servedBy"] = json!(by);
+            }
+            (code, v.to_string())
+        }
+        _ => (code, body),
+    };
+    if let Some(engine) = cluster.owned(p).and_then(|o| o.engine()) {
+        return with_partition(status_of(&engine, raw_id).await, &cluster.node);
+    }
+    if forwarded {
+        // Ownership moved while the query was forwarded: the caller may try again.
+        return (
+            503,
+            json!({"error": "not the owner of this id's partition", "journalPartition": p})
+                .to_string(),
+        );
+    }
+    let owner = cluster
+        .members()
+        .await
+        .into_iter()
+        .find(|(_, parts)| parts.contains(&p))
+        .and_then(|(client_id, _)| crate::delay::cluster::forward::member_address(&client_id));
+    let Some((node, admin)) = owner else {
+        return (
+            503,
+            json!({"error": "no node owns this id's partition now", "journalPartition": p})
+                .to_string(),
+        );
+    };
+    let settings = app.settings.load();
+    let token =
+        (!settings.server.admin_token.is_empty()).then_some(settings.server.admin_token.as_str());
+    let path = format!("/delay/{raw_id}");
+    match crate::delay::cluster::forward::get(&admin, &path, token).await {
+        Ok(r) => with_partition(r, &node),
+        Err(e) => (
+            503,
+            json!({"error": format!("owner {node} at {admin}: {e}"), "journalPartition": p})
+                .to_string(),
+        ),
+    }
+}
+
+async fn status_of(sched: &scheduler::Scheduler, raw_id: &str) -> (u16, String) {
     let canonical = scheduler::DelayId::canonical_of(raw_id);
     let st = match sched.status(canonical.clone()).await {
         Ok(s) => s,

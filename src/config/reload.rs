@@ -27,6 +27,7 @@ pub fn merge_reloadable(old: &Settings, mut new: Settings) -> Settings {
     new.server.listen_backlog = old.server.listen_backlog;
     new.logging.dir = old.logging.dir.clone();
     new.logging.format = old.logging.format.clone();
+    new.scheduler.cluster = old.scheduler.cluster.clone();
     new
 }
 

@@ -323,6 +323,52 @@ pub struct SchedulerSettings {
     pub max_commit_group: usize,
     /// sled page cache, MiB.
     pub store_cache_mb: u64,
+    /// Cluster mode (delay.md §10); off by default. Needs a restart to change.
+    pub cluster: ClusterSettings,
+}
+
+/// `scheduler.cluster.*`: the journal and ownership of cluster mode (docs/CLUSTER.md).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ClusterSettings {
+    /// Cluster mode on.
+    pub enabled: bool,
+    /// Kafka cluster (a name from the proxy's configuration) holding the journal.
+    pub journal_cluster: String,
+    /// Journal topic; blank = `<chronosInnerTopicPrefix>journal`.
+    pub journal_topic: String,
+    /// Partitions of the journal when pproxy creates it.
+    pub journal_partitions: i32,
+    /// Replication factor when pproxy creates it; -1 = the broker's default.
+    pub journal_replication: i32,
+    /// Consumer-group session timeout, ms: how long a dead node keeps its partitions.
+    pub session_timeout_ms: u64,
+    /// Consumer-group heartbeat interval, ms.
+    pub heartbeat_ms: u64,
+    /// Consumer group; blank = `pproxy-scheduler-<proxyCluster>`.
+    pub group: String,
+    /// Name of this node in claims and status answers; blank = `<host>:<port>`.
+    pub node_name: String,
+    /// Address other nodes use to reach this node's admin HTTP; blank = `127.0.0.1:<adminPort>`
+    /// when the admin port listens on loopback or all addresses, else `<adminBindAddr>:<adminPort>`.
+    pub advertised_admin: String,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            enabled: false,
+            journal_cluster: String::new(),
+            journal_topic: String::new(),
+            journal_partitions: 12,
+            journal_replication: -1,
+            session_timeout_ms: 6000,
+            heartbeat_ms: 1000,
+            group: String::new(),
+            node_name: String::new(),
+            advertised_admin: String::new(),
+        }
+    }
 }
 
 impl Default for SchedulerSettings {
@@ -346,6 +392,7 @@ impl Default for SchedulerSettings {
             max_pending: 0,
             max_commit_group: 4096,
             store_cache_mb: 128,
+            cluster: ClusterSettings::default(),
         }
     }
 }

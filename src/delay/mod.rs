@@ -1,5 +1,6 @@
 //! `sendDelaySync`: validation (delay.md §3), ids (§4), add and cancel through the scheduler.
 
+pub mod cluster;
 pub mod id;
 pub mod sink;
 
@@ -179,6 +180,17 @@ pub async fn handle(
     {
         return (code, echo);
     }
+    if let Some(cluster) = app.cluster.get() {
+        return handle_clustered(
+            cluster,
+            m,
+            echo,
+            now_ms,
+            principal,
+            snap.proxy.carrera.inner_topic_num,
+        )
+        .await;
+    }
     let Some(sched) = app.scheduler.get() else {
         return (Code::Failed, echo);
     };
@@ -217,5 +229,37 @@ pub async fn handle(
         }
         Ok(_) => (Code::Ok, echo),
         Err(e) => (sched_failure(&e), echo),
+    }
+}
+
+/// Cluster mode: the add or cancel is journaled and answered once the broker acknowledged it;
+/// the partition's owner applies it (a cancel's topic and principal are checked there).
+async fn handle_clustered(
+    cluster: &Arc<cluster::Cluster>,
+    m: DelayMessage,
+    echo: String,
+    now_ms: i64,
+    principal: Option<&str>,
+    inner_topic_num: i64,
+) -> (Code, String) {
+    let journal_failed = |e: &cluster::ClusterError| {
+        tracing::warn!(error = %e, "delay journal append failed");
+        Code::Failed
+    };
+    if m.action == 1 {
+        let (id, rec) = build_add(m, inner_topic_num, now_ms, principal);
+        return match cluster.add(id.clone(), rec).await {
+            Ok(()) => (Code::Ok, id),
+            Err(e) => (journal_failed(&e), String::new()),
+        };
+    }
+    let topic = m.topic.unwrap_or_default();
+    let canonical = DelayId::canonical_of(echo.trim());
+    match cluster
+        .cancel(canonical, topic, principal.map(str::to_string))
+        .await
+    {
+        Ok(()) => (Code::Ok, echo),
+        Err(e) => (journal_failed(&e), echo),
     }
 }

@@ -1,0 +1,429 @@
+//! Cluster mode for delay messages (delay.md §10, docs/CLUSTER.md): every node appends adds and
+//! cancels to a journal topic and answers once the broker acknowledged them; the owner of each
+//! journal partition (consumer-group assignment) applies them to its own sled store and fires
+//! them through the normal writer.
+
+pub mod forward;
+pub mod journal;
+pub mod owner;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use scheduler::{DelayId, Record};
+
+use crate::app::App;
+use crate::config::settings::Settings;
+use crate::config::snapshot::Snapshot;
+use journal::Entry;
+
+/// Why cluster mode cannot start or a journal append failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// carrera.yaml or the proxy configuration does not allow cluster mode.
+    #[error("cluster mode: {0}")]
+    Config(String),
+    /// The broker refused or did not answer.
+    #[error("journal: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The partition's store failed.
+    #[error("partition store: {0}")]
+    Store(String),
+}
+
+/// State of one partition this node owns.
+pub struct Owned {
+    /// Journal partition.
+    pub partition: i32,
+    /// Offset of this node's claim record (0 until the claim is acknowledged).
+    pub epoch: AtomicI64,
+    /// Replay finished and firing: the fence every fire checks.
+    pub active: AtomicBool,
+    /// Set when the partition is revoked or claimed by another node.
+    pub lost: AtomicBool,
+    /// Woken when `lost` is set.
+    pub lost_notify: tokio::sync::Notify,
+    /// The partition's scheduler, once replay finished.
+    pub engine: Mutex<Option<scheduler::Scheduler>>,
+    /// When the assignment arrived (for the claim-to-active time).
+    pub since: std::time::Instant,
+}
+
+impl Owned {
+    /// Whether fires may be handed to the writer now.
+    pub fn may_fire(&self) -> bool {
+        self.active.load(Ordering::Acquire) && !self.lost.load(Ordering::Acquire)
+    }
+
+    /// The partition's running scheduler, if it is active.
+    pub fn engine(&self) -> Option<scheduler::Scheduler> {
+        if !self.may_fire() {
+            return None;
+        }
+        self.engine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Counters of cluster mode, rendered by the metrics page.
+#[derive(Default)]
+pub struct ClusterStats {
+    /// Journal appends acknowledged: add, cancel, fired, claim.
+    pub appends: [AtomicU64; 4],
+    /// Journal appends that failed.
+    pub append_errors: AtomicU64,
+    /// Journal records applied by owners.
+    pub applied: AtomicU64,
+    /// Fired markers of another epoch seen while active (a previous owner still firing).
+    pub foreign_fired: AtomicU64,
+    /// Partitions gained / lost.
+    pub gained: AtomicU64,
+    /// Partitions lost.
+    pub lost: AtomicU64,
+}
+
+/// A running cluster-mode node.
+pub struct Cluster {
+    /// Journal topic.
+    pub topic: String,
+    /// Its partition count.
+    pub partitions: i32,
+    /// Consumer group deciding ownership.
+    pub group: String,
+    /// This node's name.
+    pub node: String,
+    /// This node's admin address, as other nodes reach it.
+    pub admin: String,
+    /// Bootstrap servers of the journal cluster.
+    pub bootstrap: String,
+    /// librdkafka settings of the journal cluster (`kafkaOverrides`).
+    pub overrides: Vec<(String, String)>,
+    /// Session timeout and heartbeat of the ownership group, ms.
+    pub session_timeout_ms: u64,
+    /// Heartbeat interval, ms.
+    pub heartbeat_ms: u64,
+    /// Where the partitions' stores live.
+    pub data_dir: PathBuf,
+    producer: FutureProducer,
+    /// Partitions owned now.
+    pub owned: Mutex<HashMap<i32, Arc<Owned>>>,
+    /// Stores opened by this process, by partition: sled locks its directory, so a partition
+    /// regained later reuses the open handle.
+    pub stores: Mutex<HashMap<i32, scheduler::store::Store>>,
+    /// Counters.
+    pub stats: ClusterStats,
+    /// The proxy (its writer and settings), weak so the cluster does not keep it alive.
+    pub app: Mutex<Weak<App>>,
+    /// Set when the node shuts down.
+    pub stopping: AtomicBool,
+    membership: Mutex<Option<owner::Membership>>,
+}
+
+/// What `add` or `cancel` answers when the journal append failed.
+const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Cluster {
+    /// Checks the settings, creates the journal topic when missing and connects the producer.
+    pub async fn connect(
+        settings: &Settings,
+        snap: &Snapshot,
+        default_node: &str,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let cs = &settings.scheduler.cluster;
+        let prefix = snap.proxy.carrera.inner_topic_prefix.trim();
+        if prefix.is_empty() {
+            return Err(ClusterError::Config(
+                "delay.chronosInnerTopicPrefix must be set (client writes to the journal are refused by it)".into(),
+            ));
+        }
+        let topic = if cs.journal_topic.trim().is_empty() {
+            format!("{prefix}journal")
+        } else {
+            cs.journal_topic.trim().to_string()
+        };
+        if !topic.starts_with(prefix) {
+            return Err(ClusterError::Config(format!(
+                "journalTopic {topic:?} must start with chronosInnerTopicPrefix {prefix:?}"
+            )));
+        }
+        let kafka = snap
+            .proxy
+            .carrera
+            .kafka
+            .get(cs.journal_cluster.trim())
+            .ok_or_else(|| {
+                ClusterError::Config(format!(
+                    "journalCluster {:?} is not a Kafka cluster of the proxy configuration",
+                    cs.journal_cluster
+                ))
+            })?;
+        let bootstrap = kafka.bootstrap_servers.join(",");
+        let overrides: Vec<(String, String)> = snap
+            .kafka_overrides
+            .get(cs.journal_cluster.trim())
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let proxy_cluster = snap.proxy.proxy_cluster.clone().unwrap_or_default();
+        let group = if cs.group.trim().is_empty() {
+            format!("pproxy-scheduler-{}", proxy_cluster.trim())
+        } else {
+            cs.group.trim().to_string()
+        };
+        let node = if cs.node_name.trim().is_empty() {
+            default_node.to_string()
+        } else {
+            cs.node_name.trim().to_string()
+        };
+        let admin = if cs.advertised_admin.trim().is_empty() {
+            let bind = settings.server.admin_bind_addr.trim();
+            let host = if bind.is_empty() || bind == "0.0.0.0" || bind == "::" {
+                "127.0.0.1"
+            } else {
+                bind
+            };
+            format!("{host}:{}", settings.admin_port)
+        } else {
+            cs.advertised_admin.trim().to_string()
+        };
+        let mut pc = ClientConfig::new();
+        pc.set("bootstrap.servers", &bootstrap)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            // A lone add must not wait for a batch; concurrent ones batch by themselves.
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", APPEND_TIMEOUT.as_millis().to_string());
+        for (k, v) in &overrides {
+            pc.set(k, v);
+        }
+        let producer: FutureProducer = pc.create()?;
+        let partitions = ensure_topic(&bootstrap, &overrides, &topic, cs).await?;
+        Ok(Arc::new(Cluster {
+            topic,
+            partitions,
+            group,
+            node,
+            admin,
+            bootstrap,
+            overrides,
+            session_timeout_ms: cs.session_timeout_ms.max(1),
+            heartbeat_ms: cs.heartbeat_ms.max(1),
+            data_dir: settings.data_dir.join("delay-cluster"),
+            producer,
+            owned: Mutex::new(HashMap::new()),
+            stores: Mutex::new(HashMap::new()),
+            stats: ClusterStats::default(),
+            app: Mutex::new(Weak::new()),
+            stopping: AtomicBool::new(false),
+            membership: Mutex::new(None),
+        }))
+    }
+
+    /// Joins the ownership group: from now on this node fires the partitions it is assigned.
+    pub fn start(self: &Arc<Self>, app: &Arc<App>) -> Result<(), ClusterError> {
+        *self.app.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(app);
+        let m = owner::Membership::start(self.clone(), tokio::runtime::Handle::current())?;
+        *self.membership.lock().unwrap_or_else(|e| e.into_inner()) = Some(m);
+        Ok(())
+    }
+
+    /// Appends `e` to partition `p` and waits for the broker's acknowledgement (acks=all);
+    /// answers the record's offset.
+    pub async fn append(&self, p: i32, e: &Entry) -> Result<i64, ClusterError> {
+        let key = e.key();
+        let value = e.encode();
+        let rec = FutureRecord::to(&self.topic)
+            .partition(p)
+            .key(&key)
+            .payload(&value);
+        let kind = match e {
+            Entry::Add { .. } => 0,
+            Entry::Cancel { .. } => 1,
+            Entry::Fired { .. } => 2,
+            Entry::Claim { .. } => 3,
+        };
+        match self.producer.send(rec, APPEND_TIMEOUT).await {
+            Ok(d) => {
+                self.stats.appends[kind].fetch_add(1, Ordering::Relaxed);
+                Ok(d.offset)
+            }
+            Err((err, _)) => {
+                self.stats.append_errors.fetch_add(1, Ordering::Relaxed);
+                Err(ClusterError::Kafka(err))
+            }
+        }
+    }
+
+    /// Journals an add; answered once the broker has it.
+    pub async fn add(&self, id: String, record: Record) -> Result<(), ClusterError> {
+        let p = journal::partition_of(&record.id.uuid, self.partitions);
+        let e = Entry::Add {
+            id,
+            record: Box::new(record),
+        };
+        self.append(p, &e).await.map(|_| ())
+    }
+
+    /// Journals a cancel of a canonical id; its outcome is decided by the owner when applied.
+    pub async fn cancel(
+        &self,
+        id: String,
+        topic: String,
+        principal: Option<String>,
+    ) -> Result<(), ClusterError> {
+        let p = journal::partition_of_id(&id, self.partitions);
+        let e = Entry::Cancel {
+            id,
+            topic,
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            principal,
+        };
+        self.append(p, &e).await.map(|_| ())
+    }
+
+    /// Partition of a canonical id.
+    pub fn partition_of_id(&self, canonical: &str) -> i32 {
+        journal::partition_of_id(canonical, self.partitions)
+    }
+
+    /// The owned partition `p`, if this node has it.
+    pub fn owned(&self, p: i32) -> Option<Arc<Owned>> {
+        self.owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&p)
+            .cloned()
+    }
+
+    /// `GET /delay/cluster`: this node and its partitions.
+    pub fn status_json(&self) -> serde_json::Value {
+        let owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        let mut parts: Vec<serde_json::Value> = owned
+            .values()
+            .map(|o| {
+                let (pending, loaded) = match o.engine() {
+                    Some(e) => (
+                        e.stats().pending.load(Ordering::Relaxed),
+                        e.loaded_and_inflight().0,
+                    ),
+                    None => (0, 0),
+                };
+                serde_json::json!({
+                    "partition": o.partition,
+                    "epoch": o.epoch.load(Ordering::Relaxed),
+                    "state": if o.may_fire() { "active" } else { "replaying" },
+                    "pending": pending,
+                    "loaded": loaded,
+                })
+            })
+            .collect();
+        parts.sort_by_key(|v| v["partition"].as_i64());
+        serde_json::json!({
+            "node": self.node,
+            "admin": self.admin,
+            "group": self.group,
+            "journalTopic": self.topic,
+            "journalPartitions": self.partitions,
+            "partitions": parts,
+        })
+    }
+
+    /// Leaves the group (its partitions move to the other nodes) and stops every partition.
+    pub async fn shutdown(&self, bound: Duration) {
+        self.stopping.store(true, Ordering::Release);
+        let m = self
+            .membership
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(m) = m {
+            // Leaving the group runs the revoke callback, which stops every partition.
+            let _ = tokio::task::spawn_blocking(move || m.stop()).await;
+        }
+        let left: Vec<Arc<Owned>> = self
+            .owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, o)| o)
+            .collect();
+        for o in left {
+            owner::stop_partition(&o, bound).await;
+        }
+        let _ = self.producer.flush(bound);
+    }
+}
+
+/// Creates the journal topic (compacted) when it does not exist; answers its partition count.
+async fn ensure_topic(
+    bootstrap: &str,
+    overrides: &[(String, String)],
+    topic: &str,
+    cs: &crate::config::settings::ClusterSettings,
+) -> Result<i32, ClusterError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    for (k, v) in overrides {
+        c.set(k, v);
+    }
+    let admin: AdminClient<DefaultClientContext> = c.create()?;
+    let nt = NewTopic::new(
+        topic,
+        cs.journal_partitions.max(1),
+        TopicReplication::Fixed(cs.journal_replication),
+    )
+    // Compaction keeps the latest add-or-cancel and fired marker of every id for as long as
+    // the id matters, where time retention would drop messages due in 62 days (docs/CLUSTER.md).
+    .set("cleanup.policy", "compact")
+    .set("min.compaction.lag.ms", "3600000");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    match admin.create_topics([&nt], &opts).await {
+        Ok(results) => {
+            for r in results {
+                match r {
+                    Ok(_) => tracing::info!(topic, "journal topic created"),
+                    Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((t, code)) => {
+                        return Err(ClusterError::Config(format!(
+                            "cannot create journal topic {t}: {code}"
+                        )))
+                    }
+                }
+            }
+        }
+        Err(e) => return Err(ClusterError::Kafka(e)),
+    }
+    // The partition count of the topic as it exists (created now or earlier).
+    let t = topic.to_string();
+    let md = tokio::task::spawn_blocking(move || {
+        admin
+            .inner()
+            .fetch_metadata(Some(&t), Duration::from_secs(10))
+    })
+    .await
+    .map_err(|e| ClusterError::Config(e.to_string()))??;
+    let n = md
+        .topics()
+        .iter()
+        .find(|x| x.name() == topic)
+        .map_or(0, |x| x.partitions().len() as i32);
+    if n == 0 {
+        return Err(ClusterError::Config(format!(
+            "journal topic {topic} has no partitions"
+        )));
+    }
+    Ok(n)
+}
+
+/// The uuid of a canonical id (for status answers).
+pub fn uuid_of(canonical: &str) -> Option<String> {
+    DelayId::parse(canonical).map(|d| d.uuid)
+}

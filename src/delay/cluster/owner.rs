@@ -1,0 +1,555 @@
+//! Ownership of journal partitions: a consumer-group member that only takes assignments (its
+//! partitions stay paused), and one task per owned partition that claims it, replays the
+//! journal into the partition's store and then runs a scheduler over it (delay.md §10).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use scheduler::store::{FireEnd, Mutation, Store};
+use scheduler::{FireMessage, Sink};
+
+use super::journal::Entry;
+use super::{Cluster, ClusterError, Owned};
+use crate::delay::sink::WriterSink;
+use crate::proto::Code;
+
+/// How long a revoked partition may take to stop firing before the rebalance goes on.
+const STOP_BOUND: Duration = Duration::from_secs(5);
+/// Journal records applied per replay transaction, and per live step.
+const APPLY_BATCH: usize = 512;
+
+/// Rebalance callbacks of the ownership consumer; they run on the membership thread.
+struct GroupContext {
+    cluster: Weak<Cluster>,
+    rt: tokio::runtime::Handle,
+}
+
+impl ClientContext for GroupContext {}
+
+fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    tpl.elements()
+        .iter()
+        .filter(|e| e.topic() == topic)
+        .map(|e| e.partition())
+        .collect()
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        let (Rebalance::Revoke(tpl), Some(cluster)) = (r, self.cluster.upgrade()) else {
+            return;
+        };
+        // Revoked partitions stop firing before the group moves them: the next owner is
+        // assigned only after this callback returns.
+        let gone: Vec<Arc<Owned>> = {
+            let mut owned = cluster.owned.lock().unwrap_or_else(|e| e.into_inner());
+            partitions_of(tpl, &cluster.topic)
+                .into_iter()
+                .filter_map(|p| owned.remove(&p))
+                .collect()
+        };
+        for o in &gone {
+            cluster.stats.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(partition = o.partition, "delay cluster: partition revoked");
+        }
+        self.rt.block_on(async {
+            for o in gone {
+                stop_partition(&o, STOP_BOUND).await;
+            }
+        });
+    }
+
+    fn post_rebalance(&self, c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        let (Rebalance::Assign(tpl), Some(cluster)) = (r, self.cluster.upgrade()) else {
+            return;
+        };
+        // The member only holds assignments: each owned partition is read by its own task
+        // from the offset its store applied last, not from group offsets.
+        if let Err(e) = c.pause(tpl) {
+            tracing::warn!(error = %e, "delay cluster: cannot pause assigned partitions");
+        }
+        if cluster.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let mut owned = cluster.owned.lock().unwrap_or_else(|e| e.into_inner());
+        for p in partitions_of(tpl, &cluster.topic) {
+            if owned.contains_key(&p) {
+                continue;
+            }
+            let o = Arc::new(Owned {
+                partition: p,
+                epoch: Default::default(),
+                active: AtomicBool::new(false),
+                lost: AtomicBool::new(false),
+                lost_notify: tokio::sync::Notify::new(),
+                engine: std::sync::Mutex::new(None),
+                since: Instant::now(),
+            });
+            owned.insert(p, o.clone());
+            cluster.stats.gained.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(partition = p, "delay cluster: partition assigned");
+            self.rt.spawn(run_partition(cluster.clone(), o));
+        }
+    }
+}
+
+/// The ownership consumer and the thread that polls it.
+pub struct Membership {
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Membership {
+    /// Joins the group and starts polling on a dedicated thread (callbacks may block there).
+    pub fn start(
+        cluster: Arc<Cluster>,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Membership, ClusterError> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &cluster.bootstrap);
+        for (k, v) in &cluster.overrides {
+            c.set(k, v);
+        }
+        c.set("group.id", &cluster.group)
+            // Other nodes read this node's admin address from the group description.
+            .set(
+                "client.id",
+                format!("pproxy-sched|{}|{}", cluster.node, cluster.admin),
+            )
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", cluster.session_timeout_ms.to_string())
+            .set("heartbeat.interval.ms", cluster.heartbeat_ms.to_string())
+            // Only moved partitions stop and replay on a rebalance.
+            .set("partition.assignment.strategy", "cooperative-sticky");
+        let ctx = GroupContext {
+            cluster: Arc::downgrade(&cluster),
+            rt,
+        };
+        let consumer: Arc<BaseConsumer<GroupContext>> = Arc::new(c.create_with_context(ctx)?);
+        consumer.subscribe(&[cluster.topic.as_str()])?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c2, s2) = (consumer.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("delay-owner".into())
+            .spawn(move || {
+                while !s2.load(Ordering::Acquire) {
+                    // Serves heartbeats' rebalance events; paused partitions deliver nothing.
+                    if let Some(Err(e)) = c2.poll(Duration::from_millis(100)) {
+                        tracing::debug!(error = %e, "delay cluster: group poll");
+                    }
+                }
+            })
+            .map_err(|e| ClusterError::Config(format!("cannot start the owner thread: {e}")))?;
+        Ok(Membership {
+            consumer,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The group's members: (client id, assigned partitions of `topic`).
+    pub fn members(&self, group: &str, topic: &str) -> Vec<(String, Vec<i32>)> {
+        let Ok(list) = self
+            .consumer
+            .fetch_group_list(Some(group), Duration::from_secs(5))
+        else {
+            return Vec::new();
+        };
+        list.groups()
+            .iter()
+            .flat_map(|g| g.members())
+            .map(|m| {
+                let parts = m
+                    .assignment()
+                    .map(|a| super::forward::assigned_partitions(a, topic))
+                    .unwrap_or_default();
+                (m.client_id().to_string(), parts)
+            })
+            .collect()
+    }
+
+    /// Leaves the group: the revoke callback stops every owned partition.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.consumer.unsubscribe();
+        // Serve the revoke callback of the unsubscribe before the consumer is closed.
+        for _ in 0..10 {
+            let _ = self.consumer.poll(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Cluster {
+    /// The group's members and their partitions (for status forwarding).
+    pub async fn members(self: &Arc<Self>) -> Vec<(String, Vec<i32>)> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let m = me.membership.lock().unwrap_or_else(|e| e.into_inner());
+            m.as_ref()
+                .map(|m| m.members(&me.group, &me.topic))
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default()
+    }
+}
+
+/// Stops firing partition `o` at once and shuts its scheduler down (bounded).
+pub async fn stop_partition(o: &Owned, bound: Duration) {
+    o.lost.store(true, Ordering::Release);
+    o.active.store(false, Ordering::Release);
+    o.lost_notify.notify_waiters();
+    let engine = o.engine.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(e) = engine {
+        e.shutdown(bound).await;
+    }
+}
+
+/// Owns partition `o` until it is lost; a failure restarts from the stored offset.
+async fn run_partition(cluster: Arc<Cluster>, o: Arc<Owned>) {
+    while !o.lost.load(Ordering::Acquire) {
+        match own(&cluster, &o).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(partition = o.partition, error = %e, "delay cluster: partition restarts");
+                o.active.store(false, Ordering::Release);
+                let engine = o.engine.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(e) = engine {
+                    e.shutdown(STOP_BOUND).await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    stop_partition(&o, STOP_BOUND).await;
+}
+
+/// Resolves when `o` is lost (checked before waiting, so a loss is never missed).
+async fn lost(o: &Owned) {
+    loop {
+        let n = o.lost_notify.notified();
+        if o.lost.load(Ordering::Acquire) {
+            return;
+        }
+        n.await;
+    }
+}
+
+fn open_store(cluster: &Cluster, p: i32, cache_bytes: u64) -> Result<Store, ClusterError> {
+    let mut stores = cluster.stores.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = stores.get(&p) {
+        return Ok(s.clone());
+    }
+    let dir = cluster.data_dir.join(&cluster.topic).join(format!("p{p}"));
+    std::fs::create_dir_all(&dir).map_err(|e| ClusterError::Store(e.to_string()))?;
+    let s = Store::open(&dir, cache_bytes).map_err(|e| ClusterError::Store(e.to_string()))?;
+    stores.insert(p, s.clone());
+    Ok(s)
+}
+
+fn reader(cluster: &Cluster, p: i32, from: Option<u64>) -> Result<StreamConsumer, ClusterError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cluster.bootstrap);
+    for (k, v) in &cluster.overrides {
+        c.set(k, v);
+    }
+    // Assigned by hand: the group id is never joined and no offset is committed; the store
+    // holds the position.
+    c.set("group.id", format!("{}-reader", cluster.group))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.wait.max.ms", "50");
+    let consumer: StreamConsumer = c.create()?;
+    let mut tpl = TopicPartitionList::new();
+    let offset = match from {
+        Some(o) => Offset::Offset(o as i64 + 1),
+        None => Offset::Beginning,
+    };
+    tpl.add_partition_offset(&cluster.topic, p, offset)?;
+    consumer.assign(&tpl)?;
+    Ok(consumer)
+}
+
+/// The store mutation a journal record makes during replay (before this node fires).
+fn replay_mutation(e: Entry, catch_up: scheduler::CatchUp, now_ms: i64) -> Option<Mutation> {
+    Some(match e {
+        Entry::Add { id, record } => Mutation::Add { id, record },
+        Entry::Cancel {
+            id,
+            topic,
+            at_ms,
+            principal,
+        } => Mutation::Cancel {
+            id,
+            topic,
+            at_ms,
+            principal,
+        },
+        // A previous owner finished this occurrence: do not fire it again.
+        Entry::Fired { id, k, dead, .. } => Mutation::Complete {
+            id,
+            k,
+            end: match dead {
+                Some((code, msg)) => FireEnd::Dead { code, msg },
+                None => FireEnd::Ok,
+            },
+            now_ms,
+            catch_up,
+        },
+        Entry::Claim { .. } => return None,
+    })
+}
+
+async fn apply_replay(store: &Store, batch: &mut Vec<Mutation>) -> Result<(), ClusterError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let ms = std::mem::take(batch);
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&Mutation> = ms.iter().collect();
+        s.apply_group(&refs).map(|_| ())
+    })
+    .await
+    .map_err(|e| ClusterError::Store(e.to_string()))?
+    .map_err(|e| ClusterError::Store(e.to_string()))
+}
+
+/// Claims partition `o`, replays the journal up to the claim, then fires and applies live
+/// records until the partition is lost. `Ok` when lost, `Err` to start over.
+async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError> {
+    let p = o.partition;
+    let Some(app) = cluster
+        .app
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .upgrade()
+    else {
+        return Ok(());
+    };
+    let settings = app.settings.load_full();
+    let mut cfg = settings.scheduler.to_config();
+    // The page cache is shared out over the partitions a node may come to own.
+    cfg.cache_bytes = (cfg.cache_bytes / cluster.partitions.max(1) as u64).max(8 << 20);
+    let catch_up = cfg.catch_up;
+    let claim = Entry::Claim {
+        node: cluster.node.clone(),
+        admin: cluster.admin.clone(),
+    };
+    // The claim's offset is the epoch: larger than any earlier owner's, and every record
+    // before it belongs to the history this node replays.
+    let epoch = loop {
+        tokio::select! {
+            r = cluster.append(p, &claim) => match r {
+                Ok(off) => break off,
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "delay cluster: claim failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            _ = lost(o) => return Ok(()),
+        }
+    };
+    o.epoch.store(epoch, Ordering::Release);
+    let cache = cfg.cache_bytes;
+    let c2 = cluster.clone();
+    let store = tokio::task::spawn_blocking(move || open_store(&c2, p, cache))
+        .await
+        .map_err(|e| ClusterError::Store(e.to_string()))??;
+    let from = store
+        .journal_offset()
+        .map_err(|e| ClusterError::Store(e.to_string()))?;
+    let reader = reader(cluster, p, from)?;
+    let started = Instant::now();
+    let mut replayed = 0u64;
+    let mut batch: Vec<Mutation> = Vec::new();
+    if from.is_none_or(|f| (f as i64) < epoch - 1) {
+        loop {
+            let msg = tokio::select! {
+                m = reader.recv() => m?,
+                _ = lost(o) => return Ok(()),
+            };
+            let off = msg.offset();
+            if off >= epoch {
+                break;
+            }
+            if let Some(entry) = msg.payload().and_then(|v| Entry::decode(v).ok()) {
+                let now = chrono::Utc::now().timestamp_millis();
+                if let Some(m) = replay_mutation(entry, catch_up, now) {
+                    batch.push(Mutation::Journaled {
+                        offset: off as u64,
+                        inner: Box::new(m),
+                    });
+                    replayed += 1;
+                }
+            }
+            if batch.len() >= APPLY_BATCH || off + 1 >= epoch {
+                apply_replay(&store, &mut batch).await?;
+            }
+            if off + 1 >= epoch {
+                break;
+            }
+        }
+        apply_replay(&store, &mut batch).await?;
+    }
+    if o.lost.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let sink = Arc::new(ClusterSink {
+        writer: WriterSink {
+            app: Arc::downgrade(&app),
+            timeout: Duration::from_millis(settings.scheduler.fire_timeout_ms),
+        },
+        cluster: Arc::downgrade(cluster),
+        owned: o.clone(),
+    });
+    drop(app);
+    let engine = scheduler::Scheduler::start(store, cfg, sink)
+        .await
+        .map_err(|e| ClusterError::Store(e.to_string()))?;
+    *o.engine.lock().unwrap_or_else(|e| e.into_inner()) = Some(engine.clone());
+    o.active.store(true, Ordering::Release);
+    cluster.stats.applied.fetch_add(replayed, Ordering::Relaxed);
+    tracing::info!(
+        partition = p,
+        epoch,
+        replayed,
+        replay_ms = started.elapsed().as_millis() as u64,
+        since_assign_ms = o.since.elapsed().as_millis() as u64,
+        "delay cluster: partition active"
+    );
+    live(cluster, o, &engine, &reader, epoch).await
+}
+
+/// One journal record being applied by a partition's scheduler.
+type ApplyOp<'a> = Pin<Box<dyn Future<Output = Result<(), scheduler::SchedError>> + Send + 'a>>;
+
+/// Applies journal records that arrive after the claim, in order, until the partition is lost.
+async fn live(
+    cluster: &Arc<Cluster>,
+    o: &Arc<Owned>,
+    engine: &scheduler::Scheduler,
+    reader: &StreamConsumer,
+    epoch: i64,
+) -> Result<(), ClusterError> {
+    loop {
+        let first = tokio::select! {
+            m = reader.recv() => m?,
+            _ = lost(o) => return Ok(()),
+        };
+        let mut msgs = vec![(first.offset(), first.payload().map(<[u8]>::to_vec))];
+        while msgs.len() < APPLY_BATCH {
+            match reader.recv().now_or_never() {
+                Some(Ok(m)) => msgs.push((m.offset(), m.payload().map(<[u8]>::to_vec))),
+                Some(Err(e)) => return Err(e.into()),
+                None => break,
+            }
+        }
+        // Futures created in journal order reach the committer's queue in that order
+        // (join_all polls them first in order; the queue's senders wait FIFO), so an add is
+        // applied before its cancel.
+        let mut ops: Vec<ApplyOp<'_>> = Vec::with_capacity(msgs.len());
+        for (off, payload) in msgs {
+            let Some(entry) = payload.as_deref().and_then(|v| Entry::decode(v).ok()) else {
+                continue;
+            };
+            let off_u = off as u64;
+            match entry {
+                Entry::Add { id, record } => {
+                    ops.push(Box::pin(
+                        engine
+                            .add_journaled(id, *record, off_u)
+                            .map(|r| r.map(|_| ())),
+                    ));
+                }
+                Entry::Cancel {
+                    id,
+                    topic,
+                    at_ms,
+                    principal,
+                } => {
+                    ops.push(Box::pin(
+                        engine
+                            .cancel_journaled(id, topic, principal, at_ms, off_u)
+                            .map(|r| r.map(|_| ())),
+                    ));
+                }
+                Entry::Fired { epoch: e, .. } if e != epoch => {
+                    // A previous owner still fired after this node's claim (it had not yet
+                    // noticed the move); counted so operators see overlap.
+                    cluster.stats.foreign_fired.fetch_add(1, Ordering::Relaxed);
+                }
+                Entry::Fired { .. } => {}
+                Entry::Claim { node, .. } if off > epoch => {
+                    tracing::warn!(partition = o.partition, by = %node, "delay cluster: partition claimed by another node");
+                    stop_partition(o, STOP_BOUND).await;
+                    return Ok(());
+                }
+                Entry::Claim { .. } => {}
+            }
+        }
+        let n = ops.len() as u64;
+        for r in futures::future::join_all(ops).await {
+            // The record is acknowledged to a client: start over from the stored offset
+            // rather than skip it.
+            r.map_err(|e| ClusterError::Store(e.to_string()))?;
+        }
+        cluster.stats.applied.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// The sink of a partition's scheduler: the epoch fence, the writer, the fired marker.
+struct ClusterSink {
+    writer: WriterSink,
+    cluster: Weak<Cluster>,
+    owned: Arc<Owned>,
+}
+
+impl Sink for ClusterSink {
+    fn fire(&self, m: FireMessage) -> Pin<Box<dyn Future<Output = (i32, String)> + Send>> {
+        let o = self.owned.clone();
+        let cluster = self.cluster.clone();
+        let (id, k) = (m.id.clone(), m.index);
+        // The fence: a partition that moved hands nothing more to the writer.
+        let send = if o.may_fire() {
+            Some(self.writer.fire(m))
+        } else {
+            None
+        };
+        Box::pin(async move {
+            let Some(send) = send else {
+                return (
+                    Code::ShuttingDown.as_i32(),
+                    "partition moved to another node".to_string(),
+                );
+            };
+            let (code, msg) = send.await;
+            let final_end = code == 0 || scheduler::engine::is_permanent(code);
+            if let (true, Some(cluster)) = (final_end, cluster.upgrade()) {
+                let e = Entry::Fired {
+                    id,
+                    k,
+                    epoch: o.epoch.load(Ordering::Acquire),
+                    dead: (code != 0).then(|| (code, msg.clone())),
+                };
+                if let Err(err) = cluster.append(o.partition, &e).await {
+                    // The occurrence may fire again after a failover (at least once).
+                    tracing::warn!(partition = o.partition, error = %err, "delay cluster: fired marker not journaled");
+                }
+            }
+            (code, msg)
+        })
+    }
+}
