@@ -644,6 +644,11 @@ fn cluster_metrics(out: &mut String, c: &crate::delay::cluster::Cluster) {
             "Partitions revoked from this node.",
             &st.lost,
         ),
+        (
+            "pproxy_delay_cluster_tombstones_total",
+            "Tombstones appended to the journal for finished ids.",
+            &st.tombstones,
+        ),
     ] {
         sample(out, name, help, "counter", v.load(Ordering::Relaxed) as f64);
     }

@@ -101,6 +101,9 @@ pub struct FireMessage {
 pub trait Sink: Send + Sync + 'static {
     /// Hands one message to the writer; resolves to (code, msg).
     fn fire(&self, m: FireMessage) -> Pin<Box<dyn Future<Output = (i32, String)> + Send>>;
+
+    /// Record `id` finished (last occurrence fired or dead-lettered); its completion is stored.
+    fn finished(&self, _id: &str) {}
 }
 
 /// Codes that dead-letter at once (delay.md §5.5).
@@ -779,6 +782,7 @@ async fn fire_one(
         }
         Ok(Ok(Applied::Finished(_))) => {
             inner.stats.pending.fetch_sub(1, Ordering::Relaxed);
+            inner.sink.finished(&id);
         }
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {

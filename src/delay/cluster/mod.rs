@@ -89,6 +89,8 @@ pub struct ClusterStats {
     pub gained: AtomicU64,
     /// Partitions lost.
     pub lost: AtomicU64,
+    /// Tombstones appended for finished ids.
+    pub tombstones: AtomicU64,
 }
 
 /// A running cluster-mode node.
@@ -260,6 +262,23 @@ impl Cluster {
                 Err(ClusterError::Kafka(err))
             }
         }
+    }
+
+    /// Deletes the journal records of a finished id (its add-or-cancel and its fired marker)
+    /// with tombstones, so the compacted journal holds only live ids. Best effort: a lost
+    /// tombstone leaves one finished id in the journal, which replays as finished.
+    pub fn forget(self: &Arc<Self>, p: i32, id: &str) {
+        let me = self.clone();
+        let keys = [id.to_string(), format!("{id}#fired")];
+        tokio::spawn(async move {
+            for key in keys {
+                let rec: FutureRecord<'_, String, [u8]> =
+                    FutureRecord::to(&me.topic).partition(p).key(&key);
+                if me.producer.send(rec, APPEND_TIMEOUT).await.is_ok() {
+                    me.stats.tombstones.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
     }
 
     /// Journals an add; answered once the broker has it.

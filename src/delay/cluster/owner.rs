@@ -247,12 +247,39 @@ async fn lost(o: &Owned) {
     }
 }
 
+/// A partition store last applied longer ago than this is rebuilt from the journal: the
+/// tombstones that end finished and cancelled ids are kept 24 h by the broker
+/// (`delete.retention.ms`), so an older checkpoint might miss one and fire a cancelled id.
+const CHECKPOINT_MAX_AGE: Duration = Duration::from_secs(20 * 3600);
+/// File in a partition store whose modification time is the last time this node applied to it.
+const APPLIED_MARK: &str = "applied.mark";
+
+fn store_dir(cluster: &Cluster, p: i32) -> std::path::PathBuf {
+    cluster.data_dir.join(&cluster.topic).join(format!("p{p}"))
+}
+
+/// Records that partition `p`'s store is current now.
+fn mark_applied(cluster: &Cluster, p: i32) {
+    let _ = std::fs::write(store_dir(cluster, p).join(APPLIED_MARK), b"");
+}
+
 fn open_store(cluster: &Cluster, p: i32, cache_bytes: u64) -> Result<Store, ClusterError> {
     let mut stores = cluster.stores.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(s) = stores.get(&p) {
         return Ok(s.clone());
     }
-    let dir = cluster.data_dir.join(&cluster.topic).join(format!("p{p}"));
+    let dir = store_dir(cluster, p);
+    let age = std::fs::metadata(dir.join(APPLIED_MARK))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok());
+    if dir.exists() && age.is_none_or(|a| a > CHECKPOINT_MAX_AGE) {
+        tracing::warn!(
+            partition = p,
+            "delay cluster: partition store too old or unmarked, rebuilt from the journal"
+        );
+        std::fs::remove_dir_all(&dir).map_err(|e| ClusterError::Store(e.to_string()))?;
+    }
     std::fs::create_dir_all(&dir).map_err(|e| ClusterError::Store(e.to_string()))?;
     let s = Store::open(&dir, cache_bytes).map_err(|e| ClusterError::Store(e.to_string()))?;
     stores.insert(p, s.clone());
@@ -416,6 +443,8 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
         owned: o.clone(),
     });
     drop(app);
+    let c2 = cluster.clone();
+    let _ = tokio::task::spawn_blocking(move || mark_applied(&c2, p)).await;
     let engine = scheduler::Scheduler::start(store, cfg, sink)
         .await
         .map_err(|e| ClusterError::Store(e.to_string()))?;
@@ -444,7 +473,13 @@ async fn live(
     reader: &StreamConsumer,
     epoch: i64,
 ) -> Result<(), ClusterError> {
+    let mut marked = Instant::now();
     loop {
+        if marked.elapsed() > Duration::from_secs(60) {
+            marked = Instant::now();
+            let (c, p) = (cluster.clone(), o.partition);
+            let _ = tokio::task::spawn_blocking(move || mark_applied(&c, p)).await;
+        }
         let first = tokio::select! {
             m = reader.recv() => m?,
             _ = lost(o) => return Ok(()),
@@ -480,10 +515,16 @@ async fn live(
                     at_ms,
                     principal,
                 } => {
+                    let (c, p) = (cluster.clone(), o.partition);
                     ops.push(Box::pin(
                         engine
-                            .cancel_journaled(id, topic, principal, at_ms, off_u)
-                            .map(|r| r.map(|_| ())),
+                            .cancel_journaled(id.clone(), topic, principal, at_ms, off_u)
+                            .map(move |r| {
+                                if matches!(r, Ok(scheduler::CancelResult::Cancelled)) {
+                                    c.forget(p, &id);
+                                }
+                                r.map(|_| ())
+                            }),
                     ));
                 }
                 Entry::Fired { epoch: e, .. } if e != epoch => {
@@ -551,5 +592,11 @@ impl Sink for ClusterSink {
             }
             (code, msg)
         })
+    }
+
+    fn finished(&self, id: &str) {
+        if let Some(c) = self.cluster.upgrade() {
+            c.forget(self.owned.partition, id);
+        }
     }
 }
