@@ -235,6 +235,14 @@ pub enum Mutation {
         /// Loop catch-up policy.
         catch_up: CatchUp,
     },
+    /// Drop a pending record that another node finished (a cluster-journal tombstone, written
+    /// only after the id was fired to the end or cancelled), without firing it.
+    Forget {
+        /// Canonical id.
+        id: String,
+        /// When the tombstone was read, epoch ms.
+        at_ms: i64,
+    },
     /// Apply `inner` (an add, cancel or completion read from a cluster journal) and store
     /// `offset` as the journal position applied, in the same transaction (delay.md §10).
     Journaled {
@@ -667,6 +675,29 @@ impl Trees {
                                 Ok(Applied::Finished(state))
                             }
                         }
+                    }
+                    Mutation::Forget { id, at_ms } => {
+                        let Some(raw) = records.get(id.as_bytes())? else {
+                            return Ok(Applied::Stale);
+                        };
+                        let rec = Record::decode(&raw).map_err(Abort::Abort)?;
+                        records.remove(id.as_bytes())?;
+                        due.remove(due_key(rec.next_due_ms, id))?;
+                        bump(-1)?;
+                        let state = match rec.kind() {
+                            crate::record::Kind::Once => Final::Fired,
+                            _ => Final::Completed,
+                        };
+                        finish(
+                            id,
+                            &DoneEntry {
+                                state,
+                                finished_ms: *at_ms,
+                                last_index: rec.next_index,
+                                cancels: vec![],
+                            },
+                        )?;
+                        Ok(Applied::Finished(state))
                     }
                     Mutation::Trim { .. } | Mutation::Journaled { .. } => Ok(Applied::Trimmed(0)),
                 }
@@ -1293,6 +1324,23 @@ mod tests {
         let s = Store::open(dir.path(), 16 << 20).unwrap();
         assert_eq!(s.journal_offset().unwrap(), Some(42));
         assert!(s.record(&id).unwrap().is_none(), "the cancel was applied");
+        assert_eq!(s.count_pending().unwrap(), 0);
+        // A tombstone forgets a pending record without firing it, and is idempotent.
+        let r2 = rec(2, 1_700_000_100, 0, 0);
+        let id2 = r2.occurrence_id(0);
+        s.apply(&Mutation::Add {
+            id: id2.clone(),
+            record: Box::new(r2),
+        })
+        .unwrap();
+        let forget = Mutation::Forget {
+            id: id2.clone(),
+            at_ms: 5,
+        };
+        assert_eq!(s.apply(&forget).unwrap(), Applied::Finished(Final::Fired));
+        assert_eq!(s.apply(&forget).unwrap(), Applied::Stale);
+        assert!(s.record(&id2).unwrap().is_none());
+        assert!(s.first_due().unwrap().is_none(), "no due entry left");
         assert_eq!(s.count_pending().unwrap(), 0);
     }
 

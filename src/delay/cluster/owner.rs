@@ -412,8 +412,19 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
             if off >= epoch {
                 break;
             }
-            if let Some(entry) = msg.payload().and_then(|v| Entry::decode(v).ok()) {
-                let now = chrono::Utc::now().timestamp_millis();
+            let now = chrono::Utc::now().timestamp_millis();
+            let key = msg.key().and_then(|k| std::str::from_utf8(k).ok());
+            if let (None, Some(id)) = (msg.payload(), key.filter(|k| !k.contains('#'))) {
+                // A tombstone: the id finished on an earlier owner; its add and fired marker
+                // may already be compacted away, so drop whatever this store still holds.
+                batch.push(Mutation::Journaled {
+                    offset: off as u64,
+                    inner: Box::new(Mutation::Forget {
+                        id: id.to_string(),
+                        at_ms: now,
+                    }),
+                });
+            } else if let Some(entry) = msg.payload().and_then(|v| Entry::decode(v).ok()) {
                 if let Some(m) = replay_mutation(entry, catch_up, now) {
                     batch.push(Mutation::Journaled {
                         offset: off as u64,
