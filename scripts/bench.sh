@@ -269,6 +269,39 @@ bench_tls() {
   stop_proxy
 }
 
+# cluster_config DELAY_TOPIC: one Kafka cluster, one delay topic, the inner-topic prefix cluster
+# mode needs (the same document serves the single-node run).
+cluster_config() {
+  cat <<EOF
+{"brokerClusters":["K"],"proxyCluster":"P_bench","carreraConfiguration":{"useKafka":true,
+ "delay":{"chronosInnerTopicPrefix":"bench_inner_","innerTopicNum":1},
+ "kafkaConfigurationMap":{"K":{"bootstrapServers":["$KAFKA"],"acks":"all"}},
+ "defaultTopicInfoConf":{"topics":[{"topic":"$1","delayTopic":true,"topicUnits":[{"brokerCluster":"K"}]}]}}}
+EOF
+}
+
+# Durable delay adds (due in 10 min, so nothing fires): a single node's sled store against
+# cluster mode's journal append (acks=all), alternating, a fresh pproxy for each run.
+bench_cluster() {
+  local d r
+  scripts/stack.sh up kafka
+  d=bench-cl-$(stamp)
+  scripts/stack.sh kafka-topic "$d" 4 >/dev/null
+  record_env cluster
+  local common=(--topic "$d" --secs "$SECS" --warmup "$WARMUP" --size 100 --method delay --delay-ms 600000)
+  for r in 1 2; do
+    start_proxy "$(cluster_config "$d")"
+    proxy_run "cluster-adds-single-r$r" "${common[@]}" --conns "$CONNS"
+    proxy_run "cluster-lone-single-r$r" "${common[@]}" --conns 1
+    stop_proxy
+    start_proxy "$(cluster_config "$d")" "$(printf 'scheduler:\n  cluster:\n    enabled: true\n    journalCluster: K\n    journalTopic: bench_inner_journal_%s\n    journalPartitions: 4' "$(stamp)")"
+    proxy_run "cluster-adds-cluster-r$r" "${common[@]}" --conns "$CONNS"
+    proxy_run "cluster-lone-cluster-r$r" "${common[@]}" --conns 1
+    stop_proxy
+  done
+  record_env cluster
+}
+
 bench_smoke() {
   local t d name f short=(--secs 1.5 --warmup 0.3 --conns 4 --size 100) certs=$OUT/certs
   scripts/stack.sh up kafka
@@ -372,6 +405,18 @@ if load("tls-max-plain-r1"):
             print(f"| {label} | {r} | {k(a['throughput'])} | {k(b['throughput'])} | **{b['throughput']/max(a['throughput'],1):.2f}** "
                   f"| {al['p50']} / {al['p99']} | {bl['p50']} / {bl['p99']} | **{bl['p50']-al['p50']} µs** "
                   f"| {(a['proxy_cpu'] or {}).get('us_per_msg','-')} / {(b['proxy_cpu'] or {}).get('us_per_msg','-')} |")
+if load("cluster-adds-single-r1"):
+    print("\n### Durable delay adds: single-node store against cluster-mode journal, Kafka, 100 B\n")
+    print("| case | run | single msg/s | cluster msg/s | ratio | single p50 / p99 µs | cluster p50 / p99 µs | pproxy CPU µs/msg single / cluster |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind, label in (("adds", "64 connections, max rate"), ("lone", "1 connection")):
+        for r in (1, 2):
+            a, b = load(f"cluster-{kind}-single-r{r}"), load(f"cluster-{kind}-cluster-r{r}")
+            if not (a and b): continue
+            al, bl = a["latency_us"], b["latency_us"]
+            print(f"| {label} | {r} | {k(a['throughput'])} | {k(b['throughput'])} | **{b['throughput']/max(a['throughput'],1):.2f}** "
+                  f"| {al['p50']} / {al['p99']} | {bl['p50']} / {bl['p99']} "
+                  f"| {(a['proxy_cpu'] or {}).get('us_per_msg','-')} / {(b['proxy_cpu'] or {}).get('us_per_msg','-')} |")
 for f in sorted(os.listdir(out)):
     if f.startswith("env-"):
         print(f"\n{f}:\n" + open(os.path.join(out, f)).read().rstrip())
@@ -407,8 +452,13 @@ case $MODE in
     bench_tls
     tables | tee "$OUT/tables-tls.md"
     ;;
+  cluster)
+    build
+    bench_cluster
+    tables | tee "$OUT/tables-cluster.md"
+    ;;
   table)
     tables
     ;;
-  *) die "usage: $0 [full|kafka|rocketmq|smoke|tls|perf|table]" ;;
+  *) die "usage: $0 [full|kafka|rocketmq|smoke|tls|cluster|perf|table]" ;;
 esac

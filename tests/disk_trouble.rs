@@ -478,33 +478,12 @@ async fn check_fires(kafka: &str, topic: &str, proxy: &Proxy, l: &Ledger, name: 
     // must fire too when occurrence k-1 last fired no later than occurrence k's due time;
     // otherwise catch-up may skip it (delay.md 5.3: overdue by more than lateToleranceMs, 1 s,
     // when computed at the completion of k-1), as it does after the firing pause of an outage.
-    let mut must_fire = 0;
-    let mut may_skip = 0;
-    let mut skipped = 0;
-    let mut missing = Vec::new();
-    for (add, occ) in &l.adds {
-        if l.cancel_tried.contains(add) {
-            continue;
-        }
-        for (k, (o, due)) in occ.iter().enumerate() {
-            let required = k == 0
-                || seen
-                    .get(&occ[k - 1].0)
-                    .and_then(|t| t.iter().max())
-                    .is_some_and(|last| last <= due);
-            match (required, seen.contains_key(o)) {
-                (true, true) => must_fire += 1,
-                (true, false) => {
-                    must_fire += 1;
-                    missing.push(o.clone());
-                }
-                (false, fired) => {
-                    may_skip += 1;
-                    skipped += usize::from(!fired);
-                }
-            }
-        }
-    }
+    let OccurrenceCheck {
+        must_fire,
+        may_skip,
+        skipped,
+        missing,
+    } = check_occurrences(&l.adds, &l.cancel_tried, &seen);
     // What is known about the ones that went wrong: when their add and cancel were answered,
     // the node's view (operations.md 4, GET /delay/{id}) and its log lines.
     let log = proxy.log();

@@ -4,6 +4,7 @@
 
 pub mod rmq;
 
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -336,24 +337,7 @@ pub fn consume(bootstrap: &str, topic: &str, expected: usize, wait: Duration) ->
             settle_until = Some(now + Duration::from_millis(500));
         }
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|x| (x.key.to_string(), x.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push(Consumed {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().unwrap_or_default().to_vec(),
-                    headers,
-                    timestamp_ms: m.timestamp().to_millis().unwrap_or(-1),
-                });
-            }
+            Some(Ok(m)) => out.push(Consumed::from_message(&m)),
             Some(Err(e)) => panic!("consume error: {e}"),
             None => {}
         }
@@ -464,4 +448,80 @@ pub fn delay_cancel(topic: &str, id: &str) -> Call {
         }),
         3000,
     )
+}
+
+/// What the broker shows of acked adds: occurrences required to fire, those catch-up may have
+/// skipped, and the required ones missing.
+pub struct OccurrenceCheck {
+    /// Occurrences that must have fired.
+    pub must_fire: usize,
+    /// Loop occurrences catch-up may skip (the previous one fired after their due time).
+    pub may_skip: usize,
+    /// Of those, the ones that did not fire.
+    pub skipped: usize,
+    /// Required occurrences that never fired.
+    pub missing: Vec<String>,
+}
+
+/// Checks acked adds (add id -> (occurrence id, due ms)) against fire times by occurrence id.
+/// Adds a cancel was sent for are left out. Occurrence 0 must fire; occurrence k of a loop too
+/// when occurrence k-1 last fired no later than k's due time, else catch-up may skip it
+/// (delay.md 5.3: overdue by more than lateToleranceMs when computed at k-1's completion).
+pub fn check_occurrences(
+    adds: &HashMap<String, Vec<(String, i64)>>,
+    cancel_tried: &HashSet<String>,
+    seen: &HashMap<String, Vec<i64>>,
+) -> OccurrenceCheck {
+    let mut c = OccurrenceCheck {
+        must_fire: 0,
+        may_skip: 0,
+        skipped: 0,
+        missing: Vec::new(),
+    };
+    for (add, occ) in adds {
+        if cancel_tried.contains(add) {
+            continue;
+        }
+        for (k, (o, due)) in occ.iter().enumerate() {
+            let required = k == 0
+                || seen
+                    .get(&occ[k - 1].0)
+                    .and_then(|t| t.iter().max())
+                    .is_some_and(|last| last <= due);
+            match (required, seen.contains_key(o)) {
+                (true, true) => c.must_fire += 1,
+                (true, false) => {
+                    c.must_fire += 1;
+                    c.missing.push(o.clone());
+                }
+                (false, fired) => {
+                    c.may_skip += 1;
+                    c.skipped += usize::from(!fired);
+                }
+            }
+        }
+    }
+    c
+}
+
+impl Consumed {
+    /// A consumed record, headers copied.
+    pub fn from_message(m: &rdkafka::message::BorrowedMessage<'_>) -> Consumed {
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| (x.key.to_string(), x.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Consumed {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().unwrap_or_default().to_vec(),
+            headers,
+            timestamp_ms: m.timestamp().to_millis().unwrap_or(-1),
+        }
+    }
 }

@@ -36,6 +36,10 @@ pub enum Entry {
         k: u64,
         /// Epoch of the owner that fired it.
         epoch: i64,
+        /// When the broker's answer came, epoch ms: a new owner decides the loop's next
+        /// occurrence (and catch-up skips) from this time, as the firing owner did, not from
+        /// the time it replays.
+        at_ms: i64,
         /// `(code, msg)` when the occurrence was dead-lettered.
         dead: Option<(i32, String)>,
     },
@@ -102,11 +106,18 @@ impl Entry {
                 b.extend_from_slice(&at_ms.to_be_bytes());
                 put_opt(&mut b, principal.as_deref());
             }
-            Entry::Fired { id, k, epoch, dead } => {
+            Entry::Fired {
+                id,
+                k,
+                epoch,
+                at_ms,
+                dead,
+            } => {
                 b.push(b'F');
                 put_bytes(&mut b, id.as_bytes());
                 b.extend_from_slice(&k.to_be_bytes());
                 b.extend_from_slice(&epoch.to_be_bytes());
+                b.extend_from_slice(&at_ms.to_be_bytes());
                 match dead {
                     Some((code, msg)) => {
                         b.push(1);
@@ -151,6 +162,7 @@ impl Entry {
                 let id = r.string()?;
                 let k = r.i64()? as u64;
                 let epoch = r.i64()?;
+                let at_ms = r.i64()?;
                 let dead = match r.u8()? {
                     0 => None,
                     _ => {
@@ -158,7 +170,13 @@ impl Entry {
                         Some((code, r.string()?))
                     }
                 };
-                Entry::Fired { id, k, epoch, dead }
+                Entry::Fired {
+                    id,
+                    k,
+                    epoch,
+                    at_ms,
+                    dead,
+                }
             }
             b'L' => Entry::Claim {
                 node: r.string()?,
@@ -264,12 +282,14 @@ mod tests {
                 id: id.clone(),
                 k: 3,
                 epoch: 42,
+                at_ms: 1_800_000_000_123,
                 dead: Some((11, "no".into())),
             },
             Entry::Fired {
                 id,
                 k: 0,
                 epoch: 1,
+                at_ms: 0,
                 dead: None,
             },
             Entry::Claim {
@@ -307,6 +327,7 @@ mod tests {
                 id: id.clone(),
                 k: 0,
                 epoch: 0,
+                at_ms: 0,
                 dead: None
             }
             .key()

@@ -310,7 +310,7 @@ fn reader(cluster: &Cluster, p: i32, from: Option<u64>) -> Result<StreamConsumer
 }
 
 /// The store mutation a journal record makes during replay (before this node fires).
-fn replay_mutation(e: Entry, catch_up: scheduler::CatchUp, now_ms: i64) -> Option<Mutation> {
+fn replay_mutation(e: Entry, catch_up: scheduler::CatchUp) -> Option<Mutation> {
     Some(match e {
         Entry::Add { id, record } => Mutation::Add { id, record },
         Entry::Cancel {
@@ -325,14 +325,18 @@ fn replay_mutation(e: Entry, catch_up: scheduler::CatchUp, now_ms: i64) -> Optio
             principal,
         },
         // A previous owner finished this occurrence: do not fire it again.
-        Entry::Fired { id, k, dead, .. } => Mutation::Complete {
+        // The completion time is the firing owner's, so the loop's next occurrence and any
+        // catch-up skip come out as they did there.
+        Entry::Fired {
+            id, k, dead, at_ms, ..
+        } => Mutation::Complete {
             id,
             k,
             end: match dead {
                 Some((code, msg)) => FireEnd::Dead { code, msg },
                 None => FireEnd::Ok,
             },
-            now_ms,
+            now_ms: at_ms,
             catch_up,
         },
         Entry::Claim { .. } => return None,
@@ -425,7 +429,7 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
                     }),
                 });
             } else if let Some(entry) = msg.payload().and_then(|v| Entry::decode(v).ok()) {
-                if let Some(m) = replay_mutation(entry, catch_up, now) {
+                if let Some(m) = replay_mutation(entry, catch_up) {
                     batch.push(Mutation::Journaled {
                         offset: off as u64,
                         inner: Box::new(m),
@@ -590,10 +594,13 @@ impl Sink for ClusterSink {
             let (code, msg) = send.await;
             let final_end = code == 0 || scheduler::engine::is_permanent(code);
             if let (true, Some(cluster)) = (final_end, cluster.upgrade()) {
+                // The scheduler stores its own completion a moment later (after this append),
+                // with its own clock reading; the two differ by the append's latency.
                 let e = Entry::Fired {
                     id,
                     k,
                     epoch: o.epoch.load(Ordering::Acquire),
+                    at_ms: chrono::Utc::now().timestamp_millis(),
                     dead: (code != 0).then(|| (code, msg.clone())),
                 };
                 if let Err(err) = cluster.append(o.partition, &e).await {

@@ -1,0 +1,960 @@
+//! Cluster mode of the delay scheduler (issue #8, delay.md §10) against the real Kafka of
+//! `scripts/stack.sh` (PPROXY_TEST_KAFKA): three pproxy processes on loopback share one journal
+//! topic, each with its own data directory. Clients spread adds (one-shots and a few loops, due
+//! 1-15 s ahead) and cancels over all three nodes for 30 s; under that load one node is killed
+//! with SIGKILL, 8 s later a second one, and later both are restarted on their data
+//! directories. Clients of a killed node reconnect to a live one; a request without an answer
+//! counts as neither acknowledged nor refused. Counted, not timed (delay.md §6 as adapted to
+//! cluster mode):
+//! 1. every add answered 0 fires at least once (every occurrence of a loop, unless catch-up may
+//!    skip it after a late fire of the previous one, delay.md §5.3);
+//! 2. nothing fires before its due time (Kafka CreateTime >= due, for every record);
+//! 3. every cancel answered 0 at least 2 s before an occurrence's due time holds (in cluster
+//!    mode the owner applies a cancel after its journal consumer lag);
+//! 4. duplicates are counted and bounded by the fires around the disruptions (1 s before each
+//!    kill or restart up to the end of the rebalance it causes);
+//! 5. `GET /delay/{id}` answers the same record on every node (`journalPartition`,
+//!    `servedBy`), and `GET /delay/cluster` shows every journal partition active exactly once.
+//!
+//! Figures (failover per kill = the worst lateness of fires due in the 10 s after it or up to
+//! the next kill, time to
+//! every partition active again, duplicates, counts) are printed with a `cluster:` prefix, before
+//! the checks, so a failing run shows them too: `cargo test --test cluster -- --nocapture`. A
+//! failing run keeps the node logs in `<tmp>/pproxy-cluster-<unique>/` (the panic names it). Timing targets are not asserted here (they live
+//! in the benchmarks). Knobs: PPROXY_CLUSTER_SEED, PPROXY_CLUSTER_SESSION_MS (consumer-group
+//! session timeout; default max(3000, the broker's group.min.session.timeout.ms)),
+//! PPROXY_CLUSTER_RATE (requests per second per client, default 40).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use pproxy::client::Client;
+use pproxy::proto::types::Reply;
+use pproxy::proto::{Call, Protocol};
+use rand::{Rng, SeedableRng};
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// Partitions of the journal topic (pproxy creates it).
+const JOURNAL_PARTITIONS: i32 = 6;
+const NODES: usize = 3;
+const CLIENTS: usize = 6;
+/// Load duration and the disruption schedule, from the start of the load.
+const LOAD: Duration = Duration::from_secs(30);
+const KILL_1_AT: Duration = Duration::from_secs(8);
+const KILL_2_AT: Duration = Duration::from_secs(16);
+const RESTART_AT: Duration = Duration::from_secs(25);
+/// Due times of adds: this far ahead of the request.
+const DUE_MIN_MS: i64 = 1000;
+const DUE_MAX_MS: i64 = 15_000;
+/// Loops of `looped_or_once_add`: 2 occurrences, 3 s apart.
+const LOOP_GAP_MS: i64 = 3000;
+/// Cancels count only when answered at least this long before an occurrence's due time.
+const CANCEL_LEAD_MS: i64 = 2000;
+/// Failover is measured on the fires due in this window after a kill.
+const FAILOVER_WINDOW_MS: i64 = 10_000;
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A blocking GET on an admin port: (status, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Some((status, body))
+}
+
+fn http_json(port: u16, path: &str) -> Option<(u16, serde_json::Value)> {
+    let (status, body) = http_get(port, path)?;
+    Some((status, serde_json::from_str(&body).ok()?))
+}
+
+/// `GET /delay/cluster` of one node: partition -> (epoch, state).
+fn cluster_view(port: u16) -> Option<BTreeMap<i64, (i64, String)>> {
+    let (status, v) = http_json(port, "/delay/cluster")?;
+    if status != 200 {
+        return None;
+    }
+    Some(
+        v["partitions"]
+            .as_array()?
+            .iter()
+            .map(|p| {
+                (
+                    p["partition"].as_i64().unwrap_or(-1),
+                    (
+                        p["epoch"].as_i64().unwrap_or(-1),
+                        p["state"].as_str().unwrap_or("?").to_string(),
+                    ),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Journal partitions some node reports "active" in one poll round.
+fn active_partitions(round: &[Option<BTreeMap<i64, (i64, String)>>]) -> BTreeSet<i64> {
+    round
+        .iter()
+        .flatten()
+        .flat_map(|m| {
+            m.iter()
+                .filter(|(_, (_, s))| s == "active")
+                .map(|(p, _)| *p)
+        })
+        .collect()
+}
+
+/// The broker's `group.min.session.timeout.ms` (Kafka's default 6000 when unknown).
+async fn broker_min_session_ms(bootstrap: &str) -> i64 {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let Ok(md) = consumer.fetch_metadata(None, Duration::from_secs(5)) else {
+        return 6000;
+    };
+    let Some(broker) = md.brokers().first().map(|b| b.id()) else {
+        return 6000;
+    };
+    let spec = ResourceSpecifier::Broker(broker);
+    match admin.describe_configs([&spec], &AdminOptions::new()).await {
+        Ok(res) => res
+            .into_iter()
+            .flatten()
+            .find_map(|r| {
+                r.get("group.min.session.timeout.ms")
+                    .and_then(|e| e.value.as_deref()?.parse().ok())
+            })
+            .unwrap_or(6000),
+        Err(_) => 6000,
+    }
+}
+
+#[derive(Default)]
+struct Ledger {
+    /// Acked adds: add id -> occurrences (occurrence id, due ms).
+    adds: HashMap<String, Vec<(String, i64)>>,
+    /// Add id -> (answer time, node).
+    add_acked: HashMap<String, (i64, usize)>,
+    /// Add ids a cancel was sent for (answered or not): their occurrences are not required.
+    cancel_tried: HashSet<String>,
+    /// Add id -> (time the cancel was answered 0, node, id named by the cancel).
+    cancel_acked: HashMap<String, (i64, usize, String)>,
+    /// Latest due time of any occurrence of any add sent (answered or not).
+    latest_due: i64,
+    /// (request kind, code) -> answers.
+    answers: BTreeMap<(&'static str, i32), u64>,
+    /// The first few answers that were not 0.
+    odd: Vec<String>,
+    /// Requests without an answer (connection lost: the node was killed).
+    unanswered: u64,
+    /// Answers per node.
+    per_node: [u64; NODES],
+}
+
+fn occurrences(id: &str, due: i64, looped: bool) -> Vec<(String, i64)> {
+    let parsed = scheduler::DelayId::parse(id).expect("returned id parses");
+    (0..if looped { 2 } else { 1 })
+        .map(|k| {
+            let mut o = parsed.clone();
+            o.timestamp = due + LOOP_GAP_MS * k;
+            o.timed = k;
+            (o.to_string(), due + LOOP_GAP_MS * k)
+        })
+        .collect()
+}
+
+/// One client: paced requests, each to a random node that is not known to be down; adds
+/// (15 % loops) and cancels (25 %, of its own adds due more than 2.5 s ahead, named by the add
+/// id or, for loops, sometimes by the id of occurrence 1).
+async fn client_load(
+    addrs: Vec<String>,
+    topic: String,
+    seed: u64,
+    pace: Duration,
+    stop: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut conns: Vec<Option<Client>> = (0..addrs.len()).map(|_| None).collect();
+    let mut down_until = vec![0i64; addrs.len()];
+    // Own acked adds that may still be cancelled: (add id, first due, occurrence ids).
+    let mut mine: Vec<(String, i64, Vec<String>)> = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(pace).await;
+        let now = now_ms();
+        let up: Vec<usize> = (0..addrs.len()).filter(|i| down_until[*i] <= now).collect();
+        if up.is_empty() {
+            continue;
+        }
+        let node = up[rng.random_range(0..up.len())];
+        if conns[node].is_none() {
+            match Client::connect(&addrs[node], Protocol::Compact, Duration::from_secs(5)).await {
+                Ok(c) => conns[node] = Some(c),
+                Err(_) => {
+                    down_until[node] = now + 500;
+                    continue;
+                }
+            }
+        }
+        let c = conns[node].as_mut().expect("connected");
+        mine.retain(|(_, due, _)| *due > now);
+        let candidate = mine
+            .iter()
+            .position(|(_, due, _)| *due > now + CANCEL_LEAD_MS + 500);
+        let cancel = match candidate {
+            Some(i) if rng.random_bool(0.25) => Some(mine.swap_remove(i)),
+            _ => None,
+        };
+        if let Some((add, _, occs)) = cancel {
+            let named = if occs.len() > 1 && rng.random_bool(0.3) {
+                occs[1].clone()
+            } else {
+                add.clone()
+            };
+            ledger.lock().unwrap().cancel_tried.insert(add.clone());
+            let reply = c.call(&delay_cancel(&topic, &named)).await;
+            let at = now_ms();
+            let mut l = ledger.lock().unwrap();
+            match reply {
+                Ok(Reply::Result { code, msg, .. }) => {
+                    l.per_node[node] += 1;
+                    *l.answers.entry(("cancel", code)).or_default() += 1;
+                    if code == 0 {
+                        l.cancel_acked.insert(add, (at, node, named));
+                    } else if l.odd.len() < 10 {
+                        l.odd
+                            .push(format!("cancel of {named} on node {node}: {code} {msg}"));
+                    }
+                }
+                Ok(other) => {
+                    if l.odd.len() < 10 {
+                        l.odd.push(format!("cancel on node {node}: {other:?}"));
+                    }
+                }
+                Err(_) => {
+                    l.unanswered += 1;
+                    drop(l);
+                    conns[node] = None;
+                    down_until[node] = now_ms() + 500;
+                }
+            }
+            continue;
+        }
+        let looped = rng.random_bool(0.15);
+        let due = now + rng.random_range(DUE_MIN_MS..DUE_MAX_MS);
+        let uuid = uuid::Uuid::new_v4().to_string();
+        {
+            let mut l = ledger.lock().unwrap();
+            let last = due + if looped { LOOP_GAP_MS } else { 0 };
+            l.latest_due = l.latest_due.max(last);
+        }
+        let reply = c
+            .call(&Call::SendDelaySync(
+                Some(looped_or_once_add(&topic, &uuid, due, looped)),
+                3000,
+            ))
+            .await;
+        let at = now_ms();
+        let mut l = ledger.lock().unwrap();
+        match reply {
+            Ok(Reply::Result {
+                code: 0,
+                delay_id: Some(id),
+                ..
+            }) => {
+                l.per_node[node] += 1;
+                *l.answers.entry(("add", 0)).or_default() += 1;
+                let occs = occurrences(&id, due, looped);
+                l.add_acked.insert(id.clone(), (at, node));
+                l.adds.insert(id.clone(), occs.clone());
+                drop(l);
+                mine.push((id, due, occs.into_iter().map(|(o, _)| o).collect()));
+            }
+            Ok(Reply::Result { code, msg, .. }) => {
+                l.per_node[node] += 1;
+                *l.answers.entry(("add", code)).or_default() += 1;
+                if l.odd.len() < 10 {
+                    l.odd.push(format!("add on node {node}: {code} {msg}"));
+                }
+            }
+            Ok(other) => {
+                if l.odd.len() < 10 {
+                    l.odd.push(format!("add on node {node}: {other:?}"));
+                }
+            }
+            Err(_) => {
+                l.unanswered += 1;
+                drop(l);
+                conns[node] = None;
+                down_until[node] = now_ms() + 500;
+            }
+        }
+    }
+}
+
+/// Reads every partition of `topic` from the beginning until `stop` is set.
+fn consume_until(
+    bootstrap: String,
+    topic: String,
+    stop: Arc<AtomicBool>,
+    out: Arc<Mutex<Vec<Consumed>>>,
+) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", unique_topic("pproxy-test"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(&topic), Duration::from_secs(5))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)
+            .expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    while !stop.load(Ordering::Relaxed) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.lock().unwrap().push(Consumed::from_message(&m)),
+            Some(Err(e)) => panic!("consume error: {e}"),
+            None => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Kill,
+    Restart,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Event {
+    kind: Kind,
+    node: usize,
+    /// When the kill was sent / the restart began (epoch ms).
+    at: i64,
+    /// When the restarted node answered /ready (restarts only).
+    ready: i64,
+}
+
+/// Copies the node logs to `<tmp>/pproxy-cluster-<unique>/` for a failure report; its path.
+fn keep_logs(unique: &str, logs: &[String]) -> String {
+    let dir = std::env::temp_dir().join(format!("pproxy-cluster-{unique}"));
+    let _ = std::fs::create_dir_all(&dir);
+    for (i, log) in logs.iter().enumerate() {
+        let _ = std::fs::write(dir.join(format!("node{i}.log")), log);
+    }
+    dir.display().to_string()
+}
+
+/// One poll round of `GET /delay/cluster` on every node (None: no answer).
+struct Round {
+    at: i64,
+    views: Vec<Option<BTreeMap<i64, (i64, String)>>>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_kill9_failover_loses_nothing() {
+    let kafka = kafka_bootstrap();
+    let seed: u64 = std::env::var("PPROXY_CLUSTER_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    let rate: u64 = std::env::var("PPROXY_CLUSTER_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40)
+        .max(1);
+    let min_session = broker_min_session_ms(&kafka).await;
+    let session_ms: i64 = std::env::var("PPROXY_CLUSTER_SESSION_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| min_session.max(3000));
+    let heartbeat_ms = (session_ms / 4).clamp(100, 1000);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let first = rng.random_range(0..NODES);
+    let second = (first + 1 + rng.random_range(0..NODES - 1)) % NODES;
+    println!(
+        "cluster: seed {seed}, {NODES} nodes, {JOURNAL_PARTITIONS} journal partitions, session \
+         timeout {session_ms} ms (broker minimum {min_session}), heartbeat {heartbeat_ms} ms, \
+         {CLIENTS} clients x {rate} req/s; kill node {first} at +{KILL_1_AT:?}, node {second} at \
+         +{KILL_2_AT:?}, restart both at +{RESTART_AT:?}"
+    );
+
+    // Fresh names per run: delay topic, inner-topic prefix, journal topic, scheduler group.
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let topic = unique_topic("cluster");
+    let prefix = format!("pproxy_inner_{}_", &unique[..8]);
+    let journal = format!("{prefix}journal_{unique}");
+    let group = format!("pproxy-scheduler-test-{unique}");
+    println!("cluster: delay topic {topic}, journal {journal}, group {group}");
+    create_topic(&kafka, &topic, 6).await;
+    let doc = local_config(
+        &kafka,
+        &[(&topic, r#","delayTopic":true"#)],
+        &format!(r#""delay":{{"chronosInnerTopicPrefix":"{prefix}","innerTopicNum":1}},"#),
+    );
+    let yaml = format!(
+        "localConfig: local.json\n\
+         scheduler:\n  cluster:\n    enabled: true\n    journalCluster: K_test\n    \
+         journalTopic: \"{journal}\"\n    journalPartitions: {JOURNAL_PARTITIONS}\n    \
+         sessionTimeoutMs: {session_ms}\n    heartbeatMs: {heartbeat_ms}\n    group: \"{group}\"\n"
+    );
+    let mut proxies: Vec<Proxy> = (0..NODES)
+        .map(|_| Proxy::start_with_files(&yaml, &[("local.json", doc.clone())]))
+        .collect();
+    let addrs: Vec<String> = proxies.iter().map(|p| p.addr.clone()).collect();
+    let admin: Vec<u16> = proxies.iter().map(|p| p.admin_port).collect();
+    for (i, p) in proxies.iter().enumerate() {
+        println!(
+            "cluster: node {i}: Thrift {}, admin port {}",
+            p.addr, p.admin_port
+        );
+    }
+
+    // Steady state first: every journal partition active on some node.
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let round: Vec<_> = admin.iter().map(|p| cluster_view(*p)).collect();
+        if active_partitions(&round).len() == JOURNAL_PARTITIONS as usize {
+            break;
+        }
+        if Instant::now() > until {
+            let logs: Vec<String> = proxies.iter().map(Proxy::log).collect();
+            panic!(
+                "journal partitions not all active after 60 s: {round:?}\nlogs:\n{}",
+                logs.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Everything fired, read from the start of the run.
+    let consumed = Arc::new(Mutex::new(Vec::new()));
+    let consumer_stop = Arc::new(AtomicBool::new(false));
+    let consumer = {
+        let (k, t, s, o) = (
+            kafka.clone(),
+            topic.clone(),
+            consumer_stop.clone(),
+            consumed.clone(),
+        );
+        std::thread::spawn(move || consume_until(k, t, s, o))
+    };
+    // Ownership as the nodes report it, every 250 ms.
+    let rounds = Arc::new(Mutex::new(Vec::<Round>::new()));
+    let poller_stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (ports, s, r) = (admin.clone(), poller_stop.clone(), rounds.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let at = now_ms();
+                let views = ports.iter().map(|p| cluster_view(*p)).collect();
+                r.lock().unwrap().push(Round { at, views });
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+
+    let load_start = now_ms();
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let load_stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            tokio::spawn(client_load(
+                addrs.clone(),
+                topic.clone(),
+                rng.random(),
+                Duration::from_millis(1000 / rate),
+                load_stop.clone(),
+                ledger.clone(),
+            ))
+        })
+        .collect();
+    // The disruptions, on a thread of their own (restarts block until /ready).
+    let controller = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut events = Vec::new();
+        let sleep_to = |d: Duration| std::thread::sleep(d.saturating_sub(start.elapsed()));
+        sleep_to(KILL_1_AT);
+        proxies[first].kill9();
+        events.push(Event {
+            kind: Kind::Kill,
+            node: first,
+            at: now_ms(),
+            ready: 0,
+        });
+        sleep_to(KILL_2_AT);
+        proxies[second].kill9();
+        events.push(Event {
+            kind: Kind::Kill,
+            node: second,
+            at: now_ms(),
+            ready: 0,
+        });
+        sleep_to(RESTART_AT);
+        for node in [first, second] {
+            let at = now_ms();
+            proxies[node].restart();
+            events.push(Event {
+                kind: Kind::Restart,
+                node,
+                at,
+                ready: now_ms(),
+            });
+        }
+        (proxies, events)
+    });
+    tokio::time::sleep(LOAD).await;
+    load_stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let _ = tokio::time::timeout(Duration::from_secs(10), c).await;
+    }
+    let load_end = now_ms();
+    let (proxies, events) = tokio::task::spawn_blocking(move || controller.join())
+        .await
+        .expect("join")
+        .expect("a node did not restart (see the panic above)");
+
+    let l = std::mem::take(&mut *ledger.lock().unwrap());
+    let acked_adds = l.adds.len();
+    assert!(
+        acked_adds > 100,
+        "the load did run: {acked_adds} adds answered 0"
+    );
+    let answered: u64 = l.answers.values().sum();
+    let refused: u64 = l
+        .answers
+        .iter()
+        .filter(|((_, code), _)| *code != 0)
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        refused * 50 <= answered,
+        "{refused} of {answered} requests answered non-zero: {:?}; first: {:?}",
+        l.answers,
+        l.odd
+    );
+    // Occurrences that must not fire: due at least CANCEL_LEAD_MS after their cancel's answer.
+    let mut cancelled: HashMap<String, String> = HashMap::new();
+    for (add, (at, _, _)) in &l.cancel_acked {
+        for (o, due) in l.adds.get(add).into_iter().flatten() {
+            if *due >= at + CANCEL_LEAD_MS {
+                cancelled.insert(o.clone(), add.clone());
+            }
+        }
+    }
+    let required_first: Vec<&String> = l
+        .adds
+        .iter()
+        .filter(|(add, _)| !l.cancel_tried.contains(*add))
+        .map(|(_, occ)| &occ[0].0)
+        .collect();
+
+    // Wait until everything due has had its chance: the first occurrence of every add that no
+    // cancel was sent for fired, and the last due time (of anything sent) is 3 s past.
+    let deadline = l.latest_due + 45_000;
+    loop {
+        let now = now_ms();
+        let seen: HashSet<Vec<u8>> = consumed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r.key.clone())
+            .collect();
+        let all = required_first.iter().all(|o| seen.contains(o.as_bytes()));
+        if (all && now > l.latest_due + 3000) || now > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Late duplicates and wrongly fired cancels still get a moment to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    consumer_stop.store(true, Ordering::Relaxed);
+    consumer.join().expect("consumer thread");
+    let got = std::mem::take(&mut *consumed.lock().unwrap());
+
+    // Every record: an occurrence id as key, the add's uuid as body, the chronos marker,
+    // never before its due time.
+    let mut seen: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut early = Vec::new();
+    let mut malformed = Vec::new();
+    let mut cancel_broken = Vec::new();
+    for r in &got {
+        let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or(b"")).into_owned();
+        let Some(id) = scheduler::DelayId::parse(&key) else {
+            malformed.push(format!("key {key:?} is not an occurrence id"));
+            continue;
+        };
+        let due = scheduler::record::to_ms(id.timestamp);
+        if r.value != id.uuid.as_bytes() {
+            malformed.push(format!(
+                "{key}: body {:?}",
+                String::from_utf8_lossy(&r.value)
+            ));
+        }
+        if header(r, "from_chronos") != Some(&b"from_chronos"[..]) {
+            malformed.push(format!("{key}: no from_chronos header: {:?}", r.headers));
+        }
+        if r.timestamp_ms < due {
+            early.push(format!("{key} {} ms early", due - r.timestamp_ms));
+        }
+        if cancelled.contains_key(&key) {
+            cancel_broken.push(key.clone());
+        }
+        seen.entry(key).or_default().push(r.timestamp_ms);
+    }
+    for t in seen.values_mut() {
+        t.sort_unstable();
+    }
+
+    // Every acked add without a cancel fires occurrence 0; occurrence k of a loop must fire
+    // when occurrence k-1 last fired no later than occurrence k's due time (else catch-up may
+    // skip it, delay.md §5.3: a re-fire of k-1 after a failover completes it late).
+    let OccurrenceCheck {
+        must_fire,
+        may_skip,
+        skipped,
+        missing,
+    } = check_occurrences(&l.adds, &l.cancel_tried, &seen);
+
+    // Duplicates: only fires in flight at a disruption. Bound: the fires handed to the producer
+    // from 1 s before each kill or restart to the end of the rebalance it causes (session timeout
+    // + 3 s after the kill, or after the restarted node was ready).
+    let windows: Vec<(i64, i64)> = events
+        .iter()
+        .map(|e| match e.kind {
+            Kind::Kill => (e.at - 1000, e.at + session_ms + 3000),
+            Kind::Restart => (e.at - 1000, e.ready + session_ms + 3000),
+        })
+        .collect();
+    let in_windows = |t: i64| windows.iter().any(|(a, b)| (*a..=*b).contains(&t));
+    let duplicates: usize = seen.values().map(|t| t.len() - 1).sum();
+    let duplicated_keys = seen.values().filter(|t| t.len() > 1).count();
+    let fires_in_windows = seen.values().filter(|t| in_windows(t[0])).count();
+    let dup_outside: Vec<(&String, &Vec<i64>)> = seen
+        .iter()
+        .filter(|(_, t)| t.len() > 1 && !in_windows(t[0]))
+        .collect();
+
+    // After the restarts every journal partition is active on exactly one node.
+    let until = Instant::now() + Duration::from_secs(30);
+    let (final_round, converged) = loop {
+        let views: Vec<_> = admin.iter().map(|p| cluster_view(*p)).collect();
+        let mut owners: BTreeMap<i64, usize> = BTreeMap::new();
+        for m in views.iter().flatten() {
+            for (p, (_, s)) in m {
+                if s == "active" {
+                    *owners.entry(*p).or_default() += 1;
+                }
+            }
+        }
+        if owners.len() == JOURNAL_PARTITIONS as usize && owners.values().all(|n| *n == 1) {
+            break (views, true);
+        }
+        if Instant::now() > until {
+            break (views, false);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    poller_stop.store(true, Ordering::Relaxed);
+    poller.join().expect("poller thread");
+    let rounds = std::mem::take(&mut *rounds.lock().unwrap());
+
+    // Figures, printed before the checks so that a failing run still shows them. Failover of a
+    // kill: the worst lateness (CreateTime - due) of the first fire of the occurrences due in the
+    // 10 s after it; ownership: from the kill to the first poll round in which the live nodes
+    // have every partition active again.
+    // (due, first fire, key) of every occurrence that fired.
+    let first_fire: Vec<(i64, i64, &String)> = seen
+        .iter()
+        .filter_map(|(k, t)| {
+            let due = scheduler::record::to_ms(scheduler::DelayId::parse(k)?.timestamp);
+            Some((due, t[0], k))
+        })
+        .collect();
+    let lateness = |from: i64, to: i64| {
+        let mut v: Vec<(i64, &String)> = first_fire
+            .iter()
+            .filter(|(due, _, _)| (from..to).contains(due))
+            .map(|(due, t, k)| (t - due, *k))
+            .collect();
+        v.sort_unstable();
+        let p50 = v.get(v.len() / 2).map_or(0, |x| x.0);
+        let max = v.last().map_or(0, |x| x.0);
+        // The latest fires, for a look at the journal partition or the logs.
+        let worst: Vec<String> = v
+            .iter()
+            .rev()
+            .take(2)
+            .map(|(l, k)| format!("{k} +{l} ms"))
+            .collect();
+        (v.len(), p50, max, worst)
+    };
+    let (n, p50, max, _) = lateness(load_start + 2000, events[0].at);
+    println!("cluster: before the first kill: {n} fires, lateness p50 {p50} ms, max {max} ms");
+    for (i, e) in events.iter().enumerate() {
+        match e.kind {
+            Kind::Kill => {
+                // Up to the next event at most, so a later kill's failover is not counted here.
+                let end = events
+                    .get(i + 1)
+                    .map_or(e.at + FAILOVER_WINDOW_MS, |next| next.at)
+                    .min(e.at + FAILOVER_WINDOW_MS);
+                let (n, p50, max, worst) = lateness(e.at, end);
+                let owned = rounds
+                    .iter()
+                    .find(|r| {
+                        r.at > e.at
+                            && active_partitions(&r.views).len() == JOURNAL_PARTITIONS as usize
+                    })
+                    .map(|r| format!("{} ms", r.at - e.at))
+                    .unwrap_or_else(|| "never seen".into());
+                println!(
+                    "cluster: kill {} (node {}, +{} ms into the load): failover {max} ms (worst \
+                     lateness of the {n} fires due in the next {} ms; p50 {p50} ms; latest \
+                     {worst:?}); every partition active again after {owned}",
+                    i + 1,
+                    e.node,
+                    e.at - load_start,
+                    end - e.at
+                );
+            }
+            Kind::Restart => {
+                let (n, p50, max, _) = lateness(e.at, e.ready + FAILOVER_WINDOW_MS);
+                println!(
+                    "cluster: restart of node {} (+{} ms, ready after {} ms): {n} fires due until \
+                     10 s after ready, lateness p50 {p50} ms, max {max} ms",
+                    e.node,
+                    e.at - load_start,
+                    e.ready - e.at
+                );
+            }
+        }
+    }
+    // Two nodes reporting one partition active in the same poll round (informational: rounds
+    // are not atomic, so a revocation in progress can show up).
+    let overlaps = rounds
+        .iter()
+        .filter(|r| {
+            let mut c: BTreeMap<i64, usize> = BTreeMap::new();
+            for m in r.views.iter().flatten() {
+                for (p, (_, s)) in m {
+                    if s == "active" {
+                        *c.entry(*p).or_default() += 1;
+                    }
+                }
+            }
+            c.values().any(|n| *n > 1)
+        })
+        .count();
+    let ownership: Vec<String> = final_round
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!("node {i}: {m:?}"))
+        .collect();
+    let acked_cancels = l.cancel_acked.len();
+    let acked_occurrences: usize = l.adds.values().map(Vec::len).sum();
+    let acked_uuids: HashSet<&str> = l
+        .adds
+        .keys()
+        .map(|a| &a[a.len().saturating_sub(36)..])
+        .collect();
+    let not_acked = seen
+        .keys()
+        .filter(|k| !acked_uuids.contains(&k[k.len().saturating_sub(36)..]))
+        .count();
+    let mut missing_by_k: BTreeMap<i64, usize> = BTreeMap::new();
+    for o in &missing {
+        let k = scheduler::DelayId::parse(o).map_or(-1, |d| d.timed);
+        *missing_by_k.entry(k).or_default() += 1;
+    }
+    println!(
+        "cluster: {} s of load, answers {:?} (per node {:?}), {} requests unanswered (node \
+         killed); {acked_adds} adds answered 0 ({acked_occurrences} occurrences), \
+         {acked_cancels} cancels answered 0, {} occurrences that must not fire (cancel >= 2 s \
+         ahead), {} of them fired",
+        (load_end - load_start) / 1000,
+        l.answers,
+        l.per_node,
+        l.unanswered,
+        cancelled.len(),
+        cancel_broken.len()
+    );
+    println!(
+        "cluster: {must_fire} acked occurrences required, {} missing (by occurrence index \
+         {missing_by_k:?}), {} early; {may_skip} loop occurrences due after a late fire of the \
+         previous one, {skipped} of them skipped by catch-up; {} records, {not_acked} occurrences \
+         of unanswered adds fired",
+        missing.len(),
+        early.len(),
+        got.len()
+    );
+    println!(
+        "cluster: duplicates {duplicates} ({duplicated_keys} keys; bound: {fires_in_windows} \
+         fires from 1 s before each kill/restart to the end of its rebalance; {} duplicated keys \
+         first fired outside those windows: {:?})",
+        dup_outside.len(),
+        &dup_outside[..dup_outside.len().min(3)]
+    );
+    println!(
+        "cluster: {} ownership poll rounds, {overlaps} with a partition active on two nodes; \
+         final ownership {ownership:?}",
+        rounds.len()
+    );
+
+    // What is known about the ones that went wrong: answers, the fires of every occurrence of
+    // the add, every node's view of the id, and the log lines naming it.
+    let logs: Vec<String> = proxies.iter().map(Proxy::log).collect();
+    let explain = |o: &String| {
+        let uuid = &o[o.len().saturating_sub(36)..];
+        let add = l.adds.keys().find(|a| a.ends_with(uuid));
+        let answers = add.map(|a| (l.add_acked.get(a), l.cancel_acked.get(a)));
+        // Fire times of every occurrence of the add: (due, CreateTimes).
+        let fires: Vec<(i64, Option<&Vec<i64>>)> = add
+            .and_then(|a| l.adds.get(a))
+            .into_iter()
+            .flatten()
+            .map(|(o, due)| (*due, seen.get(o)))
+            .collect();
+        let views: Vec<String> = admin
+            .iter()
+            .map(|p| {
+                http_get(*p, &format!("/delay/{o}"))
+                    .map(|(s, b)| format!("{s} {b}"))
+                    .unwrap_or_else(|| "no answer".into())
+            })
+            .collect();
+        let lines: Vec<&str> = logs
+            .iter()
+            .flat_map(|log| log.lines().filter(|line| line.contains(uuid)))
+            .take(20)
+            .collect();
+        format!(
+            "{o}: occurrences of its add (due, fired at) {fires:?}; add answered (ms, node) {:?}, \
+             cancel answered (ms, node, id) {:?}; GET /delay on each node: {views:?}; log: \
+             {lines:?}",
+            answers.map(|a| a.0),
+            answers.and_then(|a| a.1)
+        )
+    };
+    let missing_ex: Vec<String> = missing.iter().take(3).map(&explain).collect();
+    let broken_ex: Vec<String> = cancel_broken.iter().take(3).map(&explain).collect();
+    let ok = missing.is_empty()
+        && early.is_empty()
+        && cancel_broken.is_empty()
+        && malformed.is_empty()
+        && duplicates <= fires_in_windows
+        && converged;
+    let kept = if ok {
+        String::new()
+    } else {
+        keep_logs(&unique, &logs)
+    };
+    assert!(
+        missing.is_empty() && early.is_empty() && cancel_broken.is_empty() && malformed.is_empty(),
+        "{} acknowledged occurrences (of {must_fire}; by occurrence index {missing_by_k:?}) never \
+         fired: {missing_ex:?}; {} fired early: {:?}; {} acknowledged cancels (of {} \
+         occurrences) did not hold: {broken_ex:?}; {} malformed records: {:?}; events \
+         {events:?}; node logs kept in {kept}",
+        missing.len(),
+        early.len(),
+        &early[..early.len().min(3)],
+        cancel_broken.len(),
+        cancelled.len(),
+        malformed.len(),
+        &malformed[..malformed.len().min(3)],
+    );
+    assert!(
+        duplicates <= fires_in_windows,
+        "{duplicates} duplicates, more than the {fires_in_windows} fires around the \
+         disruptions; events {events:?}; some: {:?}; node logs kept in {kept}",
+        seen.iter()
+            .filter(|(_, t)| t.len() > 1)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        converged,
+        "partitions not each active on one node 30 s after the restarts: {final_round:?}; node \
+         logs kept in {kept}"
+    );
+
+    // Status by id from every node (forwarded to the owner): the same record everywhere.
+    let samples: Vec<(String, &str)> = {
+        let fired_once: Vec<String> = l
+            .adds
+            .iter()
+            .filter(|(a, occ)| occ.len() == 1 && !l.cancel_tried.contains(*a))
+            .map(|(a, _)| a.clone())
+            .take(3)
+            .collect();
+        let held: Vec<String> = l
+            .cancel_acked
+            .iter()
+            .filter(|(a, (at, _, _))| {
+                l.adds
+                    .get(*a)
+                    .is_some_and(|occ| occ[0].1 >= at + CANCEL_LEAD_MS)
+            })
+            .map(|(a, _)| a.clone())
+            .take(2)
+            .collect();
+        fired_once
+            .into_iter()
+            .map(|a| (a, "fired"))
+            .chain(held.into_iter().map(|a| (a, "cancelled")))
+            .collect()
+    };
+    for (id, want) in &samples {
+        let views: Vec<serde_json::Value> = admin
+            .iter()
+            .map(|p| match http_json(*p, &format!("/delay/{id}")) {
+                Some((200, v)) => v,
+                other => panic!("GET /delay/{id} on admin port {p}: {other:?}"),
+            })
+            .collect();
+        for v in &views {
+            assert_eq!(v["state"], *want, "{id}: {views:?}");
+            assert!(v["journalPartition"].is_i64(), "{id}: {v}");
+            assert!(
+                v["servedBy"].as_str().is_some_and(|s| !s.is_empty()),
+                "{id}: {v}"
+            );
+            assert_eq!(
+                v["journalPartition"], views[0]["journalPartition"],
+                "{views:?}"
+            );
+            assert_eq!(v["servedBy"], views[0]["servedBy"], "{views:?}");
+        }
+    }
+}
