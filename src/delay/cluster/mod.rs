@@ -200,8 +200,9 @@ impl Cluster {
         pc.set("bootstrap.servers", &bootstrap)
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            // A lone add must not wait for a batch; concurrent ones batch by themselves.
-            .set("linger.ms", "1")
+            // A lone add must not wait for a batch window; under load librdkafka still packs
+            // the adds that queue while a request is in flight.
+            .set("linger.ms", "0")
             .set("message.timeout.ms", APPEND_TIMEOUT.as_millis().to_string());
         for (k, v) in &overrides {
             pc.set(k, v);
