@@ -698,6 +698,16 @@ fn check_config(config: Option<PathBuf>) -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return usage(e),
             };
+            let cs = &settings.scheduler.cluster;
+            if cs.enabled {
+                match pproxy::delay::cluster::plan(cs, &proxy) {
+                    Ok(p) => println!(
+                        "delay cluster mode: journal {} on {} ({}), group {}",
+                        p.topic, cs.journal_cluster, p.bootstrap, p.group
+                    ),
+                    Err(e) => return usage(e),
+                }
+            }
             let statics = settings
                 .default_topic_info_conf
                 .as_ref()

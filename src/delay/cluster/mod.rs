@@ -141,45 +141,16 @@ impl Cluster {
         default_node: &str,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let cs = &settings.scheduler.cluster;
-        let prefix = snap.proxy.carrera.inner_topic_prefix.trim();
-        if prefix.is_empty() {
-            return Err(ClusterError::Config(
-                "delay.chronosInnerTopicPrefix must be set (client writes to the journal are refused by it)".into(),
-            ));
-        }
-        let topic = if cs.journal_topic.trim().is_empty() {
-            format!("{prefix}journal")
-        } else {
-            cs.journal_topic.trim().to_string()
-        };
-        if !topic.starts_with(prefix) {
-            return Err(ClusterError::Config(format!(
-                "journalTopic {topic:?} must start with chronosInnerTopicPrefix {prefix:?}"
-            )));
-        }
-        let kafka = snap
-            .proxy
-            .carrera
-            .kafka
-            .get(cs.journal_cluster.trim())
-            .ok_or_else(|| {
-                ClusterError::Config(format!(
-                    "journalCluster {:?} is not a Kafka cluster of the proxy configuration",
-                    cs.journal_cluster
-                ))
-            })?;
-        let bootstrap = kafka.bootstrap_servers.join(",");
+        let Plan {
+            topic,
+            bootstrap,
+            group,
+        } = plan(cs, &snap.proxy)?;
         let overrides: Vec<(String, String)> = snap
             .kafka_overrides
             .get(cs.journal_cluster.trim())
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
-        let proxy_cluster = snap.proxy.proxy_cluster.clone().unwrap_or_default();
-        let group = if cs.group.trim().is_empty() {
-            format!("pproxy-scheduler-{}", proxy_cluster.trim())
-        } else {
-            cs.group.trim().to_string()
-        };
         let node = if cs.node_name.trim().is_empty() {
             default_node.to_string()
         } else {
@@ -382,6 +353,63 @@ impl Cluster {
     }
 }
 
+/// Where a cluster-mode node journals, from carrera.yaml and the proxy configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Journal topic.
+    pub topic: String,
+    /// Bootstrap servers of the journal cluster.
+    pub bootstrap: String,
+    /// Ownership consumer group.
+    pub group: String,
+}
+
+/// Checks the cluster settings against the proxy configuration (delay.md §10): a non-blank
+/// `chronosInnerTopicPrefix`, a journal topic under it (client writes to it are then refused
+/// with 11), and a Kafka journal cluster. Used at start-up and by `check-config`.
+pub fn plan(
+    cs: &crate::config::settings::ClusterSettings,
+    proxy: &crate::config::model::ProxyConfig,
+) -> Result<Plan, ClusterError> {
+    let prefix = proxy.carrera.inner_topic_prefix.trim();
+    if prefix.is_empty() {
+        return Err(ClusterError::Config(
+            "delay.chronosInnerTopicPrefix must be set (client writes to the journal are refused by it)".into(),
+        ));
+    }
+    let topic = if cs.journal_topic.trim().is_empty() {
+        format!("{prefix}journal")
+    } else {
+        cs.journal_topic.trim().to_string()
+    };
+    if !topic.starts_with(prefix) {
+        return Err(ClusterError::Config(format!(
+            "journalTopic {topic:?} must start with chronosInnerTopicPrefix {prefix:?}"
+        )));
+    }
+    let kafka = proxy
+        .carrera
+        .kafka
+        .get(cs.journal_cluster.trim())
+        .ok_or_else(|| {
+            ClusterError::Config(format!(
+                "journalCluster {:?} is not a Kafka cluster of the proxy configuration",
+                cs.journal_cluster
+            ))
+        })?;
+    let group = if cs.group.trim().is_empty() {
+        let proxy_cluster = proxy.proxy_cluster.clone().unwrap_or_default();
+        format!("pproxy-scheduler-{}", proxy_cluster.trim())
+    } else {
+        cs.group.trim().to_string()
+    };
+    Ok(Plan {
+        topic,
+        bootstrap: kafka.bootstrap_servers.join(","),
+        group,
+    })
+}
+
 /// Creates the journal topic (compacted) when it does not exist; answers its partition count.
 async fn ensure_topic(
     bootstrap: &str,
@@ -446,4 +474,43 @@ async fn ensure_topic(
 /// The uuid of a canonical id (for status answers).
 pub fn uuid_of(canonical: &str) -> Option<String> {
     DelayId::parse(canonical).map(|d| d.uuid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::ProxyConfig;
+    use crate::config::settings::ClusterSettings;
+
+    fn shipped() -> ProxyConfig {
+        ProxyConfig::parse(include_str!("../../../conf/local-config.json"), false).expect("parses")
+    }
+
+    #[test]
+    fn plan_defaults_and_refusals() {
+        let mut cs = ClusterSettings {
+            enabled: true,
+            journal_cluster: "K_local".into(),
+            ..Default::default()
+        };
+        let p = plan(&cs, &shipped()).expect("valid");
+        assert_eq!(p.topic, "R_test_chronos_inner_journal");
+        assert_eq!(p.bootstrap, "127.0.0.1:9092");
+        assert_eq!(p.group, "pproxy-scheduler-P_local");
+
+        cs.journal_topic = "journal".into();
+        let e = plan(&cs, &shipped()).expect_err("outside the prefix");
+        assert!(e.to_string().contains("must start with"), "{e}");
+
+        cs.journal_topic = String::new();
+        cs.journal_cluster = "R_local".into();
+        let e = plan(&cs, &shipped()).expect_err("not a Kafka cluster");
+        assert!(e.to_string().contains("journalCluster"), "{e}");
+
+        let mut proxy = shipped();
+        proxy.carrera.inner_topic_prefix = " ".into();
+        cs.journal_cluster = "K_local".into();
+        let e = plan(&cs, &proxy).expect_err("blank prefix");
+        assert!(e.to_string().contains("chronosInnerTopicPrefix"), "{e}");
+    }
 }
