@@ -957,4 +957,12 @@ async fn three_nodes_kill9_failover_loses_nothing() {
             assert_eq!(v["servedBy"], views[0]["servedBy"], "{views:?}");
         }
     }
+    // Dead letters are served per node from its owned partitions (none here: every fire was
+    // stored); the endpoint answers on every node in cluster mode.
+    for p in &admin {
+        match http_json(*p, "/delay/dead") {
+            Some((200, v)) => assert_eq!(v, serde_json::json!([]), "admin port {p}"),
+            other => panic!("GET /delay/dead on admin port {p}: {other:?}"),
+        }
+    }
 }

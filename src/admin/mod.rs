@@ -397,35 +397,56 @@ async fn status_of(sched: &scheduler::Scheduler, raw_id: &str) -> (u16, String) 
 
 /// `GET /delay/dead?topic=&limit=`.
 async fn delay_dead(app: &App, query: &str) -> (u16, String) {
-    let Some(sched) = app.scheduler.get() else {
+    let scheds = local_schedulers(app);
+    if scheds.is_empty() && app.cluster.get().is_none() {
         return (503, json!({"error": "scheduler not open"}).to_string());
-    };
+    }
     let topic = query_param(query, "topic")
         .filter(|t| !t.is_empty())
         .map(str::to_string);
     let limit = query_param(query, "limit")
         .and_then(|l| l.parse().ok())
         .unwrap_or(100);
-    match sched.dead_letters(topic, limit).await {
-        Ok(list) => {
-            let items: Vec<_> = list
-                .iter()
-                .map(|d| {
-                    json!({"id": d.id, "k": d.k, "topic": d.record.topic, "key": d.record.occurrence_id(d.k),
-                           "code": d.code, "msg": d.msg, "deadMs": d.dead_ms})
-                })
-                .collect();
-            (200, json!(items).to_string())
+    let mut list = Vec::new();
+    let merged = scheds.len() > 1;
+    for sched in scheds {
+        match sched.dead_letters(topic.clone(), limit).await {
+            Ok(l) => list.extend(l),
+            Err(e) => return (500, json!({"error": e.to_string()}).to_string()),
         }
-        Err(e) => (500, json!({"error": e.to_string()}).to_string()),
     }
+    if merged {
+        // Several partitions in cluster mode: the oldest first, at most `limit` in all.
+        list.sort_by_key(|d| d.dead_ms);
+        list.truncate(limit);
+    }
+    let items: Vec<_> = list
+        .iter()
+        .map(|d| {
+            json!({"id": d.id, "k": d.k, "topic": d.record.topic, "key": d.record.occurrence_id(d.k),
+                   "code": d.code, "msg": d.msg, "deadMs": d.dead_ms})
+        })
+        .collect();
+    (200, json!(items).to_string())
+}
+
+/// The schedulers of this node: the single-node one, or those of its owned partitions.
+fn local_schedulers(app: &App) -> Vec<scheduler::Scheduler> {
+    if let Some(s) = app.scheduler.get() {
+        return vec![s.clone()];
+    }
+    app.cluster.get().map_or_else(Vec::new, |c| {
+        c.owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(|o| o.engine())
+            .collect()
+    })
 }
 
 /// `POST /delay/dead/{id}/{k}/redrive|purge`.
 async fn delay_dead_action(app: &App, rest: &str) -> (u16, String) {
-    let Some(sched) = app.scheduler.get() else {
-        return (503, json!({"error": "scheduler not open"}).to_string());
-    };
     let parts: Vec<&str> = rest.rsplitn(3, '/').collect();
     let (Some(action), Some(k), Some(id)) = (parts.first(), parts.get(1), parts.get(2)) else {
         return (
@@ -437,6 +458,23 @@ async fn delay_dead_action(app: &App, rest: &str) -> (u16, String) {
         return (400, json!({"error": "k must be a number"}).to_string());
     };
     let (id, k) = (id.to_string(), k);
+    let sched = match (app.scheduler.get(), app.cluster.get()) {
+        (Some(s), _) => s.clone(),
+        (None, Some(c)) => {
+            let p = c.partition_of_id(&scheduler::DelayId::canonical_of(&id));
+            match c.owned(p).and_then(|o| o.engine()) {
+                Some(e) => e,
+                None => {
+                    return (
+                        503,
+                        json!({"error": "this node does not own the id's journal partition", "journalPartition": p})
+                            .to_string(),
+                    )
+                }
+            }
+        }
+        (None, None) => return (503, json!({"error": "scheduler not open"}).to_string()),
+    };
     match *action {
         "redrive" => match sched.redrive(id, k).await {
             Ok(Some((code, msg))) => (200, json!({"code": code, "msg": msg}).to_string()),
