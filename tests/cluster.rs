@@ -28,8 +28,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,7 +40,7 @@ use rand::{Rng, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 
 /// Partitions of the journal topic (pproxy creates it).
 const JOURNAL_PARTITIONS: i32 = 6;
@@ -67,25 +65,8 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// A blocking GET on an admin port: (status, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    Some((status, body))
-}
-
 fn http_json(port: u16, path: &str) -> Option<(u16, serde_json::Value)> {
-    let (status, body) = http_get(port, path)?;
+    let (status, body) = admin_get(port, path)?;
     Some((status, serde_json::from_str(&body).ok()?))
 }
 
@@ -175,18 +156,6 @@ struct Ledger {
     unanswered: u64,
     /// Answers per node.
     per_node: [u64; NODES],
-}
-
-fn occurrences(id: &str, due: i64, looped: bool) -> Vec<(String, i64)> {
-    let parsed = scheduler::DelayId::parse(id).expect("returned id parses");
-    (0..if looped { 2 } else { 1 })
-        .map(|k| {
-            let mut o = parsed.clone();
-            o.timestamp = due + LOOP_GAP_MS * k;
-            o.timed = k;
-            (o.to_string(), due + LOOP_GAP_MS * k)
-        })
-        .collect()
 }
 
 /// One client: paced requests, each to a random node that is not known to be down; adds
@@ -290,7 +259,7 @@ async fn client_load(
             }) => {
                 l.per_node[node] += 1;
                 *l.answers.entry(("add", 0)).or_default() += 1;
-                let occs = occurrences(&id, due, looped);
+                let occs = occurrence_ids(&id, due, looped, LOOP_GAP_MS);
                 l.add_acked.insert(id.clone(), (at, node));
                 l.adds.insert(id.clone(), occs.clone());
                 drop(l);
@@ -325,22 +294,7 @@ fn consume_until(
     stop: Arc<AtomicBool>,
     out: Arc<Mutex<Vec<Consumed>>>,
 ) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", unique_topic("pproxy-test"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .expect("consumer");
-    let md = consumer
-        .fetch_metadata(Some(&topic), Duration::from_secs(5))
-        .expect("metadata");
-    let mut tpl = TopicPartitionList::new();
-    for p in md.topics()[0].partitions() {
-        tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)
-            .expect("tpl");
-    }
-    consumer.assign(&tpl).expect("assign");
+    let consumer = consumer_from_beginning(&bootstrap, &topic);
     while !stop.load(Ordering::Relaxed) {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => out.lock().unwrap().push(Consumed::from_message(&m)),
@@ -849,7 +803,7 @@ async fn three_nodes_kill9_failover_loses_nothing() {
         let views: Vec<String> = admin
             .iter()
             .map(|p| {
-                http_get(*p, &format!("/delay/{o}"))
+                admin_get(*p, &format!("/delay/{o}"))
                     .map(|(s, b)| format!("{s} {b}"))
                     .unwrap_or_else(|| "no answer".into())
             })

@@ -72,15 +72,7 @@ async fn client_load(addr: String, topic: String, seed: u64, ledger: Arc<Mutex<L
                 delay_id: Some(id),
                 ..
             }) => {
-                let parsed = scheduler::DelayId::parse(&id).expect("returned id parses");
-                let occurrences: Vec<(String, i64)> = (0..if looped { 2 } else { 1 })
-                    .map(|k| {
-                        let mut o = parsed.clone();
-                        o.timestamp = due + 3000 * k;
-                        o.timed = k;
-                        (o.to_string(), due + 3000 * k)
-                    })
-                    .collect();
+                let occurrences = occurrence_ids(&id, due, looped, 3000);
                 let mut l = ledger.lock().unwrap();
                 l.acked_adds += 1;
                 l.adds.insert(

@@ -303,16 +303,8 @@ async fn client(
                     if ph == 2 && l.first_ok_after_repair.is_none() {
                         l.first_ok_after_repair = Some(Instant::now());
                     }
-                    let parsed = scheduler::DelayId::parse(&id).expect("returned id parses");
-                    let occurrences = (0..if looped { 2 } else { 1 })
-                        .map(|k| {
-                            let mut o = parsed.clone();
-                            o.timestamp = due + 3000 * k;
-                            o.timed = k;
-                            (o.to_string(), due + 3000 * k)
-                        })
-                        .collect();
-                    l.adds.insert(id.clone(), occurrences);
+                    l.adds
+                        .insert(id.clone(), occurrence_ids(&id, due, looped, 3000));
                     l.add_acked_ms
                         .insert(id.clone(), chrono::Utc::now().timestamp_millis());
                     mine.push((id, due));

@@ -166,14 +166,7 @@ impl Proxy {
 
     /// A blocking GET on the admin port: (status, body).
     pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.admin_port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let status = out.split_whitespace().nth(1)?.parse().ok()?;
-        let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-        Some((status, body))
+        admin_get(self.admin_port, path)
     }
 
     /// A connected compact-protocol client.
@@ -309,22 +302,7 @@ pub struct Consumed {
 /// Reads every partition of `topic` from the beginning until `expected` records arrived or
 /// `wait` passed; then keeps reading for `settle` to catch unexpected extra records.
 pub fn consume(bootstrap: &str, topic: &str, expected: usize, wait: Duration) -> Vec<Consumed> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique_topic("pproxy-test"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .expect("consumer");
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .expect("metadata");
-    let mut tpl = TopicPartitionList::new();
-    for p in md.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .expect("tpl");
-    }
-    consumer.assign(&tpl).expect("assign");
+    let consumer = consumer_from_beginning(bootstrap, topic);
     let mut out = Vec::new();
     let until = Instant::now() + wait;
     let mut settle_until: Option<Instant> = None;
@@ -524,4 +502,57 @@ impl Consumed {
             timestamp_ms: m.timestamp().to_millis().unwrap_or(-1),
         }
     }
+}
+
+/// A blocking GET on a local admin port (also of a process that may be gone): (status, body).
+pub fn admin_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Some((status, body))
+}
+
+/// The occurrence ids and due times of an add the proxy answered with `id`, due at `due` ms:
+/// occurrence 0, and for a loop occurrence 1 `gap_ms` later.
+pub fn occurrence_ids(id: &str, due: i64, looped: bool, gap_ms: i64) -> Vec<(String, i64)> {
+    let parsed = scheduler::DelayId::parse(id).expect("returned id parses");
+    (0..if looped { 2 } else { 1 })
+        .map(|k| {
+            let mut o = parsed.clone();
+            o.timestamp = due + gap_ms * k;
+            o.timed = k;
+            (o.to_string(), due + gap_ms * k)
+        })
+        .collect()
+}
+
+/// A consumer (fresh group, no commits) assigned to every partition of `topic` from the
+/// beginning.
+pub fn consumer_from_beginning(bootstrap: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique_topic("pproxy-test"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    consumer
 }
