@@ -324,25 +324,32 @@ pub struct Corrupt;
 
 const FORMAT: u8 = 1;
 
-struct Enc(Vec<u8>);
+/// Writer of the stored binary layout (also the cluster journal's): big-endian integers,
+/// byte strings prefixed by a big-endian u32 length.
+pub struct Enc(pub Vec<u8>);
 
 impl Enc {
-    fn u8(&mut self, v: u8) {
+    /// One byte.
+    pub fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    fn i64(&mut self, v: i64) {
+    /// Big-endian i64.
+    pub fn i64(&mut self, v: i64) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn bytes(&mut self, b: &[u8]) {
+    /// Length-prefixed bytes.
+    pub fn bytes(&mut self, b: &[u8]) {
         self.0.extend_from_slice(&(b.len() as u32).to_be_bytes());
         self.0.extend_from_slice(b);
     }
 }
 
-struct Dec<'a>(&'a [u8]);
+/// Reader of what `Enc` writes; every read fails with `Corrupt` past the end.
+pub struct Dec<'a>(pub &'a [u8]);
 
 impl Dec<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], Corrupt> {
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Result<&[u8], Corrupt> {
         if self.0.len() < n {
             return Err(Corrupt);
         }
@@ -350,21 +357,25 @@ impl Dec<'_> {
         self.0 = b;
         Ok(a)
     }
-    fn u8(&mut self) -> Result<u8, Corrupt> {
+    /// One byte.
+    pub fn u8(&mut self) -> Result<u8, Corrupt> {
         Ok(self.take(1)?[0])
     }
-    fn i64(&mut self) -> Result<i64, Corrupt> {
+    /// Big-endian i64.
+    pub fn i64(&mut self) -> Result<i64, Corrupt> {
         let s = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(s);
         Ok(i64::from_be_bytes(a))
     }
-    fn bytes(&mut self) -> Result<Vec<u8>, Corrupt> {
+    /// Length-prefixed bytes.
+    pub fn bytes(&mut self) -> Result<Vec<u8>, Corrupt> {
         let s = self.take(4)?;
         let n = u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize;
         Ok(self.take(n)?.to_vec())
     }
-    fn string(&mut self) -> Result<String, Corrupt> {
+    /// Length-prefixed UTF-8.
+    pub fn string(&mut self) -> Result<String, Corrupt> {
         String::from_utf8(self.bytes()?).map_err(|_| Corrupt)
     }
 }

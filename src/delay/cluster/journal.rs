@@ -1,6 +1,7 @@
 //! The cluster journal's records (delay.md §10): what is appended, under which key, to which
 //! partition, and how it is read back.
 
+use scheduler::record::{Corrupt, Dec, Enc};
 use scheduler::{DelayId, Record};
 use xxhash_rust::xxh64::xxh64;
 
@@ -60,6 +61,12 @@ pub enum JournalError {
     Malformed(&'static str),
 }
 
+impl From<Corrupt> for JournalError {
+    fn from(_: Corrupt) -> Self {
+        JournalError::Malformed("truncated or invalid field")
+    }
+}
+
 /// Partition of an id: XXH64 of its uuid bytes (seed 0) modulo the partition count, so an add
 /// and its cancels share a partition and stay ordered.
 pub fn partition_of(uuid: &str, partitions: i32) -> i32 {
@@ -85,14 +92,14 @@ impl Entry {
         }
     }
 
-    /// Binary value: version, kind, then length-prefixed fields.
+    /// Binary value: version, kind, then the fields in the scheduler's stored layout.
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = vec![VERSION];
+        let mut e = Enc(vec![VERSION]);
         match self {
             Entry::Add { id, record } => {
-                b.push(b'A');
-                put_bytes(&mut b, id.as_bytes());
-                put_bytes(&mut b, &record.encode());
+                e.u8(b'A');
+                e.bytes(id.as_bytes());
+                e.bytes(&record.encode());
             }
             Entry::Cancel {
                 id,
@@ -100,11 +107,17 @@ impl Entry {
                 at_ms,
                 principal,
             } => {
-                b.push(b'C');
-                put_bytes(&mut b, id.as_bytes());
-                put_bytes(&mut b, topic.as_bytes());
-                b.extend_from_slice(&at_ms.to_be_bytes());
-                put_opt(&mut b, principal.as_deref());
+                e.u8(b'C');
+                e.bytes(id.as_bytes());
+                e.bytes(topic.as_bytes());
+                e.i64(*at_ms);
+                match principal {
+                    Some(p) => {
+                        e.u8(1);
+                        e.bytes(p.as_bytes());
+                    }
+                    None => e.u8(0),
+                }
             }
             Entry::Fired {
                 id,
@@ -113,32 +126,32 @@ impl Entry {
                 at_ms,
                 dead,
             } => {
-                b.push(b'F');
-                put_bytes(&mut b, id.as_bytes());
-                b.extend_from_slice(&k.to_be_bytes());
-                b.extend_from_slice(&epoch.to_be_bytes());
-                b.extend_from_slice(&at_ms.to_be_bytes());
+                e.u8(b'F');
+                e.bytes(id.as_bytes());
+                e.i64(*k as i64);
+                e.i64(*epoch);
+                e.i64(*at_ms);
                 match dead {
                     Some((code, msg)) => {
-                        b.push(1);
-                        b.extend_from_slice(&code.to_be_bytes());
-                        put_bytes(&mut b, msg.as_bytes());
+                        e.u8(1);
+                        e.0.extend_from_slice(&code.to_be_bytes());
+                        e.bytes(msg.as_bytes());
                     }
-                    None => b.push(0),
+                    None => e.u8(0),
                 }
             }
             Entry::Claim { node, admin } => {
-                b.push(b'L');
-                put_bytes(&mut b, node.as_bytes());
-                put_bytes(&mut b, admin.as_bytes());
+                e.u8(b'L');
+                e.bytes(node.as_bytes());
+                e.bytes(admin.as_bytes());
             }
         }
-        b
+        e.0
     }
 
     /// Reads a value written by `encode`.
     pub fn decode(v: &[u8]) -> Result<Entry, JournalError> {
-        let mut r = Reader(v);
+        let mut r = Dec(v);
         if r.u8()? != VERSION {
             return Err(JournalError::Malformed("unknown version"));
         }
@@ -146,7 +159,7 @@ impl Entry {
             b'A' => {
                 let id = r.string()?;
                 let raw = r.bytes()?;
-                let record = Record::decode(raw).map_err(|_| JournalError::Malformed("record"))?;
+                let record = Record::decode(&raw).map_err(|_| JournalError::Malformed("record"))?;
                 Entry::Add {
                     id,
                     record: Box::new(record),
@@ -156,7 +169,10 @@ impl Entry {
                 id: r.string()?,
                 topic: r.string()?,
                 at_ms: r.i64()?,
-                principal: r.opt()?,
+                principal: match r.u8()? {
+                    0 => None,
+                    _ => Some(r.string()?),
+                },
             },
             b'F' => {
                 let id = r.string()?;
@@ -185,56 +201,6 @@ impl Entry {
             _ => return Err(JournalError::Malformed("unknown kind")),
         };
         Ok(e)
-    }
-}
-
-fn put_bytes(b: &mut Vec<u8>, v: &[u8]) {
-    b.extend_from_slice(&(v.len() as u32).to_be_bytes());
-    b.extend_from_slice(v);
-}
-
-fn put_opt(b: &mut Vec<u8>, v: Option<&str>) {
-    match v {
-        Some(s) => {
-            b.push(1);
-            put_bytes(b, s.as_bytes());
-        }
-        None => b.push(0),
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], JournalError> {
-        if self.0.len() < n {
-            return Err(JournalError::Malformed("truncated"));
-        }
-        let (h, t) = self.0.split_at(n);
-        self.0 = t;
-        Ok(h)
-    }
-    fn u8(&mut self) -> Result<u8, JournalError> {
-        Ok(self.take(1)?[0])
-    }
-    fn i64(&mut self) -> Result<i64, JournalError> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(i64::from_be_bytes(a))
-    }
-    fn bytes(&mut self) -> Result<&'a [u8], JournalError> {
-        let mut a = [0u8; 4];
-        a.copy_from_slice(self.take(4)?);
-        self.take(u32::from_be_bytes(a) as usize)
-    }
-    fn string(&mut self) -> Result<String, JournalError> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| JournalError::Malformed("utf-8"))
-    }
-    fn opt(&mut self) -> Result<Option<String>, JournalError> {
-        match self.u8()? {
-            0 => Ok(None),
-            _ => Ok(Some(self.string()?)),
-        }
     }
 }
 
