@@ -12,6 +12,8 @@
 //!   restart [pending=10000000]              Scheduler::open start -> first of 1000 overdue fires
 //!   flush   [reps=100]                      Store::apply + Store::flush cost per group size
 //! key=value options:
+//!   engine=fjall|sled   store engine of every store the run creates (default fjall; an existing
+//!               dir= store keeps its own engine)
 //!   dir=PATH    (rss, restart) use/keep this store dir: bulk-load into it when it is empty,
 //!               reuse it as is otherwise (restart adds 1000 fresh overdue records each run)
 //!   limit=SECS  stop a bulk load after SECS (the figures are then for the loaded count)
@@ -32,13 +34,29 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use scheduler::commit::chrono_now_ms;
 use scheduler::engine::{Config, FireMessage, Scheduler, Sink, LATENESS_BUCKETS_MS};
 use scheduler::record::{DelayId, Record};
-use scheduler::store::{Mutation, Store};
+use scheduler::store::{EngineKind, Mutation, Store};
+
+/// The engine chosen by `engine=` (set once in `main`; children get it as `SCHED_ENGINE`).
+fn engine() -> EngineKind {
+    std::env::var("SCHED_ENGINE")
+        .ok()
+        .and_then(|v| EngineKind::parse(&v))
+        .unwrap_or_default()
+}
+
+/// The scheduler configuration of every run: the defaults on the chosen engine.
+fn cfg() -> Config {
+    Config {
+        engine: engine(),
+        ..Config::default()
+    }
+}
 
 /// Body bytes of every benchmark record.
 const BODY_LEN: usize = 100;
 /// Expire offset of a one-shot (ms-unit timestamps): 172 800 s.
 const EXPIRE_MS: i64 = 172_800_000;
-/// sled cache of the bulk-loading child (setup only; the Scheduler uses `Config::default()`).
+/// sled cache of the bulk-loading child (setup only; the Scheduler uses `cfg()`).
 const LOAD_CACHE: u64 = 512 << 20;
 /// Records per transaction in a bulk load.
 const LOAD_BATCH: usize = 2000;
@@ -448,13 +466,13 @@ fn child_load(args: &[String]) {
     let num = |i: usize| args.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let (pending, overdue, soon, limit) = (num(1), num(2), num(3), num(4));
     let mut base_ms = 0;
-    let store = Store::open(&dir, LOAD_CACHE).expect("open store");
+    let store = Store::open_with(&dir, LOAD_CACHE, engine()).expect("open store");
     let started = Instant::now();
     let now = chrono_now_ms();
     if soon > 0 {
         // Calibrate the apply rate on a scratch store to pick a start time after the load.
         let scratch = tmpdir();
-        let s = Store::open(scratch.path(), 64 << 20).expect("scratch store");
+        let s = Store::open_with(scratch.path(), 64 << 20, engine()).expect("scratch store");
         let t = Instant::now();
         let cal: Vec<Mutation> = (0..LOAD_BATCH as u64)
             .map(|i| {
@@ -591,7 +609,7 @@ impl StoreDir {
 }
 
 fn has_store(p: &Path) -> bool {
-    p.join("conf").exists() || p.join("db").exists()
+    EngineKind::detect(p).is_some()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -603,7 +621,7 @@ fn mode_adds(clients: usize, secs: f64) -> Report {
     let mut r = Report::new("adds");
     rt.block_on(async {
         let sink = BenchSink::new();
-        let s = Scheduler::open(dir.path(), Config::default(), sink.clone())
+        let s = Scheduler::open(dir.path(), cfg(), sink.clone())
             .await
             .expect("open");
         let c0 = CommitSnap::take(&s);
@@ -700,7 +718,7 @@ fn mode_fires(pending: u64, rate: u64, secs: f64, dir: Option<&str>, limit: u64)
         let rss0 = rss_mb();
         let sink = BenchSink::new();
         let t = Instant::now();
-        let s = Scheduler::open(dir.path(), Config::default(), sink.clone())
+        let s = Scheduler::open(dir.path(), cfg(), sink.clone())
             .await
             .expect("open");
         let open_ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -821,7 +839,7 @@ fn mode_maxfire(n: u64) -> Report {
     let rt = runtime();
     rt.block_on(async {
         let sink = BenchSink::new();
-        let s = Scheduler::open(dir.path(), Config::default(), sink.clone())
+        let s = Scheduler::open(dir.path(), cfg(), sink.clone())
             .await
             .expect("open");
         let lead_ms = base - chrono_now_ms();
@@ -958,7 +976,7 @@ fn mode_rss(pending: u64, dir: Option<&str>, limit: u64) -> Report {
         let rss0 = rss_mb();
         let sink = BenchSink::new();
         let t = Instant::now();
-        let s = Scheduler::open(d.path(), Config::default(), sink.clone())
+        let s = Scheduler::open(d.path(), cfg(), sink.clone())
             .await
             .expect("open");
         let open_ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -1009,7 +1027,7 @@ fn mode_restart(pending: u64, dir: Option<&str>, limit: u64) -> Report {
     rt.block_on(async {
         let sink = BenchSink::new();
         let t0 = Instant::now();
-        let s = Scheduler::open(d.path(), Config::default(), sink.clone())
+        let s = Scheduler::open(d.path(), cfg(), sink.clone())
             .await
             .expect("open");
         let open_ms = t0.elapsed().as_secs_f64() * 1000.0;
@@ -1068,7 +1086,7 @@ fn mode_restart(pending: u64, dir: Option<&str>, limit: u64) -> Report {
 /// Cost of Store::apply and Store::flush for groups of 1, 64 and 1024 adds.
 fn mode_flush(reps: u64) -> Report {
     let dir = tmpdir();
-    let store = Store::open(dir.path(), 128 << 20).expect("open store");
+    let store = Store::open_with(dir.path(), 128 << 20, engine()).expect("open store");
     let mut r = Report::new("flush");
     let now = chrono_now_ms();
     let mut n = 0u64;
@@ -1149,6 +1167,15 @@ fn main() {
         .filter(|a| !a.contains('='))
         .collect();
     let num = |i: usize, d: f64| pos.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(d);
+    if let Some(e) = opt("engine") {
+        if EngineKind::parse(&e).is_none() {
+            eprintln!("engine={e}: expected fjall or sled");
+            std::process::exit(2);
+        }
+        // Read by `engine()` here and in the bulk-loading children.
+        std::env::set_var("SCHED_ENGINE", e);
+    }
+    eprintln!("scheduler_bench: engine {}", engine().name());
     let dir = opt("dir");
     let limit = opt("limit").and_then(|v| v.parse().ok()).unwrap_or(0);
     let t = Instant::now();

@@ -84,11 +84,7 @@ impl Committer {
     /// Applies `m` and waits until it is durable.
     pub async fn commit(&self, m: Mutation) -> Reply {
         let (tx, rx) = oneshot::channel();
-        let closed = || {
-            Arc::new(StoreError::Sled(sled::Error::Unsupported(
-                "committer stopped".into(),
-            )))
-        };
+        let closed = || Arc::new(StoreError::Stopped);
         self.tx
             .send(Job {
                 m,
@@ -101,7 +97,7 @@ impl Committer {
     }
 
     /// Applies `m` without waiting for its flush (fire completions): the reply arrives as soon
-    /// as the mutation is applied; a later flush (or sled's own) makes it durable.
+    /// as the mutation is applied; a later flush makes it durable.
     pub async fn submit(&self, m: Mutation) -> oneshot::Receiver<Reply> {
         let (tx, rx) = oneshot::channel();
         let _ = self
@@ -116,8 +112,7 @@ impl Committer {
     }
 }
 
-/// Longest time a completion-only group may stay unflushed by the committer (sled also flushes
-/// on its own every 500 ms); bounds the duplicate-fire window after a crash (delay.md §6.3).
+/// Longest time a completion-only group may stay unflushed by the committer; bounds the duplicate-fire window after a crash (delay.md §6.3).
 const LAZY_FLUSH_MS: u128 = 200;
 
 fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<CommitStats>) {

@@ -45,8 +45,10 @@ pub struct Config {
     pub max_commit_group: usize,
     /// Loop catch-up policy.
     pub catch_up: CatchUp,
-    /// sled page cache, bytes.
+    /// Engine block/page cache, bytes.
     pub cache_bytes: u64,
+    /// Engine of a new store (an existing store keeps its own).
+    pub engine: crate::store::EngineKind,
     /// Fire pacing, fires per second; 0 = unlimited.
     pub fire_max_tps: u64,
 }
@@ -71,6 +73,7 @@ impl Default for Config {
                 max_catch_up: 100,
             },
             cache_bytes: 128 << 20,
+            engine: crate::store::EngineKind::default(),
             fire_max_tps: 0,
         }
     }
@@ -229,8 +232,8 @@ impl Scheduler {
         sink: Arc<dyn Sink>,
     ) -> Result<Scheduler, StoreError> {
         let p = path.to_path_buf();
-        let cache = cfg.cache_bytes;
-        let store = blocking(move || Store::open(&p, cache)).await?;
+        let (cache, engine) = (cfg.cache_bytes, cfg.engine);
+        let store = blocking(move || Store::open_with(&p, cache, engine)).await?;
         Scheduler::start(store, cfg, sink).await
     }
 
@@ -517,7 +520,7 @@ impl Inner {
             return;
         }
         if st.wheel.len() >= self.cfg.max_loaded {
-            // Full: evict the latest entry (it stays in sled) and move the cursor back to it.
+            // Full: evict the latest entry (it stays in the store) and move the cursor back to it.
             match st.wheel.pop_latest() {
                 Some((d, evicted)) if (d as i64, &evicted) > (due_ms, &id) => {
                     st.cursor = st.cursor.clone().min(due_key(d as i64, &evicted));

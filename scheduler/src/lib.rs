@@ -1,12 +1,14 @@
-//! The embedded delay-message scheduler: a sled store mutated by one group-committing writer,
+//! The embedded delay-message scheduler: a durable store (fjall or sled, `kv.rs`) mutated by one
+//! group-committing writer,
 //! a near-window timing wheel fed by a loader, and batched firing through a sink.
 
 pub mod commit;
 pub mod engine;
+pub mod kv;
 pub mod record;
 pub mod store;
 pub mod wheel;
 
 pub use engine::{Config, FireMessage, SchedError, Scheduler, Sink, Status};
 pub use record::{DelayId, Kind, Record};
-pub use store::{CancelResult, CatchUp, StoreError};
+pub use store::{CancelResult, CatchUp, EngineKind, StoreError};

@@ -1,17 +1,16 @@
-//! The durable store: sled trees mutated in multi-tree transactions (delay.md §8.1).
+//! The durable store: records, time index, final states and dead letters in six trees,
+//! mutated in multi-tree transactions (delay.md §8.1), over one of the engines of `kv.rs`.
 //!
-//! Every call here blocks on sled; the scheduler calls them from the committer thread or a
-//! blocking-pool thread, never from the async runtime's workers.
+//! Every call here blocks on the engine; the scheduler calls them from the committer thread or
+//! a blocking-pool thread, never from the async runtime's workers.
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
-use sled::{Db, Tree};
-
+pub use crate::kv::EngineKind;
+use crate::kv::{Kv, TreeId, TxFail, TxOps};
 use crate::record::{Corrupt, Record};
 
 /// Storage failures (answered 10 on the wire).
@@ -20,9 +19,15 @@ pub enum StoreError {
     /// sled failed.
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
+    /// fjall failed.
+    #[error("storage: {0}")]
+    Fjall(#[from] fjall::Error),
     /// A stored value could not be decoded.
     #[error(transparent)]
     Corrupt(#[from] Corrupt),
+    /// The committer thread is gone (the scheduler is stopping).
+    #[error("storage: committer stopped")]
+    Stopped,
     /// The database was closed after an I/O error and is not open again yet (disk full,
     /// read-only filesystem); the scheduler keeps trying to reopen it.
     #[error("storage unavailable: closed after an I/O error, reopening")]
@@ -30,19 +35,18 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// An I/O error of the data directory. sled fails every later write with the first one it
-    /// hits (its error state is cleared only by opening the database again).
+    /// An I/O error of the data directory. Both engines fail every later write after their
+    /// first one (sled keeps the error, fjall is "poisoned") until the database is opened again.
     pub fn is_io(&self) -> bool {
-        matches!(self, StoreError::Sled(sled::Error::Io(_)))
-    }
-}
-
-impl From<TransactionError<Corrupt>> for StoreError {
-    fn from(e: TransactionError<Corrupt>) -> Self {
-        match e {
-            TransactionError::Abort(c) => StoreError::Corrupt(c),
-            TransactionError::Storage(s) => StoreError::Sled(s),
-        }
+        matches!(
+            self,
+            StoreError::Sled(sled::Error::Io(_))
+                | StoreError::Fjall(
+                    fjall::Error::Io(_)
+                        | fjall::Error::Poisoned
+                        | fjall::Error::Storage(lsm_tree::Error::Io(_))
+                )
+        )
     }
 }
 
@@ -398,84 +402,272 @@ fn decode_dead(key: &[u8], v: &[u8]) -> Result<DeadLetter, Corrupt> {
     })
 }
 
-/// The sled database and its trees (one opening of the database).
+/// One opening of the database, of either engine.
 struct Trees {
-    /// sled's data file, opened read-only: `flush` fsyncs it (see `Trees::flush`).
-    file: std::fs::File,
-    db: Db,
-    records: Tree,
-    due: Tree,
-    done: Tree,
-    done_by_time: Tree,
-    dead: Tree,
-    meta: Tree,
+    kv: Box<dyn Kv>,
+    /// No `due` entry is below this time (ms): `first_due` seeks here instead of walking from
+    /// the first key. In an LSM tree (fjall) the front of the time index is a long run of
+    /// deletion markers of fired entries that a walk from the first key would step over on
+    /// every group commit until compaction drops them.
+    front_ms: AtomicI64,
 }
 
-type Abort = ConflictableTransactionError<Corrupt>;
+use TreeId::{Dead, Done, DoneByTime, Due, Meta, Records};
 
-/// Removes unfinished sled snapshot files (`snap.<lsn>.generating`) from the database directory.
-///
-/// sled 0.34.7 writes a snapshot when it opens a database: to `snap.<lsn>.generating`, then
-/// synced and renamed to `snap.<lsn>`. When the write fails (a full disk: every reopen attempt
-/// while the disk is still full) or the process dies before the rename, the `.generating` file
-/// stays, and every later open picks it as the newest snapshot (the candidate filter still
-/// skips only an older suffix, `.in___motion`) and fails with "Read corrupted data" — the
-/// database could then not be opened again, not even by a restart (spacejam/sled#1527). Such a
-/// file was never renamed into place, so sled never relied on it: without it sled recovers
-/// from the previous complete snapshot and the log, exactly as if the write had not happened.
-fn remove_unfinished_snapshots(path: &Path) -> Result<(), StoreError> {
-    let entries = match std::fs::read_dir(path) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(sled::Error::Io(e).into()),
-    };
-    for entry in entries {
-        let entry = entry.map_err(sled::Error::Io)?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("snap.") && name.ends_with(".generating") {
-            std::fs::remove_file(entry.path()).map_err(sled::Error::Io)?;
-            tracing::warn!(
-                file = %entry.path().display(),
-                "delay store: removed an unfinished sled snapshot (a failed write or a crash \
-                 while it was written)"
-            );
+/// The body of a group transaction: applies `ms` through `ops`.
+fn apply_body(ops: &mut dyn TxOps, ms: &[&Mutation]) -> Result<Vec<Applied>, TxFail> {
+    // Ids finished by this group: indexed for trimming by one `done_by_time` entry per group
+    // instead of one per id (one write fewer per completion).
+    let mut finished: Vec<(i64, String)> = Vec::new();
+    let mut out = Vec::with_capacity(ms.len());
+    for m in ms {
+        match m {
+            Mutation::Journaled { offset, inner } => {
+                out.push(apply_one(ops, inner, &mut finished)?);
+                ops.insert(Meta, JOURNAL_OFFSET_KEY, &offset.to_be_bytes())?;
+            }
+            m => out.push(apply_one(ops, m, &mut finished)?),
         }
     }
+    if let Some(max_ms) = finished.iter().map(|(ms, _)| *ms).max() {
+        // Keyed by the latest finish time of the group, so trimming reaches the entry only
+        // once every id in it is past retention.
+        let key = group_time_key(max_ms, &finished[0].1);
+        let mut v = ops.get(DoneByTime, &key)?.unwrap_or_default();
+        for (_, id) in &finished {
+            v.extend_from_slice(&(id.len() as u32).to_be_bytes());
+            v.extend_from_slice(id.as_bytes());
+        }
+        ops.insert(DoneByTime, &key, &v)?;
+    }
+    Ok(out)
+}
+
+/// The pending count lives in the same transactions that change it, so it is exact after any
+/// crash and start-up never has to walk the records.
+fn bump(ops: &mut dyn TxOps, delta: i64) -> Result<(), TxFail> {
+    let cur = ops
+        .get(Meta, PENDING_KEY)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map_or(0, i64::from_be_bytes);
+    ops.insert(Meta, PENDING_KEY, &(cur + delta).to_be_bytes())
+}
+
+fn finish(
+    ops: &mut dyn TxOps,
+    finished: &mut Vec<(i64, String)>,
+    id: &str,
+    entry: &DoneEntry,
+) -> Result<(), TxFail> {
+    ops.insert(Done, id.as_bytes(), &entry.encode())?;
+    finished.push((entry.finished_ms, id.to_string()));
     Ok(())
 }
 
+fn apply_one(
+    ops: &mut dyn TxOps,
+    m: &Mutation,
+    finished: &mut Vec<(i64, String)>,
+) -> Result<Applied, TxFail> {
+    match m {
+        Mutation::Add { id, record } => {
+            if ops.get(Records, id.as_bytes())?.is_some() || ops.get(Done, id.as_bytes())?.is_some()
+            {
+                return Ok(Applied::AddExisting);
+            }
+            ops.insert(Records, id.as_bytes(), &record.encode())?;
+            ops.insert(Due, &due_key(record.next_due_ms, id), &[])?;
+            bump(ops, 1)?;
+            Ok(Applied::Added {
+                due_ms: record.next_due_ms,
+            })
+        }
+        Mutation::Cancel {
+            id,
+            topic,
+            at_ms,
+            principal,
+        } => {
+            if let Some(raw) = ops.get(Records, id.as_bytes())? {
+                let rec = Record::decode(&raw)?;
+                if rec.topic != *topic {
+                    return Ok(Applied::Cancel(CancelResult::TopicMismatch));
+                }
+                // Records added without ACLs have no owner: any allowed client may cancel them.
+                if let Some(p) = principal {
+                    if !rec.owner.is_empty() && rec.owner != *p {
+                        return Ok(Applied::Cancel(CancelResult::NotOwner));
+                    }
+                }
+                ops.remove(Records, id.as_bytes())?;
+                ops.remove(Due, &due_key(rec.next_due_ms, id))?;
+                bump(ops, -1)?;
+                finish(
+                    ops,
+                    finished,
+                    id,
+                    &DoneEntry {
+                        state: Final::Cancelled,
+                        finished_ms: *at_ms,
+                        last_index: rec.next_index,
+                        cancels: vec![(*at_ms, CancelResult::Cancelled)],
+                    },
+                )?;
+                return Ok(Applied::Cancel(CancelResult::Cancelled));
+            }
+            if let Some(raw) = ops.get(Done, id.as_bytes())? {
+                let mut entry = DoneEntry::decode(&raw)?;
+                let result = if entry.state == Final::CancelledUnknown {
+                    CancelResult::Unknown
+                } else {
+                    CancelResult::AfterFinish
+                };
+                if entry.cancels.len() < MAX_CANCELS_KEPT {
+                    entry.cancels.push((*at_ms, result));
+                }
+                ops.insert(Done, id.as_bytes(), &entry.encode())?;
+                return Ok(Applied::Cancel(result));
+            }
+            finish(
+                ops,
+                finished,
+                id,
+                &DoneEntry {
+                    state: Final::CancelledUnknown,
+                    finished_ms: *at_ms,
+                    last_index: 0,
+                    cancels: vec![(*at_ms, CancelResult::Unknown)],
+                },
+            )?;
+            Ok(Applied::Cancel(CancelResult::Unknown))
+        }
+        Mutation::Complete {
+            id,
+            k,
+            end,
+            now_ms,
+            catch_up,
+        } => {
+            let Some(raw) = ops.get(Records, id.as_bytes())? else {
+                return Ok(Applied::Stale);
+            };
+            let mut rec = Record::decode(&raw)?;
+            if rec.next_index != *k {
+                return Ok(Applied::Stale);
+            }
+            let old_due = due_key(rec.next_due_ms, id);
+            let dead = matches!(end, FireEnd::Dead { .. });
+            if let FireEnd::Dead { code, msg } = end {
+                ops.insert(
+                    Dead,
+                    &dead_key(id, *k),
+                    &encode_dead(&rec, *code, msg, *now_ms),
+                )?;
+            }
+            if let FireEnd::Retry { at_ms } = end {
+                rec.attempts += 1;
+                if rec.first_failure_ms == 0 {
+                    rec.first_failure_ms = *now_ms;
+                }
+                rec.next_due_ms = *at_ms;
+                ops.remove(Due, &old_due)?;
+                ops.insert(Due, &due_key(rec.next_due_ms, id), &[])?;
+                ops.insert(Records, id.as_bytes(), &rec.encode())?;
+                return Ok(Applied::Rescheduled {
+                    due_ms: *at_ms,
+                    skipped: 0,
+                    dead: false,
+                });
+            }
+            // Ok or dead: move to the next occurrence, or finish.
+            let next = rec.next_after(
+                *k,
+                *now_ms,
+                catch_up.late_tolerance_ms,
+                catch_up.skip,
+                catch_up.max_catch_up,
+            );
+            ops.remove(Due, &old_due)?;
+            match next {
+                Some((n, skipped, caught_up)) => {
+                    rec.next_index = n;
+                    rec.caught_up = caught_up;
+                    rec.next_due_ms = rec.due_ms(n);
+                    rec.attempts = 0;
+                    rec.first_failure_ms = 0;
+                    ops.insert(Due, &due_key(rec.next_due_ms, id), &[])?;
+                    ops.insert(Records, id.as_bytes(), &rec.encode())?;
+                    Ok(Applied::Rescheduled {
+                        due_ms: rec.next_due_ms,
+                        skipped,
+                        dead,
+                    })
+                }
+                None => {
+                    ops.remove(Records, id.as_bytes())?;
+                    bump(ops, -1)?;
+                    let state = match (rec.kind(), dead) {
+                        (crate::record::Kind::Once, true) => Final::Dead,
+                        (crate::record::Kind::Once, false) => Final::Fired,
+                        _ => Final::Completed,
+                    };
+                    finish(
+                        ops,
+                        finished,
+                        id,
+                        &DoneEntry {
+                            state,
+                            finished_ms: *now_ms,
+                            last_index: *k,
+                            cancels: vec![],
+                        },
+                    )?;
+                    Ok(Applied::Finished(state))
+                }
+            }
+        }
+        Mutation::Forget { id, at_ms } => {
+            let Some(raw) = ops.get(Records, id.as_bytes())? else {
+                return Ok(Applied::Stale);
+            };
+            let rec = Record::decode(&raw)?;
+            ops.remove(Records, id.as_bytes())?;
+            ops.remove(Due, &due_key(rec.next_due_ms, id))?;
+            bump(ops, -1)?;
+            let state = match rec.kind() {
+                crate::record::Kind::Once => Final::Fired,
+                _ => Final::Completed,
+            };
+            finish(
+                ops,
+                finished,
+                id,
+                &DoneEntry {
+                    state,
+                    finished_ms: *at_ms,
+                    last_index: rec.next_index,
+                    cancels: vec![],
+                },
+            )?;
+            Ok(Applied::Finished(state))
+        }
+        Mutation::Trim { .. } | Mutation::Journaled { .. } => Ok(Applied::Trimmed(0)),
+    }
+}
+
 impl Trees {
-    /// Opens (or creates) the database; sled's lock keeps a second process out.
-    fn open(path: &Path, cache_bytes: u64) -> Result<Trees, StoreError> {
-        remove_unfinished_snapshots(path)?;
-        let db = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::HighThroughput)
-            .cache_capacity(cache_bytes)
-            .open()?;
+    /// Opens (or creates) the database with the engine `kind`; the engine's lock keeps a second
+    /// process out.
+    fn open(path: &Path, cache_bytes: u64, kind: EngineKind) -> Result<Trees, StoreError> {
         Ok(Trees {
-            records: db.open_tree("records")?,
-            due: db.open_tree("due")?,
-            done: db.open_tree("done")?,
-            done_by_time: db.open_tree("done_by_time")?,
-            dead: db.open_tree("dead")?,
-            meta: db.open_tree("meta")?,
-            file: std::fs::File::open(path.join("db")).map_err(sled::Error::Io)?,
-            db,
+            kv: crate::kv::open(kind, path, cache_bytes)?,
+            front_ms: AtomicI64::new(0),
         })
     }
 
-    /// Makes everything written so far durable: sled's flush, then an `fsync` of its data file.
-    /// sled 0.34 ends a flush with `sync_file_range` on Linux, which writes the data pages but
-    /// commits neither the metadata of the blocks appended to its log (file size, extents) nor
-    /// the device's write cache; its own `fsync` runs only every 500 ms in the background. A
-    /// test that aborted ext4 under load (tests/disk_trouble.rs) lost adds and cancels answered
-    /// 0 that way; the fsync (on any descriptor of the file) closes that window.
-    pub fn flush(&self) -> Result<usize, StoreError> {
-        let n = self.db.flush()?;
-        self.file.sync_all().map_err(sled::Error::Io)?;
-        Ok(n)
+    /// Makes everything written so far durable on the device.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.kv.flush()
     }
 
     /// Applies one mutation in one multi-tree transaction.
@@ -496,237 +688,19 @@ impl Trees {
         {
             return Ok(vec![self.trim(*before_ms, *dead_before_ms, *limit)?]);
         }
-        let trees = (
-            &self.records,
-            &self.due,
-            &self.done,
-            &self.done_by_time,
-            &self.dead,
-            &self.meta,
-        );
-        let r = trees.transaction(|(records, due, done, dbt, dead_tree, meta)| {
-            // The pending count lives in the same transactions that change it, so it is exact
-            // after any crash and start-up never has to walk the records.
-            let bump = |delta: i64| -> Result<(), Abort> {
-                let cur = meta
-                    .get(PENDING_KEY)?
-                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                    .map_or(0, i64::from_be_bytes);
-                meta.insert(PENDING_KEY, &(cur + delta).to_be_bytes())?;
-                Ok(())
-            };
-            // Ids finished by this group: indexed for trimming by one `done_by_time` entry per
-            // group instead of one per id (one write fewer per completion).
-            let finished: RefCell<Vec<(i64, String)>> = RefCell::new(Vec::new());
-            let finish = |id: &str, entry: &DoneEntry| -> Result<(), Abort> {
-                done.insert(id.as_bytes(), entry.encode())?;
-                finished
-                    .borrow_mut()
-                    .push((entry.finished_ms, id.to_string()));
-                Ok(())
-            };
-            let one = |m: &Mutation| -> Result<Applied, Abort> {
-                match m {
-                    Mutation::Add { id, record } => {
-                        if records.get(id.as_bytes())?.is_some()
-                            || done.get(id.as_bytes())?.is_some()
-                        {
-                            return Ok(Applied::AddExisting);
-                        }
-                        records.insert(id.as_bytes(), record.encode())?;
-                        due.insert(due_key(record.next_due_ms, id), &[])?;
-                        bump(1)?;
-                        Ok(Applied::Added {
-                            due_ms: record.next_due_ms,
-                        })
-                    }
-                    Mutation::Cancel {
-                        id,
-                        topic,
-                        at_ms,
-                        principal,
-                    } => {
-                        if let Some(raw) = records.get(id.as_bytes())? {
-                            let rec = Record::decode(&raw).map_err(Abort::Abort)?;
-                            if rec.topic != *topic {
-                                return Ok(Applied::Cancel(CancelResult::TopicMismatch));
-                            }
-                            // Records added without ACLs have no owner: any allowed client may
-                            // cancel them.
-                            if let Some(p) = principal {
-                                if !rec.owner.is_empty() && rec.owner != *p {
-                                    return Ok(Applied::Cancel(CancelResult::NotOwner));
-                                }
-                            }
-                            records.remove(id.as_bytes())?;
-                            due.remove(due_key(rec.next_due_ms, id))?;
-                            bump(-1)?;
-                            finish(
-                                id,
-                                &DoneEntry {
-                                    state: Final::Cancelled,
-                                    finished_ms: *at_ms,
-                                    last_index: rec.next_index,
-                                    cancels: vec![(*at_ms, CancelResult::Cancelled)],
-                                },
-                            )?;
-                            return Ok(Applied::Cancel(CancelResult::Cancelled));
-                        }
-                        if let Some(raw) = done.get(id.as_bytes())? {
-                            let mut entry = DoneEntry::decode(&raw).map_err(Abort::Abort)?;
-                            let result = if entry.state == Final::CancelledUnknown {
-                                CancelResult::Unknown
-                            } else {
-                                CancelResult::AfterFinish
-                            };
-                            if entry.cancels.len() < MAX_CANCELS_KEPT {
-                                entry.cancels.push((*at_ms, result));
-                            }
-                            done.insert(id.as_bytes(), entry.encode())?;
-                            return Ok(Applied::Cancel(result));
-                        }
-                        finish(
-                            id,
-                            &DoneEntry {
-                                state: Final::CancelledUnknown,
-                                finished_ms: *at_ms,
-                                last_index: 0,
-                                cancels: vec![(*at_ms, CancelResult::Unknown)],
-                            },
-                        )?;
-                        Ok(Applied::Cancel(CancelResult::Unknown))
-                    }
-                    Mutation::Complete {
-                        id,
-                        k,
-                        end,
-                        now_ms,
-                        catch_up,
-                    } => {
-                        let Some(raw) = records.get(id.as_bytes())? else {
-                            return Ok(Applied::Stale);
-                        };
-                        let mut rec = Record::decode(&raw).map_err(Abort::Abort)?;
-                        if rec.next_index != *k {
-                            return Ok(Applied::Stale);
-                        }
-                        let old_due = due_key(rec.next_due_ms, id);
-                        let dead = matches!(end, FireEnd::Dead { .. });
-                        if let FireEnd::Dead { code, msg } = end {
-                            dead_tree
-                                .insert(dead_key(id, *k), encode_dead(&rec, *code, msg, *now_ms))?;
-                        }
-                        if let FireEnd::Retry { at_ms } = end {
-                            rec.attempts += 1;
-                            if rec.first_failure_ms == 0 {
-                                rec.first_failure_ms = *now_ms;
-                            }
-                            rec.next_due_ms = *at_ms;
-                            due.remove(old_due)?;
-                            due.insert(due_key(rec.next_due_ms, id), &[])?;
-                            records.insert(id.as_bytes(), rec.encode())?;
-                            return Ok(Applied::Rescheduled {
-                                due_ms: *at_ms,
-                                skipped: 0,
-                                dead: false,
-                            });
-                        }
-                        // Ok or dead: move to the next occurrence, or finish.
-                        let next = rec.next_after(
-                            *k,
-                            *now_ms,
-                            catch_up.late_tolerance_ms,
-                            catch_up.skip,
-                            catch_up.max_catch_up,
-                        );
-                        due.remove(old_due)?;
-                        match next {
-                            Some((n, skipped, caught_up)) => {
-                                rec.next_index = n;
-                                rec.caught_up = caught_up;
-                                rec.next_due_ms = rec.due_ms(n);
-                                rec.attempts = 0;
-                                rec.first_failure_ms = 0;
-                                due.insert(due_key(rec.next_due_ms, id), &[])?;
-                                records.insert(id.as_bytes(), rec.encode())?;
-                                Ok(Applied::Rescheduled {
-                                    due_ms: rec.next_due_ms,
-                                    skipped,
-                                    dead,
-                                })
-                            }
-                            None => {
-                                records.remove(id.as_bytes())?;
-                                bump(-1)?;
-                                let state = match (rec.kind(), dead) {
-                                    (crate::record::Kind::Once, true) => Final::Dead,
-                                    (crate::record::Kind::Once, false) => Final::Fired,
-                                    _ => Final::Completed,
-                                };
-                                finish(
-                                    id,
-                                    &DoneEntry {
-                                        state,
-                                        finished_ms: *now_ms,
-                                        last_index: *k,
-                                        cancels: vec![],
-                                    },
-                                )?;
-                                Ok(Applied::Finished(state))
-                            }
-                        }
-                    }
-                    Mutation::Forget { id, at_ms } => {
-                        let Some(raw) = records.get(id.as_bytes())? else {
-                            return Ok(Applied::Stale);
-                        };
-                        let rec = Record::decode(&raw).map_err(Abort::Abort)?;
-                        records.remove(id.as_bytes())?;
-                        due.remove(due_key(rec.next_due_ms, id))?;
-                        bump(-1)?;
-                        let state = match rec.kind() {
-                            crate::record::Kind::Once => Final::Fired,
-                            _ => Final::Completed,
-                        };
-                        finish(
-                            id,
-                            &DoneEntry {
-                                state,
-                                finished_ms: *at_ms,
-                                last_index: rec.next_index,
-                                cancels: vec![],
-                            },
-                        )?;
-                        Ok(Applied::Finished(state))
-                    }
-                    Mutation::Trim { .. } | Mutation::Journaled { .. } => Ok(Applied::Trimmed(0)),
-                }
-            };
-            let mut out = Vec::with_capacity(ms.len());
-            for m in ms {
-                match m {
-                    Mutation::Journaled { offset, inner } => {
-                        out.push(one(inner)?);
-                        meta.insert(JOURNAL_OFFSET_KEY, &offset.to_be_bytes())?;
-                    }
-                    m => out.push(one(m)?),
-                }
-            }
-            let fin = finished.borrow();
-            if let Some(max_ms) = fin.iter().map(|(ms, _)| *ms).max() {
-                // Keyed by the latest finish time of the group, so trimming reaches the entry
-                // only once every id in it is past retention.
-                let key = group_time_key(max_ms, &fin[0].1);
-                let mut v = dbt.get(&key)?.map(|v| v.to_vec()).unwrap_or_default();
-                for (_, id) in fin.iter() {
-                    v.extend_from_slice(&(id.len() as u32).to_be_bytes());
-                    v.extend_from_slice(id.as_bytes());
-                }
-                dbt.insert(key, v)?;
-            }
-            Ok(out)
-        })?;
-        Ok(r)
+        let out = self.kv.transact(&|ops| apply_body(ops, ms))?;
+        // Every `due` entry written by the group is reported with its time: lower the front.
+        let lowest = out
+            .iter()
+            .filter_map(|a| match a {
+                Applied::Added { due_ms } | Applied::Rescheduled { due_ms, .. } => Some(*due_ms),
+                _ => None,
+            })
+            .min();
+        if let Some(low) = lowest {
+            self.front_ms.fetch_min(low.max(0), Ordering::AcqRel);
+        }
+        Ok(out)
     }
 
     fn trim(
@@ -737,11 +711,10 @@ impl Trees {
     ) -> Result<Applied, StoreError> {
         let mut n = 0;
         let end = due_key(before_ms, "");
-        for kv in self.done_by_time.range(..end) {
+        for (k, v) in self.kv.range(DoneByTime, &[], Some(&end), limit)? {
             if n >= limit {
                 break;
             }
-            let (k, v) = kv?;
             // An empty value is a per-id entry (finished ms ‖ id, older stores); otherwise the
             // value lists the ids a group finished.
             let ids = if v.is_empty() {
@@ -751,18 +724,18 @@ impl Trees {
             };
             for id in ids {
                 // A re-finished id has a newer time entry: only delete when this one is current.
-                if let Some(raw) = self.done.get(id.as_bytes())? {
+                if let Some(raw) = self.kv.get(Done, id.as_bytes())? {
                     if DoneEntry::decode(&raw)?.finished_ms < before_ms {
-                        self.done.remove(id.as_bytes())?;
+                        self.kv.remove(Done, id.as_bytes())?;
                     }
                 }
                 n += 1;
             }
-            self.done_by_time.remove(k)?;
+            self.kv.remove(DoneByTime, &k)?;
         }
+        // `dead` is small (dead letters are kept for days, not millions): a scan is fine.
         let mut stale = Vec::new();
-        for kv in self.dead.iter() {
-            let (k, v) = kv?;
+        for (k, v) in self.kv.range(Dead, &[], None, usize::MAX)? {
             if v.len() >= 8 {
                 let mut a = [0u8; 8];
                 a.copy_from_slice(&v[..8]);
@@ -775,7 +748,7 @@ impl Trees {
             }
         }
         for k in stale {
-            self.dead.remove(k)?;
+            self.kv.remove(Dead, &k)?;
             n += 1;
         }
         Ok(Applied::Trimmed(n))
@@ -783,7 +756,7 @@ impl Trees {
 
     /// The pending record of a canonical id.
     pub fn record(&self, id: &str) -> Result<Option<Record>, StoreError> {
-        Ok(match self.records.get(id.as_bytes())? {
+        Ok(match self.kv.get(Records, id.as_bytes())? {
             Some(v) => Some(Record::decode(&v)?),
             None => None,
         })
@@ -791,7 +764,7 @@ impl Trees {
 
     /// The done entry of a canonical id.
     pub fn done(&self, id: &str) -> Result<Option<DoneEntry>, StoreError> {
-        Ok(match self.done.get(id.as_bytes())? {
+        Ok(match self.kv.get(Done, id.as_bytes())? {
             Some(v) => Some(DoneEntry::decode(&v)?),
             None => None,
         })
@@ -799,14 +772,15 @@ impl Trees {
 
     /// Dead letters of one id.
     pub fn dead_of(&self, id: &str) -> Result<Vec<DeadLetter>, StoreError> {
-        let mut prefix = id.as_bytes().to_vec();
-        prefix.push(0);
-        self.dead
-            .scan_prefix(prefix)
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok(decode_dead(&k, &v)?)
-            })
+        // Keys are id ‖ 0 ‖ occurrence: the range [id ‖ 0, id ‖ 1) holds exactly this id's.
+        let mut from = id.as_bytes().to_vec();
+        from.push(0);
+        let mut end = id.as_bytes().to_vec();
+        end.push(1);
+        self.kv
+            .range(Dead, &from, Some(&end), usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| Ok(decode_dead(&k, &v)?))
             .collect()
     }
 
@@ -817,8 +791,7 @@ impl Trees {
         limit: usize,
     ) -> Result<Vec<DeadLetter>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.dead.iter() {
-            let (k, v) = kv?;
+        for (k, v) in self.kv.range(Dead, &[], None, usize::MAX)? {
             let d = decode_dead(&k, &v)?;
             if topic.is_none_or(|t| d.record.topic == t) {
                 out.push(d);
@@ -832,7 +805,7 @@ impl Trees {
     /// Removes one dead letter; returns it.
     pub fn take_dead(&self, id: &str, k: u64) -> Result<Option<DeadLetter>, StoreError> {
         let key = dead_key(id, k);
-        Ok(match self.dead.remove(&key)? {
+        Ok(match self.kv.remove(Dead, &key)? {
             Some(v) => Some(decode_dead(&key, &v)?),
             None => None,
         })
@@ -840,7 +813,7 @@ impl Trees {
 
     /// Number of dead letters.
     pub fn dead_count(&self) -> usize {
-        self.dead.len()
+        self.kv.len(Dead).unwrap_or(0)
     }
 
     /// `due` entries from `from_ms` (inclusive) up to `to_ms` (exclusive), at most `limit`.
@@ -860,72 +833,77 @@ impl Trees {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.due.range(from.to_vec()..end.to_vec()).take(limit) {
-            let (k, _) = kv?;
-            if let Some(e) = split_due_key(&k) {
-                out.push(e);
-            }
-        }
-        Ok(out)
+        Ok(self
+            .kv
+            .range(Due, from, Some(end), limit)?
+            .into_iter()
+            .filter_map(|(k, _)| split_due_key(&k))
+            .collect())
     }
 
     /// Stores (or replaces) a dead letter.
     pub fn put_dead(&self, d: &DeadLetter) -> Result<(), StoreError> {
-        self.dead.insert(
-            dead_key(&d.id, d.k),
-            encode_dead(&d.record, d.code, &d.msg, d.dead_ms),
-        )?;
-        Ok(())
+        self.kv.insert(
+            Dead,
+            &dead_key(&d.id, d.k),
+            &encode_dead(&d.record, d.code, &d.msg, d.dead_ms),
+        )
     }
 
     /// Earliest pending due time.
     pub fn first_due(&self) -> Result<Option<i64>, StoreError> {
-        Ok(match self.due.first()? {
-            Some((k, _)) => split_due_key(&k).map(|(d, _)| d),
+        let front = self.front_ms.load(Ordering::Acquire);
+        let first = match self.kv.range(Due, &due_key(front, ""), None, 1)?.first() {
+            Some((k, _)) => split_due_key(k).map(|(d, _)| d),
             None => None,
-        })
+        };
+        if let Some(d) = first {
+            // Only if no write lowered the front meanwhile.
+            let _ = self
+                .front_ms
+                .compare_exchange(front, d, Ordering::AcqRel, Ordering::Acquire);
+        }
+        Ok(first)
     }
 
     /// Number of pending records: the stored counter, or a walk of the records (once, for a
     /// database written before the counter existed).
     pub fn count_pending(&self) -> Result<i64, StoreError> {
-        if let Some(v) = self.meta.get(PENDING_KEY)? {
-            if let Ok(b) = <[u8; 8]>::try_from(v.as_ref()) {
+        if let Some(v) = self.kv.get(Meta, PENDING_KEY)? {
+            if let Ok(b) = <[u8; 8]>::try_from(v.as_slice()) {
                 return Ok(i64::from_be_bytes(b));
             }
         }
-        let n = self.records.len() as i64;
-        self.meta.insert(PENDING_KEY, &n.to_be_bytes())?;
+        let n = self.kv.len(Records)? as i64;
+        self.kv.insert(Meta, PENDING_KEY, &n.to_be_bytes())?;
         Ok(n)
     }
 
     /// Writes a meta value.
     pub fn set_meta(&self, name: &str, v: &[u8]) -> Result<(), StoreError> {
-        self.meta.insert(name.as_bytes(), v)?;
-        Ok(())
+        self.kv.insert(Meta, name.as_bytes(), v)
     }
 
     /// Reads a meta value.
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.meta.get(name.as_bytes())?.map(|v| v.to_vec()))
+        self.kv.get(Meta, name.as_bytes())
     }
 
     /// The last cluster-journal offset applied (`Mutation::Journaled`), if any.
     pub fn journal_offset(&self) -> Result<Option<u64>, StoreError> {
         Ok(self
-            .meta
-            .get(JOURNAL_OFFSET_KEY)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .kv
+            .get(Meta, JOURNAL_OFFSET_KEY)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
             .map(u64::from_be_bytes))
     }
 }
 
 /// The durable store: a handle shared by the committer, the loader and the fire path.
 ///
-/// sled 0.34 records the first I/O error of its log writer (ENOSPC, EROFS, EIO) in a
-/// database-wide error state and fails every later write with it, even after the disk has
-/// space again; only opening the database again clears it. The store therefore notes the
+/// Both engines keep the first I/O error of their log writer (ENOSPC, EROFS, EIO) and fail every
+/// later write with it, even after the disk has space again (sled's error state, fjall's
+/// "poisoned" flag); only opening the database again clears it. The store therefore notes the
 /// first I/O error (`is_failed`) and `reopen` closes and re-opens the database in place; while
 /// it is closed every call answers `StoreError::Unavailable`.
 #[derive(Clone)]
@@ -936,6 +914,7 @@ pub struct Store {
 struct Shared {
     path: PathBuf,
     cache_bytes: u64,
+    kind: EngineKind,
     current: RwLock<Option<Arc<Trees>>>,
     failed: AtomicBool,
     reopens: AtomicU64,
@@ -959,7 +938,7 @@ impl Pinned<'_> {
     }
 
     /// `Store::flush` of the pinned database.
-    pub fn flush(&self) -> Result<usize, StoreError> {
+    pub fn flush(&self) -> Result<(), StoreError> {
         self.store.note(self.trees.flush())
     }
 
@@ -978,13 +957,40 @@ impl Pinned<'_> {
 const PROBE_KEY: &str = "reopen_probe";
 
 impl Store {
-    /// Opens (or creates) the store; sled's lock keeps a second process out.
+    /// Opens the store in `path` with the engine that already holds it, or creates one with
+    /// the default engine; the engine's lock keeps a second process out.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
-        let trees = Trees::open(path, cache_bytes)?;
+        Self::open_with(path, cache_bytes, EngineKind::default())
+    }
+
+    /// Opens the store in `path`, creating it with `wanted` when the directory holds none. A
+    /// directory that already holds a store of the other engine is opened with that engine
+    /// (with a warning): pending messages are never left behind by a setting change.
+    pub fn open_with(
+        path: &Path,
+        cache_bytes: u64,
+        wanted: EngineKind,
+    ) -> Result<Store, StoreError> {
+        let kind = match EngineKind::detect(path) {
+            Some(found) if found != wanted => {
+                tracing::warn!(
+                    path = %path.display(),
+                    configured = wanted.name(),
+                    found = found.name(),
+                    "delay store: the data directory holds a store of another engine; opening \
+                     it with that engine (move the directory away to start a new one)"
+                );
+                found
+            }
+            Some(found) => found,
+            None => wanted,
+        };
+        let trees = Trees::open(path, cache_bytes, kind)?;
         Ok(Store {
             shared: Arc::new(Shared {
                 path: path.to_path_buf(),
                 cache_bytes,
+                kind,
                 current: RwLock::new(Some(Arc::new(trees))),
                 failed: AtomicBool::new(false),
                 reopens: AtomicU64::new(0),
@@ -1078,7 +1084,7 @@ impl Store {
                 }
             }
         }
-        let trees = Trees::open(&self.shared.path, self.shared.cache_bytes)?;
+        let trees = Trees::open(&self.shared.path, self.shared.cache_bytes, self.shared.kind)?;
         trees.set_meta(PROBE_KEY, &crate::commit::chrono_now_ms().to_be_bytes())?;
         trees.flush()?;
         self.set_current(Some(Arc::new(trees)));
@@ -1087,8 +1093,13 @@ impl Store {
         Ok(())
     }
 
+    /// The engine holding this store.
+    pub fn engine(&self) -> EngineKind {
+        self.shared.kind
+    }
+
     /// Makes everything written so far durable.
-    pub fn flush(&self) -> Result<usize, StoreError> {
+    pub fn flush(&self) -> Result<(), StoreError> {
         self.with(Trees::flush)
     }
 
@@ -1138,7 +1149,7 @@ impl Store {
         self.with(|t| t.take_dead(id, k))
     }
 
-    /// Number of dead letters (0 while the store is closed).
+    /// Number of dead letters (0 while the store is closed); walks them with fjall.
     pub fn dead_count(&self) -> usize {
         self.trees().map_or(0, |t| t.dead_count())
     }
@@ -1227,202 +1238,26 @@ mod tests {
         max_catch_up: 100,
     };
 
-    #[test]
-    fn add_is_idempotent_and_cancel_is_topic_bound() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), 16 << 20).unwrap();
-        let r = rec(2, 1_700_000_000, 0, 0);
-        let id = r.occurrence_id(0);
-        let add = Mutation::Add {
-            id: id.clone(),
-            record: Box::new(r.clone()),
-        };
-        assert_eq!(
-            s.apply(&add).unwrap(),
-            Applied::Added {
-                due_ms: 1_700_000_000_000
+    /// Runs the tests inside once per engine (`KIND`).
+    macro_rules! on_each_engine {
+        ($($body:tt)*) => {
+            mod fjall_engine {
+                use super::*;
+                const KIND: EngineKind = EngineKind::Fjall;
+                $($body)*
             }
-        );
-        assert_eq!(s.apply(&add).unwrap(), Applied::AddExisting);
-        assert_eq!(
-            s.due_range(0, i64::MAX, 10).unwrap(),
-            vec![(1_700_000_000_000, id.clone())]
-        );
-        let cancel = |topic: &str| Mutation::Cancel {
-            id: id.clone(),
-            topic: topic.into(),
-            at_ms: 5,
-            principal: None,
+            mod sled_engine {
+                use super::*;
+                const KIND: EngineKind = EngineKind::Sled;
+                $($body)*
+            }
         };
-        assert_eq!(
-            s.apply(&cancel("other")).unwrap(),
-            Applied::Cancel(CancelResult::TopicMismatch)
-        );
-        assert_eq!(
-            s.apply(&cancel("t")).unwrap(),
-            Applied::Cancel(CancelResult::Cancelled)
-        );
-        assert_eq!(
-            s.apply(&cancel("t")).unwrap(),
-            Applied::Cancel(CancelResult::AfterFinish)
-        );
-        assert!(s.due_range(0, i64::MAX, 10).unwrap().is_empty());
-        assert_eq!(
-            s.apply(&add).unwrap(),
-            Applied::AddExisting,
-            "a late add stays cancelled"
-        );
-        let unknown = Mutation::Cancel {
-            id: "x".into(),
-            topic: "t".into(),
-            at_ms: 6,
-            principal: None,
-        };
-        assert_eq!(
-            s.apply(&unknown).unwrap(),
-            Applied::Cancel(CancelResult::Unknown)
-        );
-        assert_eq!(s.done("x").unwrap().unwrap().state, Final::CancelledUnknown);
     }
 
-    #[test]
-    fn journaled_mutations_store_their_offset_in_the_same_group() {
-        let dir = tempfile::tempdir().unwrap();
+    fn closed_store_with_one_add(dir: &std::path::Path, kind: EngineKind) -> (Record, String) {
         let r = rec(2, 1_700_000_000, 0, 0);
         let id = r.occurrence_id(0);
-        {
-            let s = Store::open(dir.path(), 16 << 20).unwrap();
-            assert_eq!(s.journal_offset().unwrap(), None);
-            let add = Mutation::Journaled {
-                offset: 41,
-                inner: Box::new(Mutation::Add {
-                    id: id.clone(),
-                    record: Box::new(r.clone()),
-                }),
-            };
-            let cancel = Mutation::Journaled {
-                offset: 42,
-                inner: Box::new(Mutation::Cancel {
-                    id: id.clone(),
-                    topic: r.topic.clone(),
-                    at_ms: 1,
-                    principal: None,
-                }),
-            };
-            let out = s.apply_group(&[&add, &cancel]).unwrap();
-            assert_eq!(
-                out,
-                vec![
-                    Applied::Added {
-                        due_ms: r.next_due_ms
-                    },
-                    Applied::Cancel(CancelResult::Cancelled)
-                ]
-            );
-            s.flush().unwrap();
-        }
-        let s = Store::open(dir.path(), 16 << 20).unwrap();
-        assert_eq!(s.journal_offset().unwrap(), Some(42));
-        assert!(s.record(&id).unwrap().is_none(), "the cancel was applied");
-        assert_eq!(s.count_pending().unwrap(), 0);
-        // A tombstone forgets a pending record without firing it, and is idempotent.
-        let r2 = rec(2, 1_700_000_100, 0, 0);
-        let id2 = r2.occurrence_id(0);
-        s.apply(&Mutation::Add {
-            id: id2.clone(),
-            record: Box::new(r2),
-        })
-        .unwrap();
-        let forget = Mutation::Forget {
-            id: id2.clone(),
-            at_ms: 5,
-        };
-        assert_eq!(s.apply(&forget).unwrap(), Applied::Finished(Final::Fired));
-        assert_eq!(s.apply(&forget).unwrap(), Applied::Stale);
-        assert!(s.record(&id2).unwrap().is_none());
-        assert!(s.first_due().unwrap().is_none(), "no due entry left");
-        assert_eq!(s.count_pending().unwrap(), 0);
-    }
-
-    #[test]
-    fn completions_advance_loops_retry_and_dead_letter() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), 16 << 20).unwrap();
-        let r = rec(3, 1_700_000_000, 3, 10);
-        let id = r.occurrence_id(0);
-        s.apply(&Mutation::Add {
-            id: id.clone(),
-            record: Box::new(r),
-        })
-        .unwrap();
-        let complete = |k, end, now_ms| Mutation::Complete {
-            id: id.clone(),
-            k,
-            end,
-            now_ms,
-            catch_up: CU,
-        };
-        let t0 = 1_700_000_000_000;
-        assert_eq!(
-            s.apply(&complete(0, FireEnd::Retry { at_ms: t0 + 100 }, t0))
-                .unwrap(),
-            Applied::Rescheduled {
-                due_ms: t0 + 100,
-                skipped: 0,
-                dead: false
-            }
-        );
-        assert_eq!(s.record(&id).unwrap().unwrap().attempts, 1);
-        assert_eq!(
-            s.apply(&complete(0, FireEnd::Ok, t0 + 200)).unwrap(),
-            Applied::Rescheduled {
-                due_ms: t0 + 10_000,
-                skipped: 0,
-                dead: false
-            }
-        );
-        assert_eq!(
-            s.apply(&complete(0, FireEnd::Ok, t0 + 200)).unwrap(),
-            Applied::Stale
-        );
-        let dead = FireEnd::Dead {
-            code: 11,
-            msg: "bad".into(),
-        };
-        assert_eq!(
-            s.apply(&complete(1, dead, t0 + 10_000)).unwrap(),
-            Applied::Rescheduled {
-                due_ms: t0 + 20_000,
-                skipped: 0,
-                dead: true
-            }
-        );
-        assert_eq!(s.dead_of(&id).unwrap()[0].k, 1);
-        assert_eq!(
-            s.apply(&complete(2, FireEnd::Ok, t0 + 20_000)).unwrap(),
-            Applied::Finished(Final::Completed)
-        );
-        assert!(s.record(&id).unwrap().is_none());
-        assert!(s.due_range(0, i64::MAX, 10).unwrap().is_empty());
-        // trim by retention
-        assert_eq!(
-            s.apply(&Mutation::Trim {
-                before_ms: t0 + 30_000,
-                dead_before_ms: t0 + 30_000,
-                limit: 100
-            })
-            .unwrap(),
-            Applied::Trimmed(2)
-        );
-        assert!(s.done(&id).unwrap().is_none());
-        assert_eq!(s.dead_count(), 0);
-    }
-
-    /// Opens a store in `dir`, adds one record, flushes and closes it: (record, id).
-    fn closed_store_with_one_add(dir: &std::path::Path) -> (Record, String) {
-        let r = rec(2, 1_700_000_000, 0, 0);
-        let id = r.occurrence_id(0);
-        let s = Store::open(dir, 16 << 20).unwrap();
+        let s = Store::open_with(dir, 16 << 20, kind).unwrap();
         s.apply(&Mutation::Add {
             id: id.clone(),
             record: Box::new(r.clone()),
@@ -1433,19 +1268,9 @@ mod tests {
     }
 
     #[test]
-    fn data_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let (r, id) = closed_store_with_one_add(dir.path());
-        let s = Store::open(dir.path(), 16 << 20).unwrap();
-        assert_eq!(s.record(&id).unwrap(), Some(r));
-        assert_eq!(s.count_pending().unwrap(), 1);
-        assert_eq!(s.first_due().unwrap(), Some(1_700_000_000_000));
-    }
-
-    #[test]
     fn an_unfinished_snapshot_does_not_make_the_store_unopenable() {
         let dir = tempfile::tempdir().unwrap();
-        let (r, id) = closed_store_with_one_add(dir.path());
+        let (r, id) = closed_store_with_one_add(dir.path(), EngineKind::Sled);
         // What a snapshot write on a full disk leaves behind (issue #7 part 6).
         let leftover = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
         std::fs::write(&leftover, b"").unwrap();
@@ -1455,145 +1280,349 @@ mod tests {
             "sled itself refuses the directory: {:?}",
             raw.err()
         );
-        let s = Store::open(dir.path(), 16 << 20).unwrap();
+        let s = Store::open_with(dir.path(), 16 << 20, EngineKind::Fjall).unwrap();
+        assert_eq!(
+            s.engine(),
+            EngineKind::Sled,
+            "an existing store keeps its engine"
+        );
         assert_eq!(s.record(&id).unwrap(), Some(r));
         assert!(!leftover.exists());
     }
 
-    #[test]
-    fn trim_reads_group_and_per_id_time_entries() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), 16 << 20).unwrap();
-        let t0 = 1_700_000_000_000;
-        let mut adds = vec![];
-        let mut ids = vec![];
-        for i in 0..3 {
-            let r = rec(2, 1_700_000_000 + i, 0, 0);
+    on_each_engine! {
+        #[test]
+        fn add_is_idempotent_and_cancel_is_topic_bound() {
+            let dir = tempfile::tempdir().unwrap();
+            let s = Store::open_with(dir.path(), 16 << 20, KIND).unwrap();
+            let r = rec(2, 1_700_000_000, 0, 0);
             let id = r.occurrence_id(0);
-            adds.push(Mutation::Add {
+            let add = Mutation::Add {
                 id: id.clone(),
-                record: Box::new(r),
-            });
-            ids.push(id);
-        }
-        let refs: Vec<&Mutation> = adds.iter().collect();
-        s.apply_group(&refs).unwrap();
-        let done: Vec<Mutation> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| Mutation::Complete {
-                id: id.clone(),
-                k: 0,
-                end: FireEnd::Ok,
-                now_ms: t0 + i as i64,
-                catch_up: CU,
-            })
-            .collect();
-        let refs: Vec<&Mutation> = done.iter().collect();
-        s.apply_group(&refs).unwrap();
-        assert_eq!(
-            s.trees().unwrap().done_by_time.len(),
-            1,
-            "one time entry per group"
-        );
-        // An entry as older stores wrote it: finished ms ‖ id, empty value.
-        let old = Mutation::Cancel {
-            id: "old".into(),
-            topic: "t".into(),
-            at_ms: t0,
-            principal: None,
-        };
-        s.apply(&old).unwrap();
-        assert!(s
-            .trees()
-            .unwrap()
-            .done_by_time
-            .remove(group_time_key(t0, "old"))
-            .unwrap()
-            .is_some());
-        s.trees()
-            .unwrap()
-            .done_by_time
-            .insert(due_key(t0, "old"), &[])
-            .unwrap();
-        // Not yet past retention for the latest id of the group: nothing goes.
-        let trim = |before_ms| Mutation::Trim {
-            before_ms,
-            dead_before_ms: 0,
-            limit: 100,
-        };
-        assert_eq!(s.apply(&trim(t0 + 2)).unwrap(), Applied::Trimmed(1));
-        assert!(s.done("old").unwrap().is_none());
-        assert!(s.done(&ids[0]).unwrap().is_some());
-        assert_eq!(s.apply(&trim(t0 + 3)).unwrap(), Applied::Trimmed(3));
-        for id in &ids {
-            assert!(s.done(id).unwrap().is_none());
-        }
-        assert_eq!(s.trees().unwrap().done_by_time.len(), 0);
-    }
-
-    #[test]
-    fn a_group_sees_its_own_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), 16 << 20).unwrap();
-        let r = rec(2, 1_700_000_000, 0, 0);
-        let id = r.occurrence_id(0);
-        let add = Mutation::Add {
-            id: id.clone(),
-            record: Box::new(r),
-        };
-        let cancel = Mutation::Cancel {
-            id: id.clone(),
-            topic: "t".into(),
-            at_ms: 1,
-            principal: None,
-        };
-        let out = s.apply_group(&[&add, &add, &cancel, &add]).unwrap();
-        assert_eq!(
-            out,
-            vec![
+                record: Box::new(r.clone()),
+            };
+            assert_eq!(
+                s.apply(&add).unwrap(),
                 Applied::Added {
                     due_ms: 1_700_000_000_000
-                },
+                }
+            );
+            assert_eq!(s.apply(&add).unwrap(), Applied::AddExisting);
+            assert_eq!(
+                s.due_range(0, i64::MAX, 10).unwrap(),
+                vec![(1_700_000_000_000, id.clone())]
+            );
+            let cancel = |topic: &str| Mutation::Cancel {
+                id: id.clone(),
+                topic: topic.into(),
+                at_ms: 5,
+                principal: None,
+            };
+            assert_eq!(
+                s.apply(&cancel("other")).unwrap(),
+                Applied::Cancel(CancelResult::TopicMismatch)
+            );
+            assert_eq!(
+                s.apply(&cancel("t")).unwrap(),
+                Applied::Cancel(CancelResult::Cancelled)
+            );
+            assert_eq!(
+                s.apply(&cancel("t")).unwrap(),
+                Applied::Cancel(CancelResult::AfterFinish)
+            );
+            assert!(s.due_range(0, i64::MAX, 10).unwrap().is_empty());
+            assert_eq!(
+                s.apply(&add).unwrap(),
                 Applied::AddExisting,
-                Applied::Cancel(CancelResult::Cancelled),
-                Applied::AddExisting,
-            ]
-        );
-        assert_eq!(s.count_pending().unwrap(), 0);
-        assert!(s.due_range(0, i64::MAX, 10).unwrap().is_empty());
-    }
+                "a late add stays cancelled"
+            );
+            let unknown = Mutation::Cancel {
+                id: "x".into(),
+                topic: "t".into(),
+                at_ms: 6,
+                principal: None,
+            };
+            assert_eq!(
+                s.apply(&unknown).unwrap(),
+                Applied::Cancel(CancelResult::Unknown)
+            );
+            assert_eq!(s.done("x").unwrap().unwrap().state, Final::CancelledUnknown);
+        }
 
-    #[test]
-    fn cancel_is_bound_to_the_adding_principal() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), 16 << 20).unwrap();
-        let mut r = rec(2, 1_700_000_000, 0, 0);
-        r.owner = "alice".into();
-        let id = r.occurrence_id(0);
-        s.apply(&Mutation::Add {
-            id: id.clone(),
-            record: Box::new(r),
-        })
-        .unwrap();
-        let cancel = |p: Option<&str>| Mutation::Cancel {
-            id: id.clone(),
-            topic: "t".into(),
-            at_ms: 5,
-            principal: p.map(str::to_string),
-        };
-        assert_eq!(
-            s.apply(&cancel(Some("bob"))).unwrap(),
-            Applied::Cancel(CancelResult::NotOwner)
-        );
-        assert_eq!(
-            s.due_range(0, i64::MAX, 10).unwrap().len(),
-            1,
-            "still pending"
-        );
-        assert_eq!(
-            s.apply(&cancel(Some("alice"))).unwrap(),
-            Applied::Cancel(CancelResult::Cancelled)
-        );
+        #[test]
+        fn journaled_mutations_store_their_offset_in_the_same_group() {
+            let dir = tempfile::tempdir().unwrap();
+            let r = rec(2, 1_700_000_000, 0, 0);
+            let id = r.occurrence_id(0);
+            {
+                let s = Store::open_with(dir.path(), 16 << 20, KIND).unwrap();
+                assert_eq!(s.journal_offset().unwrap(), None);
+                let add = Mutation::Journaled {
+                    offset: 41,
+                    inner: Box::new(Mutation::Add {
+                        id: id.clone(),
+                        record: Box::new(r.clone()),
+                    }),
+                };
+                let cancel = Mutation::Journaled {
+                    offset: 42,
+                    inner: Box::new(Mutation::Cancel {
+                        id: id.clone(),
+                        topic: r.topic.clone(),
+                        at_ms: 1,
+                        principal: None,
+                    }),
+                };
+                let out = s.apply_group(&[&add, &cancel]).unwrap();
+                assert_eq!(
+                    out,
+                    vec![
+                        Applied::Added {
+                            due_ms: r.next_due_ms
+                        },
+                        Applied::Cancel(CancelResult::Cancelled)
+                    ]
+                );
+                s.flush().unwrap();
+            }
+            let s = Store::open_with(dir.path(), 16 << 20, KIND).unwrap();
+            assert_eq!(s.journal_offset().unwrap(), Some(42));
+            assert!(s.record(&id).unwrap().is_none(), "the cancel was applied");
+            assert_eq!(s.count_pending().unwrap(), 0);
+            // A tombstone forgets a pending record without firing it, and is idempotent.
+            let r2 = rec(2, 1_700_000_100, 0, 0);
+            let id2 = r2.occurrence_id(0);
+            s.apply(&Mutation::Add {
+                id: id2.clone(),
+                record: Box::new(r2),
+            })
+            .unwrap();
+            let forget = Mutation::Forget {
+                id: id2.clone(),
+                at_ms: 5,
+            };
+            assert_eq!(s.apply(&forget).unwrap(), Applied::Finished(Final::Fired));
+            assert_eq!(s.apply(&forget).unwrap(), Applied::Stale);
+            assert!(s.record(&id2).unwrap().is_none());
+            assert!(s.first_due().unwrap().is_none(), "no due entry left");
+            assert_eq!(s.count_pending().unwrap(), 0);
+        }
+
+        #[test]
+        fn completions_advance_loops_retry_and_dead_letter() {
+            let dir = tempfile::tempdir().unwrap();
+            let s = Store::open_with(dir.path(), 16 << 20, KIND).unwrap();
+            let r = rec(3, 1_700_000_000, 3, 10);
+            let id = r.occurrence_id(0);
+            s.apply(&Mutation::Add {
+                id: id.clone(),
+                record: Box::new(r),
+            })
+            .unwrap();
+            let complete = |k, end, now_ms| Mutation::Complete {
+                id: id.clone(),
+                k,
+                end,
+                now_ms,
+                catch_up: CU,
+            };
+            let t0 = 1_700_000_000_000;
+            assert_eq!(
+                s.apply(&complete(0, FireEnd::Retry { at_ms: t0 + 100 }, t0))
+                    .unwrap(),
+                Applied::Rescheduled {
+                    due_ms: t0 + 100,
+                    skipped: 0,
+                    dead: false
+                }
+            );
+            assert_eq!(s.record(&id).unwrap().unwrap().attempts, 1);
+            assert_eq!(
+                s.apply(&complete(0, FireEnd::Ok, t0 + 200)).unwrap(),
+                Applied::Rescheduled {
+                    due_ms: t0 + 10_000,
+                    skipped: 0,
+                    dead: false
+                }
+            );
+            assert_eq!(
+                s.apply(&complete(0, FireEnd::Ok, t0 + 200)).unwrap(),
+                Applied::Stale
+            );
+            let dead = FireEnd::Dead {
+                code: 11,
+                msg: "bad".into(),
+            };
+            assert_eq!(
+                s.apply(&complete(1, dead, t0 + 10_000)).unwrap(),
+                Applied::Rescheduled {
+                    due_ms: t0 + 20_000,
+                    skipped: 0,
+                    dead: true
+                }
+            );
+            assert_eq!(s.dead_of(&id).unwrap()[0].k, 1);
+            assert_eq!(
+                s.apply(&complete(2, FireEnd::Ok, t0 + 20_000)).unwrap(),
+                Applied::Finished(Final::Completed)
+            );
+            assert!(s.record(&id).unwrap().is_none());
+            assert!(s.due_range(0, i64::MAX, 10).unwrap().is_empty());
+            // trim by retention
+            assert_eq!(
+                s.apply(&Mutation::Trim {
+                    before_ms: t0 + 30_000,
+                    dead_before_ms: t0 + 30_000,
+                    limit: 100
+                })
+                .unwrap(),
+                Applied::Trimmed(2)
+            );
+            assert!(s.done(&id).unwrap().is_none());
+            assert_eq!(s.dead_count(), 0);
+        }
+
+        /// Opens a store in `dir`, adds one record, flushes and closes it: (record, id).
+        #[test]
+        fn data_survives_reopen() {
+            let dir = tempfile::tempdir().unwrap();
+            let (r, id) = closed_store_with_one_add(dir.path(), KIND);
+            let s = Store::open_with(dir.path(), 16 << 20, KIND).unwrap();
+            assert_eq!(s.record(&id).unwrap(), Some(r));
+            assert_eq!(s.count_pending().unwrap(), 1);
+            assert_eq!(s.first_due().unwrap(), Some(1_700_000_000_000));
+        }
+
+        #[test]
+        fn trim_reads_group_and_per_id_time_entries() {
+            let dir = tempfile::tempdir().unwrap();
+            let s = Store::open_with(dir.path(), 16 << 20, KIND).unwrap();
+            let t0 = 1_700_000_000_000;
+            let mut adds = vec![];
+            let mut ids = vec![];
+            for i in 0..3 {
+                let r = rec(2, 1_700_000_000 + i, 0, 0);
+                let id = r.occurrence_id(0);
+                adds.push(Mutation::Add {
+                    id: id.clone(),
+                    record: Box::new(r),
+                });
+                ids.push(id);
+            }
+            let refs: Vec<&Mutation> = adds.iter().collect();
+            s.apply_group(&refs).unwrap();
+            let done: Vec<Mutation> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| Mutation::Complete {
+                    id: id.clone(),
+                    k: 0,
+                    end: FireEnd::Ok,
+                    now_ms: t0 + i as i64,
+                    catch_up: CU,
+                })
+                .collect();
+            let refs: Vec<&Mutation> = done.iter().collect();
+            s.apply_group(&refs).unwrap();
+            assert_eq!(
+                s.trees().unwrap().kv.len(TreeId::DoneByTime).unwrap(),
+                1,
+                "one time entry per group"
+            );
+            // An entry as older stores wrote it: finished ms ‖ id, empty value.
+            let old = Mutation::Cancel {
+                id: "old".into(),
+                topic: "t".into(),
+                at_ms: t0,
+                principal: None,
+            };
+            s.apply(&old).unwrap();
+            let kv = &s.trees().unwrap().kv;
+            assert!(kv
+                .remove(TreeId::DoneByTime, &group_time_key(t0, "old"))
+                .unwrap()
+                .is_some());
+            kv.insert(TreeId::DoneByTime, &due_key(t0, "old"), &[])
+                .unwrap();
+            // Not yet past retention for the latest id of the group: nothing goes.
+            let trim = |before_ms| Mutation::Trim {
+                before_ms,
+                dead_before_ms: 0,
+                limit: 100,
+            };
+            assert_eq!(s.apply(&trim(t0 + 2)).unwrap(), Applied::Trimmed(1));
+            assert!(s.done("old").unwrap().is_none());
+            assert!(s.done(&ids[0]).unwrap().is_some());
+            assert_eq!(s.apply(&trim(t0 + 3)).unwrap(), Applied::Trimmed(3));
+            for id in &ids {
+                assert!(s.done(id).unwrap().is_none());
+            }
+            assert_eq!(s.trees().unwrap().kv.len(TreeId::DoneByTime).unwrap(), 0);
+        }
+
+        #[test]
+        fn a_group_sees_its_own_writes() {
+            let dir = tempfile::tempdir().unwrap();
+            let s = Store::open_with(dir.path(), 16 << 20, KIND).unwrap();
+            let r = rec(2, 1_700_000_000, 0, 0);
+            let id = r.occurrence_id(0);
+            let add = Mutation::Add {
+                id: id.clone(),
+                record: Box::new(r),
+            };
+            let cancel = Mutation::Cancel {
+                id: id.clone(),
+                topic: "t".into(),
+                at_ms: 1,
+                principal: None,
+            };
+            let out = s.apply_group(&[&add, &add, &cancel, &add]).unwrap();
+            assert_eq!(
+                out,
+                vec![
+                    Applied::Added {
+                        due_ms: 1_700_000_000_000
+                    },
+                    Applied::AddExisting,
+                    Applied::Cancel(CancelResult::Cancelled),
+                    Applied::AddExisting,
+                ]
+            );
+            assert_eq!(s.count_pending().unwrap(), 0);
+            assert!(s.due_range(0, i64::MAX, 10).unwrap().is_empty());
+        }
+
+        #[test]
+        fn cancel_is_bound_to_the_adding_principal() {
+            let dir = tempfile::tempdir().unwrap();
+            let s = Store::open_with(dir.path(), 16 << 20, KIND).unwrap();
+            let mut r = rec(2, 1_700_000_000, 0, 0);
+            r.owner = "alice".into();
+            let id = r.occurrence_id(0);
+            s.apply(&Mutation::Add {
+                id: id.clone(),
+                record: Box::new(r),
+            })
+            .unwrap();
+            let cancel = |p: Option<&str>| Mutation::Cancel {
+                id: id.clone(),
+                topic: "t".into(),
+                at_ms: 5,
+                principal: p.map(str::to_string),
+            };
+            assert_eq!(
+                s.apply(&cancel(Some("bob"))).unwrap(),
+                Applied::Cancel(CancelResult::NotOwner)
+            );
+            assert_eq!(
+                s.due_range(0, i64::MAX, 10).unwrap().len(),
+                1,
+                "still pending"
+            );
+            assert_eq!(
+                s.apply(&cancel(Some("alice"))).unwrap(),
+                Applied::Cancel(CancelResult::Cancelled)
+            );
+        }
     }
 }

@@ -321,8 +321,11 @@ pub struct SchedulerSettings {
     pub max_pending: u64,
     /// Mutations per group commit.
     pub max_commit_group: usize,
-    /// sled page cache, MiB.
+    /// Store cache (fjall block cache or sled page cache), MiB.
     pub store_cache_mb: u64,
+    /// Engine of a new delay store: `fjall` (default) or `sled`. A data directory that already
+    /// holds a store keeps its engine (docs/DECISIONS.md, "Delay store engine").
+    pub store_engine: String,
     /// Cluster mode (delay.md §10); off by default. Needs a restart to change.
     pub cluster: ClusterSettings,
 }
@@ -392,6 +395,7 @@ impl Default for SchedulerSettings {
             max_pending: 0,
             max_commit_group: 4096,
             store_cache_mb: 128,
+            store_engine: "fjall".into(),
             cluster: ClusterSettings::default(),
         }
     }
@@ -418,6 +422,8 @@ impl SchedulerSettings {
                 max_catch_up: self.loop_catch_up_max.clamp(0, i64::from(u32::MAX)) as u32,
             },
             cache_bytes: self.store_cache_mb.max(1) << 20,
+            // Checked at load (`check`): an unknown name never gets this far.
+            engine: scheduler::EngineKind::parse(&self.store_engine).unwrap_or_default(),
             fire_max_tps: self.fire_max_tps,
         }
     }
@@ -478,6 +484,12 @@ impl Settings {
         };
         if s.port == 0 {
             return Err(ConfigError::Invalid("`port` must be > 0".into()));
+        }
+        if scheduler::EngineKind::parse(&s.scheduler.store_engine).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "`scheduler.storeEngine` must be fjall or sled, not {:?}",
+                s.scheduler.store_engine
+            )));
         }
         Ok((s, unknown))
     }
@@ -543,6 +555,16 @@ mod tests {
         assert_eq!(s.admin_port, 9614);
         assert_eq!(s.mode(), Mode::Embedded);
         assert!(unknown.is_empty());
+    }
+
+    #[test]
+    fn store_engine_is_fjall_by_default_and_checked() {
+        let (s, _) = Settings::parse("").unwrap();
+        assert_eq!(s.scheduler.to_config().engine, scheduler::EngineKind::Fjall);
+        let (s, _) = Settings::parse("scheduler:\n  storeEngine: sled\n").unwrap();
+        assert_eq!(s.scheduler.to_config().engine, scheduler::EngineKind::Sled);
+        let err = Settings::parse("scheduler:\n  storeEngine: rocksdb\n").unwrap_err();
+        assert!(err.to_string().contains("storeEngine"), "{err}");
     }
 
     #[test]

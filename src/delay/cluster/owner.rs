@@ -263,7 +263,12 @@ fn mark_applied(cluster: &Cluster, p: i32) {
     let _ = std::fs::write(store_dir(cluster, p).join(APPLIED_MARK), b"");
 }
 
-fn open_store(cluster: &Cluster, p: i32, cache_bytes: u64) -> Result<Store, ClusterError> {
+fn open_store(
+    cluster: &Cluster,
+    p: i32,
+    cache_bytes: u64,
+    engine: scheduler::EngineKind,
+) -> Result<Store, ClusterError> {
     let mut stores = cluster.stores.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(s) = stores.get(&p) {
         return Ok(s.clone());
@@ -281,7 +286,8 @@ fn open_store(cluster: &Cluster, p: i32, cache_bytes: u64) -> Result<Store, Clus
         std::fs::remove_dir_all(&dir).map_err(|e| ClusterError::Store(e.to_string()))?;
     }
     std::fs::create_dir_all(&dir).map_err(|e| ClusterError::Store(e.to_string()))?;
-    let s = Store::open(&dir, cache_bytes).map_err(|e| ClusterError::Store(e.to_string()))?;
+    let s = Store::open_with(&dir, cache_bytes, engine)
+        .map_err(|e| ClusterError::Store(e.to_string()))?;
     stores.insert(p, s.clone());
     Ok(s)
 }
@@ -372,7 +378,7 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
     };
     let settings = app.settings.load_full();
     let mut cfg = settings.scheduler.to_config();
-    // The page cache is shared out over the partitions a node may come to own.
+    // The cache is shared out over the partitions a node may come to own.
     cfg.cache_bytes = (cfg.cache_bytes / cluster.partitions.max(1) as u64).max(8 << 20);
     let catch_up = cfg.catch_up;
     let claim = Entry::Claim {
@@ -394,9 +400,9 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
         }
     };
     o.epoch.store(epoch, Ordering::Release);
-    let cache = cfg.cache_bytes;
+    let (cache, engine) = (cfg.cache_bytes, cfg.engine);
     let c2 = cluster.clone();
-    let store = tokio::task::spawn_blocking(move || open_store(&c2, p, cache))
+    let store = tokio::task::spawn_blocking(move || open_store(&c2, p, cache, engine))
         .await
         .map_err(|e| ClusterError::Store(e.to_string()))??;
     let from = store

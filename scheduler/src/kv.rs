@@ -1,0 +1,434 @@
+//! The key-value engines under the store (delay.md §8.7): sled 0.34 and fjall 3.
+//!
+//! The store's logic (`store.rs`) is written once against `Kv`: six named trees, point reads
+//! and writes, bounded range scans, one multi-tree transaction per group of mutations, and a
+//! flush that makes everything written so far durable on the device. Each engine maps that
+//! onto its own API here; nothing above this module names an engine.
+
+use std::path::Path;
+
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+    UnabortableTransactionError,
+};
+
+use crate::record::Corrupt;
+use crate::store::{Applied, StoreError};
+
+/// The trees of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeId {
+    /// Pending records by id.
+    Records = 0,
+    /// Time index: big-endian due ms ‖ id.
+    Due = 1,
+    /// Final states by id.
+    Done = 2,
+    /// Trim index of `done`.
+    DoneByTime = 3,
+    /// Dead letters: id ‖ 0 ‖ occurrence.
+    Dead = 4,
+    /// Counters and markers.
+    Meta = 5,
+}
+
+const TREE_NAMES: [&str; 6] = ["records", "due", "done", "done_by_time", "dead", "meta"];
+
+/// Which engine holds a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKind {
+    /// fjall 3 (LSM tree, journal fsynced on flush): the default since the engine comparison
+    /// in docs/BENCHMARKS-scheduler.md.
+    #[default]
+    Fjall,
+    /// sled 0.34.7.
+    Sled,
+}
+
+impl EngineKind {
+    /// Parses a setting value (`fjall`, `sled`).
+    pub fn parse(s: &str) -> Option<EngineKind> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "fjall" => Some(EngineKind::Fjall),
+            "sled" => Some(EngineKind::Sled),
+            _ => None,
+        }
+    }
+
+    /// Its name in settings and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Fjall => "fjall",
+            EngineKind::Sled => "sled",
+        }
+    }
+
+    /// The engine of an existing store in `path`, if the directory holds one.
+    pub fn detect(path: &Path) -> Option<EngineKind> {
+        if path.join("conf").is_file() && path.join("db").is_file() {
+            Some(EngineKind::Sled)
+        } else if path.join("keyspaces").is_dir() {
+            Some(EngineKind::Fjall)
+        } else {
+            None
+        }
+    }
+}
+
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// A failure inside a transaction body.
+#[derive(Debug)]
+pub enum TxFail {
+    /// A stored value did not decode: abort.
+    Corrupt(Corrupt),
+    /// sled failed (a conflict is retried by sled).
+    Sled(UnabortableTransactionError),
+    /// fjall failed.
+    Fjall(fjall::Error),
+}
+
+impl From<Corrupt> for TxFail {
+    fn from(c: Corrupt) -> Self {
+        TxFail::Corrupt(c)
+    }
+}
+
+/// Reads and writes inside one transaction; reads see the transaction's own writes.
+pub trait TxOps {
+    /// Reads a key.
+    fn get(&mut self, t: TreeId, k: &[u8]) -> Result<Option<Vec<u8>>, TxFail>;
+    /// Writes a key.
+    fn insert(&mut self, t: TreeId, k: &[u8], v: &[u8]) -> Result<(), TxFail>;
+    /// Deletes a key.
+    fn remove(&mut self, t: TreeId, k: &[u8]) -> Result<(), TxFail>;
+}
+
+/// A transaction body: may run more than once (sled retries on conflict).
+pub type TxBody<'a> = &'a dyn Fn(&mut dyn TxOps) -> Result<Vec<Applied>, TxFail>;
+
+/// One open database of some engine.
+pub trait Kv: Send + Sync {
+    /// Runs `body` in one atomic multi-tree transaction.
+    fn transact(&self, body: TxBody<'_>) -> Result<Vec<Applied>, StoreError>;
+    /// Reads a key outside a transaction.
+    fn get(&self, t: TreeId, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Writes a key outside a transaction.
+    fn insert(&self, t: TreeId, k: &[u8], v: &[u8]) -> Result<(), StoreError>;
+    /// Deletes a key outside a transaction; returns the old value.
+    fn remove(&self, t: TreeId, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Entries with `from <= key < end` (no end: to the last key), at most `limit`, in order.
+    fn range(
+        &self,
+        t: TreeId,
+        from: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError>;
+    /// Number of entries of a tree (walks it where the engine keeps no count).
+    fn len(&self, t: TreeId) -> Result<usize, StoreError>;
+    /// Makes everything written so far durable on the device.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// Opens (or creates) a database of `kind` in `path`.
+pub fn open(kind: EngineKind, path: &Path, cache_bytes: u64) -> Result<Box<dyn Kv>, StoreError> {
+    Ok(match kind {
+        EngineKind::Sled => Box::new(SledKv::open(path, cache_bytes)?),
+        EngineKind::Fjall => Box::new(FjallKv::open(path, cache_bytes)?),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// sled
+
+/// sled 0.34.7: six trees of one `Db`.
+struct SledKv {
+    /// sled's data file, opened read-only: `flush` fsyncs it (see `SledKv::flush`).
+    file: std::fs::File,
+    db: sled::Db,
+    trees: [sled::Tree; 6],
+}
+
+/// Removes unfinished sled snapshot files (`snap.<lsn>.generating`) from the database directory.
+///
+/// sled 0.34.7 writes a snapshot when it opens a database: to `snap.<lsn>.generating`, then
+/// synced and renamed to `snap.<lsn>`. When the write fails (a full disk: every reopen attempt
+/// while the disk is still full) or the process dies before the rename, the `.generating` file
+/// stays, and every later open picks it as the newest snapshot (the candidate filter still
+/// skips only an older suffix, `.in___motion`) and fails with "Read corrupted data" — the
+/// database could then not be opened again, not even by a restart (spacejam/sled#1527). Such a
+/// file was never renamed into place, so sled never relied on it: without it sled recovers
+/// from the previous complete snapshot and the log, exactly as if the write had not happened.
+fn remove_unfinished_snapshots(path: &Path) -> Result<(), StoreError> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(sled::Error::Io(e).into()),
+    };
+    for entry in entries {
+        let entry = entry.map_err(sled::Error::Io)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path()).map_err(sled::Error::Io)?;
+            tracing::warn!(
+                file = %entry.path().display(),
+                "delay store: removed an unfinished sled snapshot (a failed write or a crash \
+                 while it was written)"
+            );
+        }
+    }
+    Ok(())
+}
+
+impl SledKv {
+    fn open(path: &Path, cache_bytes: u64) -> Result<SledKv, StoreError> {
+        remove_unfinished_snapshots(path)?;
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
+            .open()?;
+        let t = |i: usize| db.open_tree(TREE_NAMES[i]);
+        let trees = [t(0)?, t(1)?, t(2)?, t(3)?, t(4)?, t(5)?];
+        Ok(SledKv {
+            file: std::fs::File::open(path.join("db")).map_err(sled::Error::Io)?,
+            trees,
+            db,
+        })
+    }
+
+    fn tree(&self, t: TreeId) -> &sled::Tree {
+        &self.trees[t as usize]
+    }
+}
+
+struct SledTx<'a> {
+    trees: [&'a TransactionalTree; 6],
+}
+
+impl TxOps for SledTx<'_> {
+    fn get(&mut self, t: TreeId, k: &[u8]) -> Result<Option<Vec<u8>>, TxFail> {
+        Ok(self.trees[t as usize]
+            .get(k)
+            .map_err(TxFail::Sled)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn insert(&mut self, t: TreeId, k: &[u8], v: &[u8]) -> Result<(), TxFail> {
+        self.trees[t as usize].insert(k, v).map_err(TxFail::Sled)?;
+        Ok(())
+    }
+
+    fn remove(&mut self, t: TreeId, k: &[u8]) -> Result<(), TxFail> {
+        self.trees[t as usize].remove(k).map_err(TxFail::Sled)?;
+        Ok(())
+    }
+}
+
+impl Kv for SledKv {
+    fn transact(&self, body: TxBody<'_>) -> Result<Vec<Applied>, StoreError> {
+        let [a, b, c, d, e, f] = &self.trees;
+        let r = (a, b, c, d, e, f).transaction(|(a, b, c, d, e, f)| {
+            let mut ops = SledTx {
+                trees: [a, b, c, d, e, f],
+            };
+            body(&mut ops).map_err(|fail| match fail {
+                TxFail::Corrupt(c) => ConflictableTransactionError::Abort(c),
+                TxFail::Sled(u) => u.into(),
+                // Not produced by a sled transaction.
+                TxFail::Fjall(_) => ConflictableTransactionError::Abort(Corrupt),
+            })
+        });
+        match r {
+            Ok(v) => Ok(v),
+            Err(TransactionError::Abort(c)) => Err(StoreError::Corrupt(c)),
+            Err(TransactionError::Storage(s)) => Err(StoreError::Sled(s)),
+        }
+    }
+
+    fn get(&self, t: TreeId, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree(t).get(k)?.map(|v| v.to_vec()))
+    }
+
+    fn insert(&self, t: TreeId, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        self.tree(t).insert(k, v)?;
+        Ok(())
+    }
+
+    fn remove(&self, t: TreeId, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree(t).remove(k)?.map(|v| v.to_vec()))
+    }
+
+    fn range(
+        &self,
+        t: TreeId,
+        from: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let it = match end {
+            Some(end) => self.tree(t).range(from.to_vec()..end.to_vec()),
+            None => self.tree(t).range(from.to_vec()..),
+        };
+        let mut out = Vec::new();
+        for kv in it.take(limit) {
+            let (k, v) = kv?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn len(&self, t: TreeId) -> Result<usize, StoreError> {
+        Ok(self.tree(t).len())
+    }
+
+    /// sled's flush, then an `fsync` of its data file. sled 0.34 ends a flush with
+    /// `sync_file_range` on Linux, which writes the data pages but commits neither the metadata
+    /// of the blocks appended to its log (file size, extents) nor the device's write cache; its
+    /// own `fsync` runs only every 500 ms in the background. A test that aborted ext4 under load
+    /// (tests/disk_trouble.rs) lost adds and cancels answered 0 that way; the fsync (on any
+    /// descriptor of the file) closes that window.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        self.file.sync_all().map_err(sled::Error::Io)?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fjall
+
+/// Memtable size of each keyspace: small, so that memory stays bounded (six keyspaces) and a
+/// restart replays little journal.
+const FJALL_MEMTABLE: u64 = 32 << 20;
+/// Bound of all journals; fjall flushes memtables to tables when it is reached, which bounds
+/// the journal replayed at a restart.
+const FJALL_JOURNALS: u64 = 64 << 20;
+
+/// fjall 3: six keyspaces of one single-writer transactional database. Commits are written to
+/// the journal (OS buffers) without a sync; `flush` fsyncs the journal (`PersistMode::SyncAll`).
+struct FjallKv {
+    db: fjall::SingleWriterTxDatabase,
+    trees: [fjall::SingleWriterTxKeyspace; 6],
+}
+
+impl FjallKv {
+    fn open(path: &Path, cache_bytes: u64) -> Result<FjallKv, StoreError> {
+        let db = fjall::SingleWriterTxDatabase::builder(path)
+            .cache_size(cache_bytes)
+            .max_journaling_size(FJALL_JOURNALS)
+            // Two background workers at most: the machine this runs on is often small.
+            .worker_threads(
+                std::thread::available_parallelism()
+                    .map_or(1, usize::from)
+                    .clamp(1, 2),
+            )
+            .open()?;
+        let t = |i: usize| {
+            db.keyspace(TREE_NAMES[i], || {
+                fjall::KeyspaceCreateOptions::default().max_memtable_size(FJALL_MEMTABLE)
+            })
+        };
+        let trees = [t(0)?, t(1)?, t(2)?, t(3)?, t(4)?, t(5)?];
+        Ok(FjallKv { db, trees })
+    }
+
+    fn tree(&self, t: TreeId) -> &fjall::SingleWriterTxKeyspace {
+        &self.trees[t as usize]
+    }
+}
+
+struct FjallTx<'a, 'tx> {
+    tx: &'a mut fjall::SingleWriterWriteTx<'tx>,
+    trees: &'a [fjall::SingleWriterTxKeyspace; 6],
+}
+
+impl TxOps for FjallTx<'_, '_> {
+    fn get(&mut self, t: TreeId, k: &[u8]) -> Result<Option<Vec<u8>>, TxFail> {
+        use fjall::Readable;
+        Ok(self
+            .tx
+            .get(&self.trees[t as usize], k)
+            .map_err(TxFail::Fjall)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn insert(&mut self, t: TreeId, k: &[u8], v: &[u8]) -> Result<(), TxFail> {
+        self.tx.insert(&self.trees[t as usize], k, v);
+        Ok(())
+    }
+
+    fn remove(&mut self, t: TreeId, k: &[u8]) -> Result<(), TxFail> {
+        self.tx.remove(&self.trees[t as usize], k);
+        Ok(())
+    }
+}
+
+impl Kv for FjallKv {
+    fn transact(&self, body: TxBody<'_>) -> Result<Vec<Applied>, StoreError> {
+        let mut tx = self.db.write_tx();
+        let out = body(&mut FjallTx {
+            tx: &mut tx,
+            trees: &self.trees,
+        });
+        match out {
+            Ok(v) => {
+                tx.commit()?;
+                Ok(v)
+            }
+            Err(fail) => {
+                tx.rollback();
+                Err(match fail {
+                    TxFail::Corrupt(c) => StoreError::Corrupt(c),
+                    TxFail::Fjall(e) => StoreError::Fjall(e),
+                    TxFail::Sled(_) => StoreError::Corrupt(Corrupt),
+                })
+            }
+        }
+    }
+
+    fn get(&self, t: TreeId, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree(t).get(k)?.map(|v| v.to_vec()))
+    }
+
+    fn insert(&self, t: TreeId, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        self.tree(t).insert(k, v)?;
+        Ok(())
+    }
+
+    fn remove(&self, t: TreeId, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree(t).take(k)?.map(|v| v.to_vec()))
+    }
+
+    fn range(
+        &self,
+        t: TreeId,
+        from: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let ks = self.tree(t).inner();
+        let it = match end {
+            Some(end) => ks.range(from..end),
+            None => ks.range(from..),
+        };
+        let mut out = Vec::new();
+        for g in it.take(limit) {
+            let (k, v) = g.into_inner()?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn len(&self, t: TreeId) -> Result<usize, StoreError> {
+        Ok(self.tree(t).inner().len()?)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.persist(fjall::PersistMode::SyncAll)?;
+        Ok(())
+    }
+}
