@@ -524,7 +524,7 @@ async fn check_fires(kafka: &str, topic: &str, proxy: &Proxy, l: &Ledger, name: 
 }
 
 /// Starts pproxy with its data directory on `disk` and a fresh delay topic.
-async fn start(kafka: &str, disk: &Disk, prefix: &str) -> (Proxy, String) {
+async fn start(kafka: &str, disk: &Disk, prefix: &str, yaml: &str) -> (Proxy, String) {
     let topic = unique_topic(prefix);
     create_topic(kafka, &topic, 3).await;
     let doc = local_config(kafka, &[(&topic, r#","delayTopic":true"#)], "");
@@ -534,7 +534,7 @@ async fn start(kafka: &str, disk: &Disk, prefix: &str) -> (Proxy, String) {
     let proxy = Proxy::start_on(
         free_port(),
         free_port(),
-        "localConfig: local.json\n",
+        &format!("localConfig: local.json\n{yaml}"),
         &[("local.json", doc)],
         dir,
     );
@@ -601,7 +601,7 @@ async fn disk_full_answers_10_loses_nothing_and_recovers_when_space_returns() {
     }
     let kafka = kafka_bootstrap();
     let disk = Disk::tmpfs("16m");
-    let (proxy, topic) = start(&kafka, &disk, "diskfull").await;
+    let (proxy, topic) = start(&kafka, &disk, "diskfull", "").await;
     let load = Load::start(&proxy, &topic, seed(), 4);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
@@ -636,12 +636,27 @@ async fn disk_full_answers_10_loses_nothing_and_recovers_when_space_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_filesystem_answers_10_loses_nothing_and_recovers_after_repair() {
+    read_only_case("").await;
+}
+
+/// The same on the fjall engine. A kept failing case, not run by default: fjall 3.1.13 panicked
+/// in its recovery ("assertion `left == right` failed, left: 233, right: 0") on every reopen after
+/// the repair in 1 of 6 runs (2026-12-02), so the node never became ready again; fjall is
+/// therefore opt-in (docs/DECISIONS.md, "Delay store engine"). It passes most runs.
+/// `cargo test --test disk_trouble fjall -- --ignored --nocapture --test-threads 1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails: fjall 3.1.13 cannot always reopen after an ext4 abort (docs/DECISIONS.md)"]
+async fn fjall_read_only_filesystem_answers_10_loses_nothing_and_recovers_after_repair() {
+    read_only_case("scheduler:\n  storeEngine: fjall\n").await;
+}
+
+async fn read_only_case(yaml: &str) {
     if !root_or_skip("read_only") {
         return;
     }
     let kafka = kafka_bootstrap();
     let disk = Disk::ext4(48);
-    let (proxy, topic) = start(&kafka, &disk, "diskro").await;
+    let (proxy, topic) = start(&kafka, &disk, "diskro", yaml).await;
     let load = Load::start(&proxy, &topic, seed(), 4);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(load.counts(0)[0] > 0, "adds answered 0 before the abort");

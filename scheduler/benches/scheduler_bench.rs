@@ -12,7 +12,7 @@
 //!   restart [pending=10000000]              Scheduler::open start -> first of 1000 overdue fires
 //!   flush   [reps=100]                      Store::apply + Store::flush cost per group size
 //! key=value options:
-//!   engine=fjall|sled   store engine of every store the run creates (default fjall; an existing
+//!   engine=fjall|sled   store engine of every store the run creates (default sled; an existing
 //!               dir= store keeps its own engine)
 //!   dir=PATH    (rss, restart) use/keep this store dir: bulk-load into it when it is empty,
 //!               reuse it as is otherwise (restart adds 1000 fresh overdue records each run)

@@ -37,11 +37,12 @@ const TREE_NAMES: [&str; 6] = ["records", "due", "done", "done_by_time", "dead",
 /// Which engine holds a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EngineKind {
-    /// fjall 3 (LSM tree, journal fsynced on flush): the default since the engine comparison
-    /// in docs/BENCHMARKS-scheduler.md.
-    #[default]
+    /// fjall 3 (LSM tree, journal fsynced on flush): faster and far smaller in memory, but it
+    /// could not reopen its database after an ext4 abort (docs/DECISIONS.md, "Delay store
+    /// engine"), so it is opt-in.
     Fjall,
-    /// sled 0.34.7.
+    /// sled 0.34.7: the default.
+    #[default]
     Sled,
 }
 

@@ -323,7 +323,7 @@ pub struct SchedulerSettings {
     pub max_commit_group: usize,
     /// Store cache (fjall block cache or sled page cache), MiB.
     pub store_cache_mb: u64,
-    /// Engine of a new delay store: `fjall` (default) or `sled`. A data directory that already
+    /// Engine of a new delay store: `sled` (default) or `fjall`. A data directory that already
     /// holds a store keeps its engine (docs/DECISIONS.md, "Delay store engine").
     pub store_engine: String,
     /// Cluster mode (delay.md §10); off by default. Needs a restart to change.
@@ -395,7 +395,7 @@ impl Default for SchedulerSettings {
             max_pending: 0,
             max_commit_group: 4096,
             store_cache_mb: 128,
-            store_engine: "fjall".into(),
+            store_engine: "sled".into(),
             cluster: ClusterSettings::default(),
         }
     }
@@ -558,11 +558,11 @@ mod tests {
     }
 
     #[test]
-    fn store_engine_is_fjall_by_default_and_checked() {
+    fn store_engine_is_sled_by_default_and_checked() {
         let (s, _) = Settings::parse("").unwrap();
-        assert_eq!(s.scheduler.to_config().engine, scheduler::EngineKind::Fjall);
-        let (s, _) = Settings::parse("scheduler:\n  storeEngine: sled\n").unwrap();
         assert_eq!(s.scheduler.to_config().engine, scheduler::EngineKind::Sled);
+        let (s, _) = Settings::parse("scheduler:\n  storeEngine: fjall\n").unwrap();
+        assert_eq!(s.scheduler.to_config().engine, scheduler::EngineKind::Fjall);
         let err = Settings::parse("scheduler:\n  storeEngine: rocksdb\n").unwrap_err();
         assert!(err.to_string().contains("storeEngine"), "{err}");
     }
