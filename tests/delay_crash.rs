@@ -23,11 +23,9 @@ use rand::{Rng, SeedableRng};
 
 #[derive(Default)]
 struct Ledger {
-    /// Acked adds: occurrence ids -> due ms.
-    must_fire: HashMap<String, i64>,
     /// Add ids whose cancel was acked.
     cancelled: HashSet<String>,
-    /// Add ids a cancel was sent for (acked or not): excluded from `must_fire`.
+    /// Add ids a cancel was sent for (acked or not): their occurrences need not fire.
     cancel_tried: HashSet<String>,
     /// Acked add ids with their occurrence ids and due times.
     adds: HashMap<String, Vec<(String, i64)>>,
@@ -76,9 +74,6 @@ async fn client_load(addr: String, topic: String, seed: u64, ledger: Arc<Mutex<L
                 let occurrences = occurrence_ids(&id, due, looped, 3000);
                 let mut l = ledger.lock().unwrap();
                 l.acked_adds += 1;
-                for (o, d) in &occurrences {
-                    l.must_fire.insert(o.clone(), *d);
-                }
                 l.adds.insert(id.clone(), occurrences);
                 drop(l);
                 mine.push((id, due));
@@ -139,8 +134,8 @@ async fn sigkill_during_adds_cancels_and_fires_loses_nothing() {
             if l.cancel_tried.contains(add) {
                 continue;
             }
-            for (o, _) in occs {
-                must.insert(o.clone(), l.must_fire[o]);
+            for (o, due) in occs {
+                must.insert(o.clone(), *due);
             }
         }
         let cancelled: HashSet<String> = l

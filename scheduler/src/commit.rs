@@ -112,7 +112,8 @@ impl Committer {
     }
 }
 
-/// Longest time a completion-only group may stay unflushed by the committer; bounds the duplicate-fire window after a crash (delay.md §6.3).
+/// Longest time a completion-only group may stay unflushed by the committer; bounds the
+/// duplicate-fire window after a crash (delay.md §6.3).
 const LAZY_FLUSH_MS: u128 = 200;
 
 fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<CommitStats>) {

@@ -119,6 +119,15 @@ pub trait Kv: Send + Sync {
     fn insert(&self, t: TreeId, k: &[u8], v: &[u8]) -> Result<(), StoreError>;
     /// Deletes a key outside a transaction; returns the old value.
     fn remove(&self, t: TreeId, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Visits entries with `from <= key < end` (no end: to the last key) in order, until `visit`
+    /// answers false.
+    fn scan(
+        &self,
+        t: TreeId,
+        from: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
     /// Entries with `from <= key < end` (no end: to the last key), at most `limit`, in order.
     fn range(
         &self,
@@ -126,7 +135,16 @@ pub trait Kv: Send + Sync {
         from: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<Entry>, StoreError>;
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        if limit > 0 {
+            self.scan(t, from, end, &mut |k, v| {
+                out.push((k.to_vec(), v.to_vec()));
+                out.len() < limit
+            })?;
+        }
+        Ok(out)
+    }
     /// Number of entries of a tree (walks it where the engine keeps no count).
     fn len(&self, t: TreeId) -> Result<usize, StoreError>;
     /// Makes everything written so far durable on the device.
@@ -263,23 +281,24 @@ impl Kv for SledKv {
         Ok(self.tree(t).remove(k)?.map(|v| v.to_vec()))
     }
 
-    fn range(
+    fn scan(
         &self,
         t: TreeId,
         from: &[u8],
         end: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
         let it = match end {
             Some(end) => self.tree(t).range(from.to_vec()..end.to_vec()),
             None => self.tree(t).range(from.to_vec()..),
         };
-        let mut out = Vec::new();
-        for kv in it.take(limit) {
+        for kv in it {
             let (k, v) = kv?;
-            out.push((k.to_vec(), v.to_vec()));
+            if !visit(&k, &v) {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn len(&self, t: TreeId) -> Result<usize, StoreError> {
@@ -302,8 +321,9 @@ impl Kv for SledKv {
 // ---------------------------------------------------------------------------------------------
 // fjall
 
-/// Memtable size of each keyspace: small, so that memory stays bounded (six keyspaces) and a
-/// restart replays little journal.
+/// Memtable size of each keyspace. Smaller ones stalled writers more often (fjall halts writes
+/// while flushes fall behind); larger ones cost memory (six keyspaces) and journal replay at a
+/// restart. Chosen by the runs in docs/DECISIONS.md ("Delay store engine").
 const FJALL_MEMTABLE: u64 = 32 << 20;
 /// Bound of all journals; fjall flushes memtables to tables when it is reached, which bounds
 /// the journal replayed at a restart.
@@ -404,24 +424,25 @@ impl Kv for FjallKv {
         Ok(self.tree(t).take(k)?.map(|v| v.to_vec()))
     }
 
-    fn range(
+    fn scan(
         &self,
         t: TreeId,
         from: &[u8],
         end: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
         let ks = self.tree(t).inner();
         let it = match end {
             Some(end) => ks.range(from..end),
             None => ks.range(from..),
         };
-        let mut out = Vec::new();
-        for g in it.take(limit) {
+        for g in it {
             let (k, v) = g.into_inner()?;
-            out.push((k.to_vec(), v.to_vec()));
+            if !visit(&k, &v) {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn len(&self, t: TreeId) -> Result<usize, StoreError> {

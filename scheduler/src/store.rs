@@ -464,6 +464,20 @@ fn finish(
     Ok(())
 }
 
+/// Removes a pending record (its record and its `due` entry) and stores its final state.
+fn retire(
+    ops: &mut dyn TxOps,
+    finished: &mut Vec<(i64, String)>,
+    id: &str,
+    rec: &Record,
+    entry: &DoneEntry,
+) -> Result<(), TxFail> {
+    ops.remove(Records, id.as_bytes())?;
+    ops.remove(Due, &due_key(rec.next_due_ms, id))?;
+    bump(ops, -1)?;
+    finish(ops, finished, id, entry)
+}
+
 fn apply_one(
     ops: &mut dyn TxOps,
     m: &Mutation,
@@ -499,13 +513,11 @@ fn apply_one(
                         return Ok(Applied::Cancel(CancelResult::NotOwner));
                     }
                 }
-                ops.remove(Records, id.as_bytes())?;
-                ops.remove(Due, &due_key(rec.next_due_ms, id))?;
-                bump(ops, -1)?;
-                finish(
+                retire(
                     ops,
                     finished,
                     id,
+                    &rec,
                     &DoneEntry {
                         state: Final::Cancelled,
                         finished_ms: *at_ms,
@@ -587,9 +599,9 @@ fn apply_one(
                 catch_up.skip,
                 catch_up.max_catch_up,
             );
-            ops.remove(Due, &old_due)?;
             match next {
                 Some((n, skipped, caught_up)) => {
+                    ops.remove(Due, &old_due)?;
                     rec.next_index = n;
                     rec.caught_up = caught_up;
                     rec.next_due_ms = rec.due_ms(n);
@@ -604,17 +616,16 @@ fn apply_one(
                     })
                 }
                 None => {
-                    ops.remove(Records, id.as_bytes())?;
-                    bump(ops, -1)?;
                     let state = match (rec.kind(), dead) {
                         (crate::record::Kind::Once, true) => Final::Dead,
                         (crate::record::Kind::Once, false) => Final::Fired,
                         _ => Final::Completed,
                     };
-                    finish(
+                    retire(
                         ops,
                         finished,
                         id,
+                        &rec,
                         &DoneEntry {
                             state,
                             finished_ms: *now_ms,
@@ -631,17 +642,15 @@ fn apply_one(
                 return Ok(Applied::Stale);
             };
             let rec = Record::decode(&raw)?;
-            ops.remove(Records, id.as_bytes())?;
-            ops.remove(Due, &due_key(rec.next_due_ms, id))?;
-            bump(ops, -1)?;
             let state = match rec.kind() {
                 crate::record::Kind::Once => Final::Fired,
                 _ => Final::Completed,
             };
-            finish(
+            retire(
                 ops,
                 finished,
                 id,
+                &rec,
                 &DoneEntry {
                     state,
                     finished_ms: *at_ms,
@@ -733,20 +742,17 @@ impl Trees {
             }
             self.kv.remove(DoneByTime, &k)?;
         }
-        // `dead` is small (dead letters are kept for days, not millions): a scan is fine.
+        // `dead` is small (dead letters are kept for days, not millions): a scan is fine. Only
+        // the keys of stale entries are kept (a value holds the whole record, body included).
         let mut stale = Vec::new();
-        for (k, v) in self.kv.range(Dead, &[], None, usize::MAX)? {
-            if v.len() >= 8 {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(&v[..8]);
+        self.kv.scan(Dead, &[], None, &mut |k, v| {
+            if let Some(a) = v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
                 if i64::from_be_bytes(a) < dead_before_ms {
-                    stale.push(k);
+                    stale.push(k.to_vec());
                 }
             }
-            if stale.len() >= limit {
-                break;
-            }
-        }
+            stale.len() < limit
+        })?;
         for k in stale {
             self.kv.remove(Dead, &k)?;
             n += 1;

@@ -422,7 +422,7 @@ impl SchedulerSettings {
                 max_catch_up: self.loop_catch_up_max.clamp(0, i64::from(u32::MAX)) as u32,
             },
             cache_bytes: self.store_cache_mb.max(1) << 20,
-            // Checked at load (`check`): an unknown name never gets this far.
+            // Checked by `Settings::parse`: an unknown name never gets this far.
             engine: scheduler::EngineKind::parse(&self.store_engine).unwrap_or_default(),
             fire_max_tps: self.fire_max_tps,
         }
