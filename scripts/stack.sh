@@ -439,6 +439,8 @@ EOF
   <logger name="RocketmqStats" level="WARN"/>
   <logger name="RocketmqWaterMark" level="WARN"/>
   <logger name="RocketmqCommercial" level="WARN"/>
+  <!-- With the timer wheel off, every revive thread warns once a second that it skips. -->
+  <logger name="RocketmqPop" level="ERROR"/>
   <root level="INFO"><appender-ref ref="STDOUT"/></root>
 </configuration>
 EOF

@@ -10,7 +10,21 @@ scripts/setup.sh --tests
 echo "test: building" >&2
 cargo build --locked --all-targets
 
-trap 'scripts/stack.sh down all || true' EXIT
+# On failure CI keeps only this output: show the servers' state, the disk and their last log
+# lines before stopping them.
+on_exit() {
+  local rc=$?
+  if [[ $rc -ne 0 ]]; then
+    echo "test: failed ($rc); server status, disk and log tails follow" >&2
+    scripts/stack.sh status >&2 || true
+    df -h . "${PPROXY_STACK_HOME:-$HOME/.cache/pproxy-stack}" >&2 || true
+    for f in "${PPROXY_STACK_HOME:-$HOME/.cache/pproxy-stack}"/logs/{broker,namesrv,kafka,zookeeper}.log; do
+      [[ -f $f ]] && { echo "--- tail of $f ---" >&2; tail -n 40 "$f" >&2; }
+    done
+  fi
+  scripts/stack.sh down all || true
+}
+trap on_exit EXIT
 scripts/stack.sh up all
 eval "$(scripts/stack.sh env)"
 export PPROXY_TEST_KAFKA PPROXY_TEST_ROCKETMQ_NAMESRV PPROXY_TEST_ZK

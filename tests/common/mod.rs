@@ -204,8 +204,18 @@ fn unsafe_kill(pid: u32, sig: i32) {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop();
+        // A failing test shows why the proxy answered as it did (CI keeps only the output).
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+            eprintln!("--- last {LOG_TAIL_LINES} lines of the pproxy log ---\n{tail}");
+        }
     }
 }
+
+/// Lines of the pproxy log a failing test prints.
+const LOG_TAIL_LINES: usize = 80;
 
 /// Sends one call and expects a Result/DelayResult: (code, msg, delay id).
 pub async fn call(c: &mut Client, call: &Call) -> (i32, String, Option<String>) {
