@@ -1,6 +1,6 @@
 //! Cluster mode for delay messages (delay.md §10, docs/CLUSTER.md): every node appends adds and
 //! cancels to a journal topic and answers once the broker acknowledged them; the owner of each
-//! journal partition (consumer-group assignment) applies them to its own sled store and fires
+//! journal partition (consumer-group assignment) applies them to its own store and fires
 //! them through the normal writer.
 
 pub mod forward;
@@ -118,7 +118,7 @@ pub struct Cluster {
     producer: FutureProducer,
     /// Partitions owned now.
     pub owned: Mutex<HashMap<i32, Arc<Owned>>>,
-    /// Stores opened by this process, by partition: sled locks its directory, so a partition
+    /// Stores opened by this process, by partition: every engine locks its directory, so a partition
     /// regained later reuses the open handle.
     pub stores: Mutex<HashMap<i32, scheduler::store::Store>>,
     /// Counters.
@@ -449,26 +449,33 @@ async fn ensure_topic(
         }
         Err(e) => return Err(ClusterError::Kafka(e)),
     }
-    // The partition count of the topic as it exists (created now or earlier).
-    let t = topic.to_string();
-    let md = tokio::task::spawn_blocking(move || {
-        admin
-            .inner()
-            .fetch_metadata(Some(&t), Duration::from_secs(10))
-    })
-    .await
-    .map_err(|e| ClusterError::Config(e.to_string()))??;
-    let n = md
-        .topics()
-        .iter()
-        .find(|x| x.name() == topic)
-        .map_or(0, |x| x.partitions().len() as i32);
-    if n == 0 {
-        return Err(ClusterError::Config(format!(
-            "journal topic {topic} has no partitions"
-        )));
+    // The partition count of the topic as it exists (created now or earlier). A topic created
+    // a moment ago can still show no partitions in metadata (seen in tests/cluster.rs: 190 ms
+    // after the create answered), so ask again for a while before giving up.
+    let admin = Arc::new(admin);
+    let until = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (t, a) = (topic.to_string(), admin.clone());
+        let md = tokio::task::spawn_blocking(move || {
+            a.inner().fetch_metadata(Some(&t), Duration::from_secs(10))
+        })
+        .await
+        .map_err(|e| ClusterError::Config(e.to_string()))??;
+        let n = md
+            .topics()
+            .iter()
+            .find(|x| x.name() == topic)
+            .map_or(0, |x| x.partitions().len() as i32);
+        if n > 0 {
+            return Ok(n);
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(ClusterError::Config(format!(
+                "journal topic {topic} has no partitions"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(n)
 }
 
 /// The uuid of a canonical id (for status answers).
