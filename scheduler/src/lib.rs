@@ -1,4 +1,4 @@
-//! The embedded delay-message scheduler: a durable store (fjall or sled, `kv.rs`) mutated by one
+//! The embedded delay-message scheduler: a durable store (redb, sled or fjall, `kv.rs`) mutated by one
 //! group-committing writer,
 //! a near-window timing wheel fed by a loader, and batched firing through a sink.
 
@@ -6,6 +6,8 @@ pub mod commit;
 pub mod engine;
 pub mod kv;
 pub mod record;
+mod redb_kv;
+mod redo;
 pub mod store;
 pub mod wheel;
 

@@ -22,6 +22,9 @@ pub enum StoreError {
     /// fjall failed.
     #[error("storage: {0}")]
     Fjall(#[from] fjall::Error),
+    /// redb failed.
+    #[error("storage: {0}")]
+    Redb(#[from] redb::Error),
     /// A stored value could not be decoded.
     #[error(transparent)]
     Corrupt(#[from] Corrupt),
@@ -46,6 +49,7 @@ impl StoreError {
                         | fjall::Error::Poisoned
                         | fjall::Error::Storage(lsm_tree::Error::Io(_))
                 )
+                | StoreError::Redb(redb::Error::Io(_) | redb::Error::PreviousIo)
         )
     }
 }
@@ -1255,6 +1259,11 @@ mod tests {
             mod sled_engine {
                 use super::*;
                 const KIND: EngineKind = EngineKind::Sled;
+                $($body)*
+            }
+            mod redb_engine {
+                use super::*;
+                const KIND: EngineKind = EngineKind::Redb;
                 $($body)*
             }
         };

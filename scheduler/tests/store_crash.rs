@@ -266,3 +266,8 @@ fn fjall_store_survives_sigkill() {
 fn sled_store_survives_sigkill() {
     kill_loop(EngineKind::Sled);
 }
+
+#[test]
+fn redb_store_survives_sigkill() {
+    kill_loop(EngineKind::Redb);
+}

@@ -321,9 +321,9 @@ pub struct SchedulerSettings {
     pub max_pending: u64,
     /// Mutations per group commit.
     pub max_commit_group: usize,
-    /// Store cache (fjall block cache or sled page cache), MiB.
+    /// Store cache (sled page cache, fjall block cache or redb page cache), MiB.
     pub store_cache_mb: u64,
-    /// Engine of a new delay store: `sled` (default) or `fjall`. A data directory that already
+    /// Engine of a new delay store: `redb` (default), `sled` or `fjall`. A data directory that already
     /// holds a store keeps its engine (docs/DECISIONS.md, "Delay store engine").
     pub store_engine: String,
     /// Cluster mode (delay.md §10); off by default. Needs a restart to change.
@@ -395,7 +395,7 @@ impl Default for SchedulerSettings {
             max_pending: 0,
             max_commit_group: 4096,
             store_cache_mb: 128,
-            store_engine: "sled".into(),
+            store_engine: "redb".into(),
             cluster: ClusterSettings::default(),
         }
     }
@@ -487,7 +487,7 @@ impl Settings {
         }
         if scheduler::EngineKind::parse(&s.scheduler.store_engine).is_none() {
             return Err(ConfigError::Invalid(format!(
-                "`scheduler.storeEngine` must be fjall or sled, not {:?}",
+                "`scheduler.storeEngine` must be redb, sled or fjall, not {:?}",
                 s.scheduler.store_engine
             )));
         }
@@ -558,11 +558,15 @@ mod tests {
     }
 
     #[test]
-    fn store_engine_is_sled_by_default_and_checked() {
+    fn store_engine_is_redb_by_default_and_checked() {
         let (s, _) = Settings::parse("").unwrap();
+        assert_eq!(s.scheduler.to_config().engine, scheduler::EngineKind::Redb);
+        let (s, _) = Settings::parse("scheduler:\n  storeEngine: sled\n").unwrap();
         assert_eq!(s.scheduler.to_config().engine, scheduler::EngineKind::Sled);
         let (s, _) = Settings::parse("scheduler:\n  storeEngine: fjall\n").unwrap();
         assert_eq!(s.scheduler.to_config().engine, scheduler::EngineKind::Fjall);
+        let (s, _) = Settings::parse("scheduler:\n  storeEngine: redb\n").unwrap();
+        assert_eq!(s.scheduler.to_config().engine, scheduler::EngineKind::Redb);
         let err = Settings::parse("scheduler:\n  storeEngine: rocksdb\n").unwrap_err();
         assert!(err.to_string().contains("storeEngine"), "{err}");
     }
