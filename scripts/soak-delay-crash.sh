@@ -13,7 +13,7 @@ if ! grep -q '^kafka .*healthy' <<<"$status"; then
   scripts/stack.sh up kafka
   started=1
 fi
-cleanup() { [ "$started" = 1 ] && scripts/stack.sh down kafka; }
+cleanup() { if [ "$started" = 1 ]; then scripts/stack.sh down kafka; fi; }
 trap cleanup EXIT
 export PPROXY_TEST_KAFKA=127.0.0.1:9092 PPROXY_CRASH_ITERS=$iters
 [ -n "${2:-}" ] && export PPROXY_CRASH_SEED=$2

@@ -99,6 +99,15 @@ async fn under_load(
     (v, stopped, healthy)
 }
 
+/// `a - b` in seconds, negative when `a` is earlier.
+fn signed_secs(a: Instant, b: Instant) -> f64 {
+    if a >= b {
+        a.duration_since(b).as_secs_f64()
+    } else {
+        -b.duration_since(a).as_secs_f64()
+    }
+}
+
 /// Checks the answers and prints the figures; returns the bodies answered 0.
 fn check(name: &str, answers: &[Answer], stopped: Instant, healthy: Instant) -> HashSet<String> {
     let slack = Duration::from_millis(TIMEOUT_MS as u64 + 500);
@@ -209,10 +218,38 @@ async fn rocketmq_broker_outage_under_load() {
         .map(|g| String::from_utf8_lossy(&g.body).into_owned())
         .collect();
     let lost: Vec<&String> = acked.difference(&stored).collect();
-    assert!(
-        lost.is_empty(),
-        "rocketmq: acknowledged but not stored: {lost:?}"
-    );
+    if !lost.is_empty() {
+        // Seen once in CI (1 of 28 323 acks, sent in the last second of the load): tell a
+        // message the broker does not hold from one the first consumer missed.
+        let again = rmq::consume(&ns, &topic, acked.len(), Duration::from_secs(10)).await;
+        let again: HashSet<String> = again
+            .iter()
+            .map(|g| String::from_utf8_lossy(&g.body).into_owned())
+            .collect();
+        let detail: Vec<String> = lost
+            .iter()
+            .map(|body| {
+                let a = answers.iter().find(|a| &&a.body == body);
+                let when = a.map_or(String::new(), |a| {
+                    format!(
+                        "sent {:+.3} s from the stop, {:+.3} s from healthy, answered in {:?}",
+                        signed_secs(a.sent, stopped),
+                        signed_secs(a.sent, healthy),
+                        a.took
+                    )
+                });
+                format!(
+                    "{body}: {when}; a second consumer {} it",
+                    if again.contains(*body) {
+                        "found"
+                    } else {
+                        "did not find"
+                    }
+                )
+            })
+            .collect();
+        panic!("rocketmq: acknowledged but not stored: {detail:#?}");
+    }
     println!(
         "rocketmq: {} acknowledged, all found by a consumer ({} stored in all)",
         acked.len(),
