@@ -107,6 +107,19 @@ impl From<Corrupt> for TxFail {
     }
 }
 
+/// How an aborted fjall or redb transaction answers (sled maps its own inside its retry loop).
+impl From<TxFail> for StoreError {
+    fn from(fail: TxFail) -> Self {
+        match fail {
+            TxFail::Corrupt(c) => StoreError::Corrupt(c),
+            TxFail::Fjall(e) => StoreError::Fjall(e),
+            TxFail::Redb(e) => StoreError::Redb(e),
+            // Not produced outside a sled transaction.
+            TxFail::Sled(_) => StoreError::Corrupt(Corrupt),
+        }
+    }
+}
+
 /// Reads and writes inside one transaction; reads see the transaction's own writes.
 pub trait TxOps {
     /// Reads a key.
@@ -414,11 +427,7 @@ impl Kv for FjallKv {
             }
             Err(fail) => {
                 tx.rollback();
-                Err(match fail {
-                    TxFail::Corrupt(c) => StoreError::Corrupt(c),
-                    TxFail::Fjall(e) => StoreError::Fjall(e),
-                    TxFail::Sled(_) | TxFail::Redb(_) => StoreError::Corrupt(Corrupt),
-                })
+                Err(fail.into())
             }
         }
     }

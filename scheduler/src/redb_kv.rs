@@ -2,8 +2,8 @@
 //!
 //! Every transaction is committed to redb with `Durability::None` (written, not synced) and its
 //! physical writes are appended to the redo log in the same order; `flush` is one `fdatasync`
-//! of the log. redb's own durable commit syncs twice and writes its allocator state, about
-//! 1.2 ms here against 0.2 ms for the log (docs/BENCHMARKS.md, "Three engines"), so it runs
+//! of the log. redb's own durable commit costs about 1.2 ms here with quick repair (0.96 ms
+//! without) against 0.2 ms for the log (docs/BENCHMARKS.md, "Three engines"), so it runs
 //! only as a checkpoint, when the log is full, at open and at close. The position of the last
 //! logged record is written in the same redb transaction as the record's writes, so a crash
 //! leaves redb at its last checkpoint knowing exactly which records to redo.
@@ -81,10 +81,10 @@ impl RedbKv {
             .create(path.join(REDB_FILE))
             .map_err(redb_err)?;
         let log = RedoLog::open(&path.join(REDO_FILE), REDO_CAPACITY).map_err(io_err)?;
-        let tx = durable_tx(&db)?;
-        let at = {
+        let tx = db.begin_write().map_err(redb_err)?;
+        let end = {
             let mut tables = open_tables(&tx)?;
-            let mut redo = tx.open_table(REDO_TABLE).map_err(redb_err)?;
+            let redo = tx.open_table(REDO_TABLE).map_err(redb_err)?;
             let from = match redb::ReadableTable::get(&redo, POSITION_KEY).map_err(redb_err)? {
                 Some(v) => Position::decode(v.value()).ok_or(Corrupt)?,
                 None => Position::default(),
@@ -110,16 +110,9 @@ impl RedbKv {
                     "delay store: redid the log after the last checkpoint"
                 );
             }
-            // Checkpoint: the log starts again at its beginning.
-            let at = Position {
-                seq: end.seq,
-                offset: 0,
-            };
-            redo.insert(POSITION_KEY, &at.encode()[..])
-                .map_err(redb_err)?;
-            at
+            end
         };
-        tx.commit().map_err(redb_err)?;
+        let at = checkpoint(tx, end)?;
         Ok(RedbKv {
             db,
             log,
@@ -149,11 +142,7 @@ impl RedbKv {
             Ok(v) => v,
             Err(fail) => {
                 tx.abort().map_err(redb_err)?;
-                return Err(match fail {
-                    TxFail::Corrupt(c) => StoreError::Corrupt(c),
-                    TxFail::Redb(e) => StoreError::Redb(e),
-                    TxFail::Sled(_) | TxFail::Fjall(_) => StoreError::Corrupt(Corrupt),
-                });
+                return Err(fail.into());
             }
         };
         if ops.is_empty() {
@@ -174,17 +163,10 @@ impl RedbKv {
             *at = next;
         } else {
             // The log is full: this transaction is the checkpoint (durable, so it needs no
-            // record) and the log starts again at its beginning.
-            let next = Position {
-                seq: at.seq,
-                offset: 0,
-            };
+            // record).
             let t0 = std::time::Instant::now();
-            tx.set_quick_repair(true);
-            set_position(&tx, next)?;
-            tx.commit().map_err(redb_err)?;
+            *at = checkpoint(tx, *at)?;
             tracing::debug!(elapsed = ?t0.elapsed(), "delay store: checkpoint");
-            *at = next;
         }
         Ok(out)
     }
@@ -206,28 +188,29 @@ impl Drop for RedbKv {
             return;
         }
         let at = *self.position.get_mut().unwrap_or_else(|e| e.into_inner());
-        let done = durable_tx(&self.db).and_then(|tx| {
-            set_position(
-                &tx,
-                Position {
-                    seq: at.seq,
-                    offset: 0,
-                },
-            )?;
-            tx.commit().map_err(redb_err)
-        });
+        let done = self
+            .db
+            .begin_write()
+            .map_err(redb_err)
+            .and_then(|tx| checkpoint(tx, at));
         if let Err(e) = done {
             tracing::warn!(error = %e, "delay store: no checkpoint at close; the log will be redone");
         }
     }
 }
 
-/// A write transaction that syncs on commit and saves the allocator state, so that a crash
-/// after it needs no repair scan of the file.
-fn durable_tx(db: &redb::Database) -> Result<redb::WriteTransaction, StoreError> {
-    let mut tx = db.begin_write().map_err(redb_err)?;
+/// Commits `tx` durably as a checkpoint: everything up to record `at.seq` is in redb, so the
+/// log starts again at its beginning; answers that new position. Quick repair saves the
+/// allocator state, so that a crash after it needs no repair scan of the file.
+fn checkpoint(mut tx: redb::WriteTransaction, at: Position) -> Result<Position, StoreError> {
+    let next = Position {
+        seq: at.seq,
+        offset: 0,
+    };
     tx.set_quick_repair(true);
-    Ok(tx)
+    set_position(&tx, next)?;
+    tx.commit().map_err(redb_err)?;
+    Ok(next)
 }
 
 fn open_tables(tx: &redb::WriteTransaction) -> Result<Vec<OpenTable<'_>>, StoreError> {
