@@ -194,6 +194,9 @@ struct Common {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// The broker's processes (repeatable): their CPU over the window is reported as `broker_cpu`.
+    #[arg(long)]
+    broker_pid: Vec<u32>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -512,6 +515,104 @@ async fn sender(
     }
 }
 
+/// CPU seconds of the whole machine (all cores) since boot: busy (everything but idle, iowait
+/// and steal) and steal (taken by the hypervisor: a shared VM's noise).
+fn machine_secs() -> Option<(f64, f64)> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<u64> = s
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user and nice).
+    let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)?;
+    let steal = *f.get(7)?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((busy as f64 / hz, steal as f64 / hz))
+}
+
+/// Summed CPU seconds of `pids`, if every one of them was readable.
+fn cpu_secs_all(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| cpu_secs(*p)).sum()
+}
+
+/// Per thread name: CPU seconds and context switches (voluntary, involuntary), summed over the
+/// process's threads of that name (digits dropped, so `rdk:broker1` and `rdk:broker2` group).
+type Threads = BTreeMap<String, (f64, u64, u64)>;
+
+/// The threads of `pid` by name (see [`Threads`]).
+fn thread_stats(pid: u32) -> Option<Threads> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut out = Threads::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let dir = t.path();
+        let (Ok(stat), Ok(status)) = (
+            std::fs::read_to_string(dir.join("stat")),
+            std::fs::read_to_string(dir.join("status")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name: String = head
+            .split_once('(')
+            .map_or("?", |x| x.1)
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let e = out.entry(name).or_default();
+        e.0 += ticks as f64 / hz;
+        e.1 += field("voluntary_ctxt_switches:");
+        e.2 += field("nonvoluntary_ctxt_switches:");
+    }
+    Some(out)
+}
+
+/// Per thread name over the window: CPU µs and context switches per stored message.
+fn threads_json(a: Option<Threads>, b: Option<Threads>, msgs: u64) -> Value {
+    let (Some(a), Some(b)) = (a, b) else {
+        return Value::Null;
+    };
+    let per = |x: f64| (x / msgs.max(1) as f64 * 1000.0).round() / 1000.0;
+    let mut out = serde_json::Map::new();
+    for (name, (cb, vb, nb)) in b {
+        let (ca, va, na) = a.get(&name).copied().unwrap_or_default();
+        if cb - ca <= 0.0 && vb == va && nb == na {
+            continue;
+        }
+        out.insert(
+            name,
+            json!({
+                "us_per_msg": (per((cb - ca) * 1e6) * 100.0).round() / 100.0,
+                "switches_per_msg": per((vb - va + nb - na) as f64),
+                "involuntary_per_msg": per((nb - na) as f64),
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
 /// utime + stime of a process, seconds.
 fn cpu_secs(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -571,12 +672,23 @@ async fn run(mode: &str, peers: Vec<Peer>, ctx: Ctx, c: &Common, proxy_pid: Opti
         )));
     }
     let me = std::process::id();
+    let brokers = c.broker_pid.clone();
     let cpu = tokio::spawn(async move {
+        let sample = || {
+            (
+                (
+                    proxy_pid.and_then(cpu_secs),
+                    proxy_pid.and_then(thread_stats),
+                ),
+                (cpu_secs(me), thread_stats(me)),
+                cpu_secs_all(&brokers),
+                machine_secs(),
+            )
+        };
         tokio::time::sleep_until(start.into()).await;
-        let a = (proxy_pid.and_then(cpu_secs), cpu_secs(me));
+        let a = sample();
         tokio::time::sleep_until(end.into()).await;
-        let b = (proxy_pid.and_then(cpu_secs), cpu_secs(me));
-        (a, b)
+        (a, sample())
     });
 
     let tag = format!("loadgen[{mode} {}]", name(ctx.method));
@@ -616,7 +728,8 @@ async fn run(mode: &str, peers: Vec<Peer>, ctx: Ctx, c: &Common, proxy_pid: Opti
     for t in tasks {
         let _ = tokio::time::timeout(grace, t).await;
     }
-    let ((pa, sa), (pb, sb)) = cpu.await.expect("cpu sampler");
+    let (((pa, pta), (sa, sta), ba, ma), ((pb, ptb), (sb, stb), bb, mb)) =
+        cpu.await.expect("cpu sampler");
 
     let mut latency = hist();
     let mut service = hist();
@@ -674,6 +787,11 @@ async fn run(mode: &str, peers: Vec<Peer>, ctx: Ctx, c: &Common, proxy_pid: Opti
         "behind_max_us": micros(behind),
         "proxy_cpu": proxy_cpu,
         "self_cpu": cpu_json(sa, sb),
+        "broker_cpu": cpu_json(ba, bb),
+        "proxy_threads": threads_json(pta, ptb, ok_msgs),
+        "self_threads": threads_json(sta, stb, ok_msgs),
+        "machine_cpu": cpu_json(ma.map(|m| m.0), mb.map(|m| m.0)),
+        "steal_cpu": cpu_json(ma.map(|m| m.1), mb.map(|m| m.1)),
         "loadavg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" "),
         "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
     })

@@ -7,6 +7,7 @@
 #                              one lone synchronous client; tables with ratios at the end
 #   scripts/bench.sh kafka     the Kafka half only
 #   scripts/bench.sh rocketmq  the RocketMQ half only
+#   scripts/bench.sh kafka-max the Kafka maximum-rate pairs only (~1.5 min), to try a setting
 #   scripts/bench.sh smoke     Kafka only, every method and partition mode for ~1.5 s each with
 #                              4 connections; fails unless every summary parses and shows
 #                              messages stored (the harness check for the test suite, ~25 s)
@@ -22,7 +23,8 @@
 #
 # Environment: BENCH_SECS (measured seconds per run, default 8), BENCH_WARMUP (default 1),
 # BENCH_CONNS (default 64), BENCH_NO_BUILD=1 (use the binaries in target/release as they are),
-# BENCH_VERBOSE=1 (show the load generator's progress lines), PPROXY_BIN and LOADGEN_BIN (binaries
+# BENCH_PROXY_YAML (extra carrera.yaml lines for every pproxy started, e.g. kafkaOverrides to try
+# a producer setting without a rebuild), BENCH_VERBOSE=1 (show the load generator's progress lines), PPROXY_BIN and LOADGEN_BIN (binaries
 # other than target/release/{pproxy,examples/loadgen}), KAFKA (127.0.0.1:9092),
 # NAMESRV (127.0.0.1:9876).
 set -euo pipefail
@@ -64,6 +66,7 @@ free_port() {
 # carrera.yaml lines), in a temp dir that also holds its logs and delay store.
 start_proxy() {
   local doc=$1 extra=${2:-} port i
+  extra+=$'\n'${BENCH_PROXY_YAML:-}
   PROXY_DIR=$(mktemp -d "${TMPDIR:-/tmp}/pproxy-bench.XXXXXX")
   port=$(free_port)
   printf '%s\n' "$doc" >"$PROXY_DIR/local.json"
@@ -140,6 +143,14 @@ EOF
 
 # ------------------------------------------------------------------ runs
 
+# broker_pids COMPONENT: the load generator also reports the CPU of that component's servers.
+BROKER_ARGS=()
+broker_pids() {
+  local p
+  BROKER_ARGS=()
+  for p in $(scripts/stack.sh pids "$1"); do BROKER_ARGS+=(--broker-pid "$p"); done
+}
+
 # lg NAME SUBCOMMAND ARGS...: one load generator run; summary in $OUT/NAME.json.
 lg() {
   local name=$1
@@ -148,9 +159,9 @@ lg() {
   mkdir -p "$OUT/logs"
   local rc=0
   if [[ ${BENCH_VERBOSE:-0} == 1 ]]; then
-    "$LOADGEN" "$@" --json "$OUT/$name.json" >/dev/null 2> >(tee "$err" >&2) || rc=$?
+    "$LOADGEN" "$@" "${BROKER_ARGS[@]}" --json "$OUT/$name.json" >/dev/null 2> >(tee "$err" >&2) || rc=$?
   else
-    "$LOADGEN" "$@" --json "$OUT/$name.json" >/dev/null 2>"$err" || rc=$?
+    "$LOADGEN" "$@" "${BROKER_ARGS[@]}" --json "$OUT/$name.json" >/dev/null 2>"$err" || rc=$?
   fi
   if ((rc != 0)); then
     tail -n 5 "$err" >&2
@@ -187,6 +198,7 @@ record_env() {
 bench_kafka() {
   local t size r half
   scripts/stack.sh up kafka
+  broker_pids kafka
   t=bench-kafka-$(stamp)
   scripts/stack.sh kafka-topic "$t" 4 >/dev/null
   start_proxy "$(kafka_config "$t")"
@@ -198,6 +210,11 @@ bench_kafka() {
       proxy_run "kafka-max-$size-proxy-r$r" "${common[@]}" --conns "$CONNS" --size "$size"
     done
   done
+  if [[ ${1:-} == max ]]; then
+    record_env kafka
+    stop_proxy
+    return
+  fi
   half=$(half_rate kafka)
   log "half of pproxy's max rate: $half msg/s"
   for r in 1 2; do
@@ -208,6 +225,13 @@ bench_kafka() {
     lg "kafka-lone-direct-r$r" direct-kafka --bootstrap "$KAFKA" "${common[@]}" --conns 1 --size 100
     proxy_run "kafka-lone-proxy-r$r" "${common[@]}" --conns 1 --size 100
   done
+  # Paced loads well below the maximum: what each side's threads spend per message.
+  for rate in 1000 5000; do
+    for r in 1 2; do
+      lg "kafka-paced-$rate-direct-r$r" direct-kafka --bootstrap "$KAFKA" "${common[@]}" --conns "$CONNS" --size 100 --rate "$rate"
+      proxy_run "kafka-paced-$rate-proxy-r$r" "${common[@]}" --conns "$CONNS" --size 100 --rate "$rate"
+    done
+  done
   record_env kafka
   stop_proxy
 }
@@ -215,6 +239,7 @@ bench_kafka() {
 bench_rocketmq() {
   local t ab size r half
   scripts/stack.sh up rocketmq
+  broker_pids rocketmq
   t=bench-rmq-$(stamp)
   ab=bench-rmq-ab-$(stamp)
   scripts/stack.sh rocketmq-topic "$t" 4 >/dev/null
@@ -305,6 +330,7 @@ bench_cluster() {
 bench_smoke() {
   local t d name f short=(--secs 1.5 --warmup 0.3 --conns 4 --size 100) certs=$OUT/certs
   scripts/stack.sh up kafka
+  broker_pids kafka
   t=bench-smoke-$(stamp)
   d=bench-smoke-delay-$(stamp)
   scripts/stack.sh kafka-topic "$t" 4 >/dev/null
@@ -322,7 +348,8 @@ bench_smoke() {
   for name in smoke-direct smoke-sync-explicit smoke-async-hash smoke-batch-random smoke-delay smoke-rate smoke-tls-fresh; do
     f=$OUT/$name.json
     jq -e '.throughput > 0 and .latency_us.count > 0 and .latency_us.p50 > 0 and .errors_total == 0
-           and (.mode == "direct-kafka" or .proxy_cpu.cpu_s != null)' "$f" >/dev/null ||
+           and .broker_cpu.cpu_s != null and .machine_cpu.cpu_s != null and (.self_threads | length) > 0
+           and (.mode == "direct-kafka" or (.proxy_cpu.cpu_s != null and (.proxy_threads | length) > 0))' "$f" >/dev/null ||
       die "$name: summary missing, unparsable, without throughput or with errors ($f)"
   done
   # Fixed rate: about the offered rate, not the maximum.
@@ -334,6 +361,7 @@ bench_smoke() {
 bench_perf() {
   local t dur=${BENCH_PERF_SECS:-8}
   command -v perf >/dev/null || die "no perf"
+  mkdir -p "$OUT/logs"
   scripts/stack.sh up kafka
   t=bench-perf-$(stamp)
   scripts/stack.sh kafka-topic "$t" 4 >/dev/null
@@ -347,6 +375,9 @@ bench_perf() {
   stop_proxy
   perf report -i "$OUT/perf.data" --stdio --no-children --sort symbol -g none --percent-limit 0.5 \
     2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 10 | tee "$OUT/perf-top.txt"
+  # By thread: librdkafka's broker and poll threads against pproxy's tokio workers.
+  perf report -i "$OUT/perf.data" --stdio --no-children --sort comm -g none 2>/dev/null |
+    grep '%' | tee -a "$OUT/perf-top.txt"
 }
 
 # ------------------------------------------------------------------ tables
@@ -359,14 +390,21 @@ def load(n):
     p = os.path.join(out, n + ".json")
     return json.load(open(p)) if os.path.exists(p) else None
 def k(v): return f"{v:,.0f}".replace(",", " ")
+def us(j, key): return (j.get(key) or {}).get("us_per_msg", "-")
+def total(j):
+    # CPU per stored message of everything on the path: load generator, pproxy (if any), broker.
+    parts = [j.get("self_cpu"), j.get("proxy_cpu"), j.get("broker_cpu")]
+    if not j.get("broker_cpu"):
+        return "-"
+    return f"{sum((x or {}).get('us_per_msg', 0) for x in parts):.1f}"
 rows = []
 for be, label in (("kafka", "Kafka"), ("rmq", "RocketMQ")):
     if not load(f"{be}-max-100-proxy-r1"):
         continue
     conns = load(f"{be}-max-100-proxy-r1")["conns"]
     print(f"\n### {label}: throughput at {conns} connections, sendSync, acknowledged\n")
-    print("| body | run | direct msg/s | pproxy msg/s | ratio | pproxy CPU µs/msg (cores) | loadgen CPU µs/msg direct / via pproxy | errors d/p |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| body | run | direct msg/s | pproxy msg/s | ratio | pproxy CPU µs/msg (cores) | loadgen CPU µs/msg direct / via pproxy | broker CPU µs/msg d / p | all three µs/msg d / p | machine busy cores d / p | errors d/p |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for size in (100, 1024):
         for r in (1, 2):
             d, p = load(f"{be}-max-{size}-direct-r{r}"), load(f"{be}-max-{size}-proxy-r{r}")
@@ -374,6 +412,8 @@ for be, label in (("kafka", "Kafka"), ("rmq", "RocketMQ")):
             pc = p["proxy_cpu"] or {}
             print(f"| {size} B | {r} | {k(d['throughput'])} | {k(p['throughput'])} | **{p['throughput']/max(d['throughput'],1):.2f}** "
                   f"| {pc.get('us_per_msg','-')} ({pc.get('cores','-')}) | {d['self_cpu']['us_per_msg']} / {p['self_cpu']['us_per_msg']} "
+                  f"| {us(d, 'broker_cpu')} / {us(p, 'broker_cpu')} | {total(d)} / {total(p)} "
+                  f"| {(d.get('machine_cpu') or {}).get('cores','-')} / {(p.get('machine_cpu') or {}).get('cores','-')} "
                   f"| {d['errors_total']} / {p['errors_total']} |")
     ab = [load(f"{be}-autobatch-100-proxy-r{r}") for r in (1, 2)]
     if all(ab):
@@ -393,6 +433,28 @@ for be, label in (("kafka", "Kafka"), ("rmq", "RocketMQ")):
             print(f"| {r} | {k(d['throughput'])} / {k(p['throughput'])} | {dl['p50']} / {dl['p99']} / {dl['p999']} "
                   f"| {pl['p50']} / {pl['p99']} / {pl['p999']} | **{pl['p50']-dl['p50']} µs** | **{pl['p99']-dl['p99']} µs** "
                   f"| {ps['p50']-ds['p50']} / {ps['p99']-ds['p99']} µs |")
+if load("kafka-paced-1000-proxy-r1"):
+    print("\n### Kafka: paced load, 64 connections, 100 B: where the CPU goes, per stored message\n")
+    print("Thread CPU in µs per message (context switches per message); direct = the load generator's own process.\n")
+    print("| rate msg/s | run | service p50 / p99 µs d / p | added p50 | librdkafka broker thread d / p | delivery poll thread d / p | tokio workers d / p | pproxy all | Thrift client (loadgen) | Kafka broker d / p | machine busy / steal cores d / p |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    def th(j, side, prefix):
+        for n, v in ((j.get(side) or {})).items():
+            if n.startswith(prefix):
+                return f"{v['us_per_msg']:.0f} ({v['switches_per_msg']:.2f})"
+        return "-"
+    for rate in (1000, 5000):
+        for r in (1, 2):
+            d, p = load(f"kafka-paced-{rate}-direct-r{r}"), load(f"kafka-paced-{rate}-proxy-r{r}")
+            if not (d and p): continue
+            ds, ps = d["service_us"], p["service_us"]
+            print(f"| {rate} | {r} | {ds['p50']} / {ds['p99']} - {ps['p50']} / {ps['p99']} | **{ps['p50']-ds['p50']} µs** "
+                  f"| {th(d,'self_threads','rdk:broker')} / {th(p,'proxy_threads','rdk:broker')} "
+                  f"| {th(d,'self_threads','producer')} / {th(p,'proxy_threads','producer')} "
+                  f"| {th(d,'self_threads','tokio')} / {th(p,'proxy_threads','tokio')} "
+                  f"| {us(p,'proxy_cpu')} | {us(p,'self_cpu')} | {us(d,'broker_cpu')} / {us(p,'broker_cpu')} "
+                  f"| {(d.get('machine_cpu') or {}).get('cores','-')} / {(d.get('steal_cpu') or {}).get('cores','-')} - "
+                  f"{(p.get('machine_cpu') or {}).get('cores','-')} / {(p.get('steal_cpu') or {}).get('cores','-')} |")
 if load("tls-max-plain-r1"):
     print("\n### TLS against plaintext, one pproxy, Kafka, sendSync 100 B\n")
     print("| case | run | plaintext msg/s | TLS msg/s | ratio | plaintext p50 / p99 µs | TLS p50 / p99 µs | added p50 | pproxy CPU µs/msg plain / TLS |")
@@ -439,6 +501,11 @@ case $MODE in
     [[ $MODE == kafka ]] || bench_rocketmq
     tables | tee "$OUT/tables-$MODE.md"
     ;;
+  kafka-max)
+    build
+    bench_kafka max
+    tables | tee "$OUT/tables-$MODE.md"
+    ;;
   smoke)
     build
     bench_smoke
@@ -460,5 +527,5 @@ case $MODE in
   table)
     tables
     ;;
-  *) die "usage: $0 [full|kafka|rocketmq|smoke|tls|cluster|perf|table]" ;;
+  *) die "usage: $0 [full|kafka|kafka-max|rocketmq|smoke|tls|cluster|perf|table]" ;;
 esac

@@ -6,6 +6,7 @@
 #   scripts/stack.sh down   [kafka|rocketmq|zookeeper|all]   stop what `up` started (data is kept)
 #   scripts/stack.sh down   rocketmq-broker                   stop the RocketMQ broker only (`up rocketmq` restarts it)
 #   scripts/stack.sh status                                   one line per server
+#   scripts/stack.sh pids kafka|rocketmq|zookeeper            pids of its running servers
 #   scripts/stack.sh env                                      shell exports for the tests
 #   scripts/stack.sh kafka-topic    NAME PARTITIONS           create a topic (idempotent, waits for leaders)
 #   scripts/stack.sh rocketmq-topic NAME [QUEUES]             create/update a topic (default 4 queues, waits for the route)
@@ -716,6 +717,12 @@ main() {
       status_line namesrv "$NAMESRV_ADDR" namesrv_check
       status_line broker "$BROKER_ADDR" rocketmq_check
       status_line zookeeper "$ZK_ADDR" zookeeper_check
+      ;;
+    pids)
+      # The running server processes of a component, one per line (for CPU accounting).
+      [[ $# -eq 1 ]] || die "usage: $0 pids kafka|rocketmq|zookeeper"
+      local p
+      for p in $(procs_of "$1"); do pid_of "$p" || true; done
       ;;
     env)
       echo "export PPROXY_TEST_KAFKA=$KAFKA_ADDR"
