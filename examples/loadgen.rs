@@ -529,9 +529,7 @@ fn machine_secs() -> Option<(f64, f64)> {
     // user nice system idle iowait irq softirq steal (guest time is inside user and nice).
     let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)?;
     let steal = *f.get(7)?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some((busy as f64 / hz, steal as f64 / hz))
+    Some((busy as f64 / clk_tck(), steal as f64 / clk_tck()))
 }
 
 /// Summed CPU seconds of `pids`, if every one of them was readable.
@@ -548,8 +546,6 @@ type Threads = BTreeMap<String, (f64, u64, u64)>;
 
 /// The threads of `pid` by name (see [`Threads`]).
 fn thread_stats(pid: u32) -> Option<Threads> {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let mut out = Threads::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
@@ -562,18 +558,10 @@ fn thread_stats(pid: u32) -> Option<Threads> {
         ) else {
             continue; // the thread ended meanwhile
         };
-        let Some((head, rest)) = stat.rsplit_once(')') else {
+        let Some((comm, secs)) = parse_stat(&stat) else {
             continue;
         };
-        let name: String = head
-            .split_once('(')
-            .map_or("?", |x| x.1)
-            .chars()
-            .filter(|c| !c.is_ascii_digit())
-            .collect();
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let name: String = comm.chars().filter(|c| !c.is_ascii_digit()).collect();
         let field = |k: &str| {
             status
                 .lines()
@@ -582,7 +570,7 @@ fn thread_stats(pid: u32) -> Option<Threads> {
                 .unwrap_or(0)
         };
         let e = out.entry(name).or_default();
-        e.0 += ticks as f64 / hz;
+        e.0 += secs;
         e.1 += field("voluntary_ctxt_switches:");
         e.2 += field("nonvoluntary_ctxt_switches:");
     }
@@ -613,15 +601,25 @@ fn threads_json(a: Option<Threads>, b: Option<Threads>, msgs: u64) -> Value {
     Value::Object(out)
 }
 
+/// Clock ticks per second of the CPU times in /proc.
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
+/// The command name and utime + stime (seconds) of a /proc `stat` line, process or thread.
+fn parse_stat(stat: &str) -> Option<(&str, f64)> {
+    // Fields after the command name, which may itself hold spaces or parentheses.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((head.split_once('(')?.1, ticks as f64 / clk_tck()))
+}
+
 /// utime + stime of a process, seconds.
 fn cpu_secs(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which may itself hold spaces or parentheses.
-    let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
-    Some(ticks as f64 / hz as f64)
+    parse_stat(&s).map(|(_, secs)| secs)
 }
 
 fn pct(h: &Histogram<u64>) -> Value {

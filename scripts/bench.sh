@@ -391,6 +391,7 @@ def load(n):
     return json.load(open(p)) if os.path.exists(p) else None
 def k(v): return f"{v:,.0f}".replace(",", " ")
 def us(j, key): return (j.get(key) or {}).get("us_per_msg", "-")
+def cores(j, key): return (j.get(key) or {}).get("cores", "-")
 def total(j):
     # CPU per stored message of everything on the path: load generator, pproxy (if any), broker.
     parts = [j.get("self_cpu"), j.get("proxy_cpu"), j.get("broker_cpu")]
@@ -413,7 +414,7 @@ for be, label in (("kafka", "Kafka"), ("rmq", "RocketMQ")):
             print(f"| {size} B | {r} | {k(d['throughput'])} | {k(p['throughput'])} | **{p['throughput']/max(d['throughput'],1):.2f}** "
                   f"| {pc.get('us_per_msg','-')} ({pc.get('cores','-')}) | {d['self_cpu']['us_per_msg']} / {p['self_cpu']['us_per_msg']} "
                   f"| {us(d, 'broker_cpu')} / {us(p, 'broker_cpu')} | {total(d)} / {total(p)} "
-                  f"| {(d.get('machine_cpu') or {}).get('cores','-')} / {(p.get('machine_cpu') or {}).get('cores','-')} "
+                  f"| {cores(d, 'machine_cpu')} / {cores(p, 'machine_cpu')} "
                   f"| {d['errors_total']} / {p['errors_total']} |")
     ab = [load(f"{be}-autobatch-100-proxy-r{r}") for r in (1, 2)]
     if all(ab):
@@ -453,8 +454,8 @@ if load("kafka-paced-1000-proxy-r1"):
                   f"| {th(d,'self_threads','producer')} / {th(p,'proxy_threads','producer')} "
                   f"| {th(d,'self_threads','tokio')} / {th(p,'proxy_threads','tokio')} "
                   f"| {us(p,'proxy_cpu')} | {us(p,'self_cpu')} | {us(d,'broker_cpu')} / {us(p,'broker_cpu')} "
-                  f"| {(d.get('machine_cpu') or {}).get('cores','-')} / {(d.get('steal_cpu') or {}).get('cores','-')} - "
-                  f"{(p.get('machine_cpu') or {}).get('cores','-')} / {(p.get('steal_cpu') or {}).get('cores','-')} |")
+                  f"| {cores(d, 'machine_cpu')} / {cores(d, 'steal_cpu')} - "
+                  f"{cores(p, 'machine_cpu')} / {cores(p, 'steal_cpu')} |")
 if load("tls-max-plain-r1"):
     print("\n### TLS against plaintext, one pproxy, Kafka, sendSync 100 B\n")
     print("| case | run | plaintext msg/s | TLS msg/s | ratio | plaintext p50 / p99 µs | TLS p50 / p99 µs | added p50 | pproxy CPU µs/msg plain / TLS |")
