@@ -12,6 +12,7 @@ use sled::transaction::{
     UnabortableTransactionError,
 };
 
+use crate::probe::JournalProbe;
 use crate::record::Corrupt;
 use crate::store::{Applied, StoreError};
 
@@ -191,6 +192,8 @@ pub fn open(kind: EngineKind, path: &Path, cache_bytes: u64) -> Result<Box<dyn K
 struct SledKv {
     /// sled's data file, opened read-only: `flush` fsyncs it (see `SledKv::flush`).
     file: std::fs::File,
+    /// Checked after every flush: sled appends, so its flushes commit metadata (`probe.rs`).
+    probe: JournalProbe,
     db: sled::Db,
     trees: [sled::Tree; 6],
 }
@@ -239,6 +242,7 @@ impl SledKv {
         let trees = [t(0)?, t(1)?, t(2)?, t(3)?, t(4)?, t(5)?];
         Ok(SledKv {
             file: std::fs::File::open(path.join("db")).map_err(sled::Error::Io)?,
+            probe: JournalProbe::open(path).map_err(StoreError::Probe)?,
             trees,
             db,
         })
@@ -339,7 +343,7 @@ impl Kv for SledKv {
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         self.file.sync_all().map_err(sled::Error::Io)?;
-        Ok(())
+        self.probe.check().map_err(StoreError::Probe)
     }
 }
 
@@ -359,6 +363,8 @@ const FJALL_JOURNALS: u64 = 64 << 20;
 struct FjallKv {
     db: fjall::SingleWriterTxDatabase,
     trees: [fjall::SingleWriterTxKeyspace; 6],
+    /// Checked after every flush (`probe.rs`).
+    probe: JournalProbe,
 }
 
 impl FjallKv {
@@ -379,7 +385,11 @@ impl FjallKv {
             })
         };
         let trees = [t(0)?, t(1)?, t(2)?, t(3)?, t(4)?, t(5)?];
-        Ok(FjallKv { db, trees })
+        Ok(FjallKv {
+            db,
+            trees,
+            probe: JournalProbe::open(path).map_err(StoreError::Probe)?,
+        })
     }
 
     fn tree(&self, t: TreeId) -> &fjall::SingleWriterTxKeyspace {
@@ -470,8 +480,9 @@ impl Kv for FjallKv {
         Ok(self.tree(t).inner().len()?)
     }
 
+    /// The journal's sync, then the probe: fjall appends to its journal files (`probe.rs`).
     fn flush(&self) -> Result<(), StoreError> {
         self.db.persist(fjall::PersistMode::SyncAll)?;
-        Ok(())
+        self.probe.check().map_err(StoreError::Probe)
     }
 }

@@ -5,6 +5,7 @@
 pub mod commit;
 pub mod engine;
 pub mod kv;
+mod probe;
 pub mod record;
 mod redb_kv;
 mod redo;

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::kv::{Kv, TreeId, TxBody, TxFail, TxOps, TREE_NAMES};
+use crate::probe::JournalProbe;
 use crate::record::Corrupt;
 use crate::redo::{self, Ops, Position, RedoLog};
 use crate::store::{Applied, StoreError};
@@ -60,6 +61,10 @@ pub(crate) struct RedbKv {
     /// transaction, so every later write fails until the database is reopened (and redone
     /// from its last checkpoint).
     broken: AtomicBool,
+    /// Checked after every checkpoint (`probe.rs`): a durable redb commit can grow its file,
+    /// which the journal commits. The log's own sync needs no probe: its blocks are written
+    /// at creation and only overwritten, so `fdatasync` commits no metadata.
+    probe: JournalProbe,
 }
 
 /// Maps any redb error type into the store's.
@@ -113,11 +118,15 @@ impl RedbKv {
             end
         };
         let at = checkpoint(tx, end)?;
+        // After the checkpoint and the log's creation: both synced through the journal.
+        let probe = JournalProbe::open(path).map_err(StoreError::Probe)?;
+        probe.check().map_err(StoreError::Probe)?;
         Ok(RedbKv {
             db,
             log,
             position: Mutex::new(at),
             broken: AtomicBool::new(false),
+            probe,
         })
     }
 
@@ -166,6 +175,10 @@ impl RedbKv {
             // record).
             let t0 = std::time::Instant::now();
             *at = checkpoint(tx, *at)?;
+            if let Err(e) = self.probe.check() {
+                self.broken.store(true, Ordering::Release);
+                return Err(StoreError::Probe(e));
+            }
             tracing::debug!(elapsed = ?t0.elapsed(), "delay store: checkpoint");
         }
         Ok(out)

@@ -28,6 +28,9 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error(transparent)]
     Corrupt(#[from] Corrupt),
+    /// The journal probe after a sync failed (`probe.rs`): the sync may not have been durable.
+    #[error("storage: the file system stopped committing after a sync: {0}")]
+    Probe(std::io::Error),
     /// The committer thread is gone (the scheduler is stopping).
     #[error("storage: committer stopped")]
     Stopped,
@@ -50,6 +53,7 @@ impl StoreError {
                         | fjall::Error::Storage(lsm_tree::Error::Io(_))
                 )
                 | StoreError::Redb(redb::Error::Io(_) | redb::Error::PreviousIo)
+                | StoreError::Probe(_)
         )
     }
 }
