@@ -194,8 +194,8 @@ struct SledKv {
     file: std::fs::File,
     /// Checked after every flush: sled appends, so its flushes commit metadata (`probe.rs`).
     probe: JournalProbe,
-    db: sled::Db,
-    trees: [sled::Tree; 6],
+    /// The database and its trees; taken only by `drop`.
+    open: Option<(sled::Db, [sled::Tree; 6])>,
 }
 
 /// Removes unfinished sled snapshot files (`snap.<lsn>.generating`) from the database directory.
@@ -243,13 +243,37 @@ impl SledKv {
         Ok(SledKv {
             file: std::fs::File::open(path.join("db")).map_err(sled::Error::Io)?,
             probe: JournalProbe::open(path).map_err(StoreError::Probe)?,
-            trees,
-            db,
+            open: Some((db, trees)),
         })
     }
 
-    fn tree(&self, t: TreeId) -> &sled::Tree {
-        &self.trees[t as usize]
+    fn trees(&self) -> Result<&[sled::Tree; 6], StoreError> {
+        self.open
+            .as_ref()
+            .map(|(_, trees)| trees)
+            .ok_or(StoreError::Unavailable)
+    }
+
+    fn tree(&self, t: TreeId) -> Result<&sled::Tree, StoreError> {
+        Ok(&self.trees()?[t as usize])
+    }
+}
+
+impl Drop for SledKv {
+    /// sled 0.34.7 ends its close with `sync_all().unwrap()` unless it saw an I/O error itself.
+    /// When only our fsync or the journal probe failed (the file system went read-only), that
+    /// sync fails too and sled panics; the unwinding still closes its files, so the panic is
+    /// caught here and the close counts as done (the store then reopens as after any I/O error).
+    fn drop(&mut self) {
+        if let Some(open) = self.open.take() {
+            let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(open)));
+            if closed.is_err() {
+                tracing::warn!(
+                    "delay store: sled panicked in its final sync while closing after an I/O \
+                     error; its files are closed"
+                );
+            }
+        }
     }
 }
 
@@ -278,7 +302,7 @@ impl TxOps for SledTx<'_> {
 
 impl Kv for SledKv {
     fn transact(&self, body: TxBody<'_>) -> Result<Vec<Applied>, StoreError> {
-        let [a, b, c, d, e, f] = &self.trees;
+        let [a, b, c, d, e, f] = self.trees()?;
         let r = (a, b, c, d, e, f).transaction(|(a, b, c, d, e, f)| {
             let mut ops = SledTx {
                 trees: [a, b, c, d, e, f],
@@ -298,16 +322,16 @@ impl Kv for SledKv {
     }
 
     fn get(&self, t: TreeId, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree(t).get(k)?.map(|v| v.to_vec()))
+        Ok(self.tree(t)?.get(k)?.map(|v| v.to_vec()))
     }
 
     fn insert(&self, t: TreeId, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
-        self.tree(t).insert(k, v)?;
+        self.tree(t)?.insert(k, v)?;
         Ok(())
     }
 
     fn remove(&self, t: TreeId, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree(t).remove(k)?.map(|v| v.to_vec()))
+        Ok(self.tree(t)?.remove(k)?.map(|v| v.to_vec()))
     }
 
     fn scan(
@@ -318,8 +342,8 @@ impl Kv for SledKv {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
         let it = match end {
-            Some(end) => self.tree(t).range(from.to_vec()..end.to_vec()),
-            None => self.tree(t).range(from.to_vec()..),
+            Some(end) => self.tree(t)?.range(from.to_vec()..end.to_vec()),
+            None => self.tree(t)?.range(from.to_vec()..),
         };
         for kv in it {
             let (k, v) = kv?;
@@ -331,7 +355,7 @@ impl Kv for SledKv {
     }
 
     fn len(&self, t: TreeId) -> Result<usize, StoreError> {
-        Ok(self.tree(t).len())
+        Ok(self.tree(t)?.len())
     }
 
     /// sled's flush, then an `fsync` of its data file. sled 0.34 ends a flush with
@@ -339,9 +363,11 @@ impl Kv for SledKv {
     /// of the blocks appended to its log (file size, extents) nor the device's write cache; its
     /// own `fsync` runs only every 500 ms in the background. A test that aborted ext4 under load
     /// (tests/disk_trouble.rs) lost adds and cancels answered 0 that way; the fsync (on any
-    /// descriptor of the file) closes that window.
+    /// descriptor of the file) closes that window, and the journal probe catches an fsync that
+    /// answered 0 although an abort cut its commit short (`probe.rs`).
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        let (db, _) = self.open.as_ref().ok_or(StoreError::Unavailable)?;
+        db.flush()?;
         self.file.sync_all().map_err(sled::Error::Io)?;
         self.probe.check().map_err(StoreError::Probe)
     }
