@@ -5,8 +5,9 @@
 //! again, and every noted add must be in the reopened store. Many aborts per engine, a fresh
 //! image each time.
 //!
-//! What it caught: sled panicked while closing when only our fsync or the journal probe had
-//! failed (`SledKv`'s `Drop`). What it did not reproduce: the `fsync` that answered 0 for
+//! What it caught on sled (whose case is therefore kept but not run by default): sled panicked
+//! while closing when only our fsync or the journal probe had failed (`SledKv`'s `Drop`), and
+//! once hung for good in its flush after the abort. What it did not reproduce: the `fsync` that answered 0 for
 //! writes the abort then lost (docs/RELIABILITY.md, "Disk trouble", change 5) did not show
 //! here without the probe (0 of 20 aborts on sled), so the probe's premise is tested by
 //! `probe::tests` and measured by `scripts/fsync-abort-race.py`. Needs root for the mounts (CI
@@ -212,7 +213,12 @@ fn abort_loop(kind: EngineKind) {
     );
 }
 
+/// Kept, not run by default: sled 0.34.7 once hung for good in its flush after the abort
+/// (CI, 2026-12-03: the writer waited in `make_stable` for a log position no I/O thread would
+/// write any more, about 1 abort in 50), which would stall the suite. By hand:
+/// `cargo test -p scheduler --test store_abort -- --ignored --nocapture`.
 #[test]
+#[ignore = "sled 0.34.7 can hang for good in its flush after an ext4 abort (docs/RELIABILITY.md)"]
 fn sled_loses_no_acknowledged_add_when_ext4_aborts() {
     abort_loop(EngineKind::Sled);
 }
