@@ -242,20 +242,18 @@ impl SledKv {
         let trees = [t(0)?, t(1)?, t(2)?, t(3)?, t(4)?, t(5)?];
         Ok(SledKv {
             file: std::fs::File::open(path.join("db")).map_err(sled::Error::Io)?,
-            probe: JournalProbe::open(path).map_err(StoreError::Probe)?,
+            probe: JournalProbe::open(path)?,
             open: Some((db, trees)),
         })
     }
 
-    fn trees(&self) -> Result<&[sled::Tree; 6], StoreError> {
-        self.open
-            .as_ref()
-            .map(|(_, trees)| trees)
-            .ok_or(StoreError::Unavailable)
+    /// The database and its trees (gone only while dropping).
+    fn handles(&self) -> Result<&(sled::Db, [sled::Tree; 6]), StoreError> {
+        self.open.as_ref().ok_or(StoreError::Unavailable)
     }
 
     fn tree(&self, t: TreeId) -> Result<&sled::Tree, StoreError> {
-        Ok(&self.trees()?[t as usize])
+        Ok(&self.handles()?.1[t as usize])
     }
 }
 
@@ -302,7 +300,7 @@ impl TxOps for SledTx<'_> {
 
 impl Kv for SledKv {
     fn transact(&self, body: TxBody<'_>) -> Result<Vec<Applied>, StoreError> {
-        let [a, b, c, d, e, f] = self.trees()?;
+        let [a, b, c, d, e, f] = &self.handles()?.1;
         let r = (a, b, c, d, e, f).transaction(|(a, b, c, d, e, f)| {
             let mut ops = SledTx {
                 trees: [a, b, c, d, e, f],
@@ -366,10 +364,9 @@ impl Kv for SledKv {
     /// descriptor of the file) closes that window, and the journal probe catches an fsync that
     /// answered 0 although an abort cut its commit short (`probe.rs`).
     fn flush(&self) -> Result<(), StoreError> {
-        let (db, _) = self.open.as_ref().ok_or(StoreError::Unavailable)?;
-        db.flush()?;
+        self.handles()?.0.flush()?;
         self.file.sync_all().map_err(sled::Error::Io)?;
-        self.probe.check().map_err(StoreError::Probe)
+        self.probe.check()
     }
 }
 
@@ -414,7 +411,7 @@ impl FjallKv {
         Ok(FjallKv {
             db,
             trees,
-            probe: JournalProbe::open(path).map_err(StoreError::Probe)?,
+            probe: JournalProbe::open(path)?,
         })
     }
 
@@ -509,6 +506,6 @@ impl Kv for FjallKv {
     /// The journal's sync, then the probe: fjall appends to its journal files (`probe.rs`).
     fn flush(&self) -> Result<(), StoreError> {
         self.db.persist(fjall::PersistMode::SyncAll)?;
-        self.probe.check().map_err(StoreError::Probe)
+        self.probe.check()
     }
 }

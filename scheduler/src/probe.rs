@@ -13,9 +13,10 @@
 //! commits no metadata and lost nothing in 100 aborts, so that sync needs no probe.
 
 use std::fs::{File, OpenOptions};
-use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::store::StoreError;
 
 /// The probe's file in the store's directory.
 pub const PROBE_FILE: &str = "journal.probe";
@@ -28,12 +29,13 @@ pub struct JournalProbe {
 
 impl JournalProbe {
     /// Opens (or creates) the probe file in `dir`.
-    pub fn open(dir: &Path) -> io::Result<JournalProbe> {
+    pub fn open(dir: &Path) -> Result<JournalProbe, StoreError> {
         let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
-            .open(dir.join(PROBE_FILE))?;
+            .open(dir.join(PROBE_FILE))
+            .map_err(StoreError::Probe)?;
         Ok(JournalProbe {
             file,
             long: AtomicBool::new(false),
@@ -42,10 +44,12 @@ impl JournalProbe {
 
     /// Changes the file's size: an error means the file system no longer commits metadata, so
     /// a sync that answered just before may not have made anything durable.
-    pub fn check(&self) -> io::Result<()> {
+    pub fn check(&self) -> Result<(), StoreError> {
         // The size must change every time: an unchanged size needs no journal handle.
         let long = !self.long.fetch_xor(true, Ordering::Relaxed);
-        self.file.set_len(if long { 2 } else { 1 })
+        self.file
+            .set_len(if long { 2 } else { 1 })
+            .map_err(StoreError::Probe)
     }
 }
 

@@ -119,8 +119,8 @@ impl RedbKv {
         };
         let at = checkpoint(tx, end)?;
         // After the checkpoint and the log's creation: both synced through the journal.
-        let probe = JournalProbe::open(path).map_err(StoreError::Probe)?;
-        probe.check().map_err(StoreError::Probe)?;
+        let probe = JournalProbe::open(path)?;
+        probe.check()?;
         Ok(RedbKv {
             db,
             log,
@@ -177,7 +177,7 @@ impl RedbKv {
             *at = checkpoint(tx, *at)?;
             if let Err(e) = self.probe.check() {
                 self.broken.store(true, Ordering::Release);
-                return Err(StoreError::Probe(e));
+                return Err(e);
             }
             tracing::debug!(elapsed = ?t0.elapsed(), "delay store: checkpoint");
         }

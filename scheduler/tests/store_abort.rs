@@ -47,6 +47,15 @@ fn must(cmd: &str, args: &[&str]) {
     }
 }
 
+/// Unmounts `mnt`, retrying for up to 30 s while the closed store's files are released.
+fn umount(mnt: &str, when: &str) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = sh("umount", &[mnt]) {
+        assert!(Instant::now() < until, "umount {when}: {e}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn add(n: u64) -> (String, Mutation) {
     let id = DelayId {
         timestamp: 1_800_000_000_000 + n as i64,
@@ -130,11 +139,7 @@ fn one_abort(base: &Path, kind: EngineKind, wait: Duration) -> (usize, Vec<Strin
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
     drop(w.join().expect("writer"));
-    let until = Instant::now() + Duration::from_secs(30);
-    while let Err(e) = sh("umount", &[mnt_s]) {
-        assert!(Instant::now() < until, "umount: {e}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    umount(mnt_s, "after the abort");
     let fsck = Command::new("e2fsck")
         .args(["-fy", img_s])
         .output()
@@ -155,11 +160,7 @@ fn one_abort(base: &Path, kind: EngineKind, wait: Duration) -> (usize, Vec<Strin
         .cloned()
         .collect();
     drop(store);
-    let until = Instant::now() + Duration::from_secs(30);
-    while let Err(e) = sh("umount", &[mnt_s]) {
-        assert!(Instant::now() < until, "umount after the check: {e}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    umount(mnt_s, "after the check");
     std::fs::remove_file(&img).unwrap();
     (acked.len(), lost)
 }
