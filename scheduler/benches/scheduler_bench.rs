@@ -12,7 +12,7 @@
 //!   restart [pending=10000000]              Scheduler::open start -> first of 1000 overdue fires
 //!   flush   [reps=100]                      Store::apply + Store::flush cost per group size
 //! key=value options:
-//!   engine=fjall|sled|redb  store engine of every store the run creates (default redb; an existing
+//!   engine=sled|redb        store engine of every store the run creates (default redb; an existing
 //!               dir= store keeps its own engine)
 //!   dir=PATH    (rss, restart) use/keep this store dir: bulk-load into it when it is empty,
 //!               reuse it as is otherwise (restart adds 1000 fresh overdue records each run)
@@ -608,8 +608,9 @@ impl StoreDir {
     }
 }
 
+/// Whether `p` holds a store of either engine (redb's file, or sled's `conf` and `db`).
 fn has_store(p: &Path) -> bool {
-    EngineKind::detect(p).is_some()
+    p.join("store.redb").is_file() || (p.join("conf").is_file() && p.join("db").is_file())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1169,7 +1170,7 @@ fn main() {
     let num = |i: usize, d: f64| pos.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(d);
     if let Some(e) = opt("engine") {
         if EngineKind::parse(&e).is_none() {
-            eprintln!("engine={e}: expected fjall, sled or redb");
+            eprintln!("engine={e}: expected sled or redb");
             std::process::exit(2);
         }
         // Read by `engine()` here and in the bulk-loading children.

@@ -1,14 +1,12 @@
-//! The embedded delay-message scheduler: a durable store (redb, sled or fjall, `kv.rs`) mutated by one
+//! The embedded delay-message scheduler: a durable store (redb or sled, `kv/`) mutated by one
 //! group-committing writer,
 //! a near-window timing wheel fed by a loader, and batched firing through a sink.
 
 pub mod commit;
 pub mod engine;
+mod error;
 pub mod kv;
-mod probe;
 pub mod record;
-mod redb_kv;
-mod redo;
 pub mod store;
 pub mod wheel;
 

@@ -1,5 +1,5 @@
 //! The durable store: records, time index, final states and dead letters in six trees,
-//! mutated in multi-tree transactions (delay.md §8.1), over one of the engines of `kv.rs`.
+//! mutated in multi-tree transactions (delay.md §8.1), over one of the engines of `kv/`.
 //!
 //! Every call here blocks on the engine; the scheduler calls them from the committer thread or
 //! a blocking-pool thread, never from the async runtime's workers.
@@ -9,54 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+pub use crate::error::StoreError;
 pub use crate::kv::EngineKind;
 use crate::kv::{Kv, TreeId, TxFail, TxOps};
 use crate::record::{Corrupt, Record};
-
-/// Storage failures (answered 10 on the wire).
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// sled failed.
-    #[error("storage: {0}")]
-    Sled(#[from] sled::Error),
-    /// fjall failed.
-    #[error("storage: {0}")]
-    Fjall(#[from] fjall::Error),
-    /// redb failed.
-    #[error("storage: {0}")]
-    Redb(#[from] redb::Error),
-    /// A stored value could not be decoded.
-    #[error(transparent)]
-    Corrupt(#[from] Corrupt),
-    /// The journal probe after a sync failed (`probe.rs`): the sync may not have been durable.
-    #[error("storage: the file system stopped committing after a sync: {0}")]
-    Probe(std::io::Error),
-    /// The committer thread is gone (the scheduler is stopping).
-    #[error("storage: committer stopped")]
-    Stopped,
-    /// The database was closed after an I/O error and is not open again yet (disk full,
-    /// read-only filesystem); the scheduler keeps trying to reopen it.
-    #[error("storage unavailable: closed after an I/O error, reopening")]
-    Unavailable,
-}
-
-impl StoreError {
-    /// An I/O error of the data directory. Both engines fail every later write after their
-    /// first one (sled keeps the error, fjall is "poisoned") until the database is opened again.
-    pub fn is_io(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Sled(sled::Error::Io(_))
-                | StoreError::Fjall(
-                    fjall::Error::Io(_)
-                        | fjall::Error::Poisoned
-                        | fjall::Error::Storage(lsm_tree::Error::Io(_))
-                )
-                | StoreError::Redb(redb::Error::Io(_) | redb::Error::PreviousIo)
-                | StoreError::Probe(_)
-        )
-    }
-}
 
 /// Final states kept in `done`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,9 +370,9 @@ fn decode_dead(key: &[u8], v: &[u8]) -> Result<DeadLetter, Corrupt> {
 struct Trees {
     kv: Box<dyn Kv>,
     /// No `due` entry is below this time (ms): `first_due` seeks here instead of walking from
-    /// the first key. In an LSM tree (fjall) the front of the time index is a long run of
-    /// deletion markers of fired entries that a walk from the first key would step over on
-    /// every group commit until compaction drops them.
+    /// the first key. In an LSM tree (fjall, removed in issue 17) the front of the time index
+    /// was a long run of deletion markers of fired entries that a walk from the first key would
+    /// step over on every group commit; the seek is kept, as it costs nothing on the others.
     front_ms: AtomicI64,
 }
 
@@ -705,7 +661,12 @@ impl Trees {
         {
             return Ok(vec![self.trim(*before_ms, *dead_before_ms, *limit)?]);
         }
-        let out = self.kv.transact(&|ops| apply_body(ops, ms))?;
+        let out = std::cell::RefCell::new(Vec::new());
+        self.kv.transact(&|ops| {
+            *out.borrow_mut() = apply_body(ops, ms)?;
+            Ok(())
+        })?;
+        let out = out.into_inner();
         // Every `due` entry written by the group is reported with its time: lower the front.
         let lowest = out
             .iter()
@@ -916,8 +877,8 @@ impl Trees {
 /// The durable store: a handle shared by the committer, the loader and the fire path.
 ///
 /// Both engines keep the first I/O error of their log writer (ENOSPC, EROFS, EIO) and fail every
-/// later write with it, even after the disk has space again (sled's error state, fjall's
-/// "poisoned" flag); only opening the database again clears it. The store therefore notes the
+/// later write with it, even after the disk has space again (sled's error state, the redb
+/// engine's broken redo log); only opening the database again clears it. The store therefore notes the
 /// first I/O error (`is_failed`) and `reopen` closes and re-opens the database in place; while
 /// it is closed every call answers `StoreError::Unavailable`.
 #[derive(Clone)]
@@ -985,7 +946,7 @@ impl Store {
         cache_bytes: u64,
         wanted: EngineKind,
     ) -> Result<Store, StoreError> {
-        let kind = match EngineKind::detect(path) {
+        let kind = match EngineKind::detect(path)? {
             Some(found) if found != wanted => {
                 tracing::warn!(
                     path = %path.display(),
@@ -1163,7 +1124,7 @@ impl Store {
         self.with(|t| t.take_dead(id, k))
     }
 
-    /// Number of dead letters (0 while the store is closed); walks them with fjall.
+    /// Number of dead letters (0 while the store is closed).
     pub fn dead_count(&self) -> usize {
         self.trees().map_or(0, |t| t.dead_count())
     }
@@ -1255,11 +1216,6 @@ mod tests {
     /// Runs the tests inside once per engine (`KIND`).
     macro_rules! on_each_engine {
         ($($body:tt)*) => {
-            mod fjall_engine {
-                use super::*;
-                const KIND: EngineKind = EngineKind::Fjall;
-                $($body)*
-            }
             mod sled_engine {
                 use super::*;
                 const KIND: EngineKind = EngineKind::Sled;
@@ -1299,7 +1255,7 @@ mod tests {
             "sled itself refuses the directory: {:?}",
             raw.err()
         );
-        let s = Store::open_with(dir.path(), 16 << 20, EngineKind::Fjall).unwrap();
+        let s = Store::open_with(dir.path(), 16 << 20, EngineKind::Redb).unwrap();
         assert_eq!(
             s.engine(),
             EngineKind::Sled,
@@ -1307,6 +1263,21 @@ mod tests {
         );
         assert_eq!(s.record(&id).unwrap(), Some(r));
         assert!(!leftover.exists());
+    }
+
+    #[test]
+    fn a_store_written_by_fjall_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("keyspaces")).unwrap();
+        let err = Store::open_with(dir.path(), 16 << 20, EngineKind::Redb)
+            .err()
+            .expect("refused");
+        assert!(matches!(err, StoreError::Fjall(_)), "{err}");
+        assert!(err.to_string().contains("fjall"), "{err}");
+        assert!(
+            !dir.path().join("store.redb").exists(),
+            "nothing created beside it"
+        );
     }
 
     on_each_engine! {

@@ -228,11 +228,3 @@ fn sled_loses_no_acknowledged_add_when_ext4_aborts() {
 fn redb_loses_no_acknowledged_add_when_ext4_aborts() {
     abort_loop(EngineKind::Redb);
 }
-
-/// fjall 3.1.13 sometimes cannot reopen after an ext4 abort (docs/DECISIONS.md), which would
-/// fail this loop for another reason; run by hand with `-- --ignored`.
-#[test]
-#[ignore = "fjall 3.1.13 cannot always reopen after an ext4 abort (docs/DECISIONS.md)"]
-fn fjall_loses_no_acknowledged_add_when_ext4_aborts() {
-    abort_loop(EngineKind::Fjall);
-}

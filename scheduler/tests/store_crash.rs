@@ -258,11 +258,6 @@ fn kill_loop(kind: EngineKind) {
 }
 
 #[test]
-fn fjall_store_survives_sigkill() {
-    kill_loop(EngineKind::Fjall);
-}
-
-#[test]
 fn sled_store_survives_sigkill() {
     kill_loop(EngineKind::Sled);
 }

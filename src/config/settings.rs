@@ -321,10 +321,11 @@ pub struct SchedulerSettings {
     pub max_pending: u64,
     /// Mutations per group commit.
     pub max_commit_group: usize,
-    /// Store cache (sled page cache, fjall block cache or redb page cache), MiB.
+    /// Store cache (sled page cache or redb page cache), MiB.
     pub store_cache_mb: u64,
-    /// Engine of a new delay store: `redb` (default), `sled` or `fjall`. A data directory that already
-    /// holds a store keeps its engine (docs/DECISIONS.md, "Delay store engine").
+    /// Engine of a new delay store: `redb` (default) or `sled` (`fjall` was removed in issue 17
+    /// and is refused). A data directory that already holds a store keeps its engine; one
+    /// written by fjall is refused at start (docs/DECISIONS.md, "Delay store engine").
     pub store_engine: String,
     /// Cluster mode (delay.md §10); off by default. Needs a restart to change.
     pub cluster: ClusterSettings,
@@ -487,7 +488,7 @@ impl Settings {
         }
         if scheduler::EngineKind::parse(&s.scheduler.store_engine).is_none() {
             return Err(ConfigError::Invalid(format!(
-                "`scheduler.storeEngine` must be redb, sled or fjall, not {:?}",
+                "`scheduler.storeEngine` must be redb or sled, not {:?}",
                 s.scheduler.store_engine
             )));
         }
@@ -563,12 +564,13 @@ mod tests {
         assert_eq!(s.scheduler.to_config().engine, scheduler::EngineKind::Redb);
         let (s, _) = Settings::parse("scheduler:\n  storeEngine: sled\n").unwrap();
         assert_eq!(s.scheduler.to_config().engine, scheduler::EngineKind::Sled);
-        let (s, _) = Settings::parse("scheduler:\n  storeEngine: fjall\n").unwrap();
-        assert_eq!(s.scheduler.to_config().engine, scheduler::EngineKind::Fjall);
         let (s, _) = Settings::parse("scheduler:\n  storeEngine: redb\n").unwrap();
         assert_eq!(s.scheduler.to_config().engine, scheduler::EngineKind::Redb);
         let err = Settings::parse("scheduler:\n  storeEngine: rocksdb\n").unwrap_err();
         assert!(err.to_string().contains("storeEngine"), "{err}");
+        // fjall was removed (issue 17): refused like any unknown engine, naming the allowed ones.
+        let err = Settings::parse("scheduler:\n  storeEngine: fjall\n").unwrap_err();
+        assert!(err.to_string().contains("redb or sled"), "{err}");
     }
 
     #[test]

@@ -12,14 +12,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use crate::kv::{Kv, TreeId, TxBody, TxFail, TxOps, TREE_NAMES};
-use crate::probe::JournalProbe;
+use super::probe::JournalProbe;
+use super::redo::{self, Ops, Position, RedoLog};
+use super::{EngineError, Kv, TreeId, TxBody, TxFail, TxOps, TREE_NAMES};
+use crate::error::StoreError;
 use crate::record::Corrupt;
-use crate::redo::{self, Ops, Position, RedoLog};
-use crate::store::{Applied, StoreError};
 
 /// The database file of a redb store.
-pub(crate) const REDB_FILE: &str = "store.redb";
+pub(super) const REDB_FILE: &str = "store.redb";
 
 /// The redo log beside it.
 const REDO_FILE: &str = "store.redo";
@@ -51,7 +51,7 @@ const REDO_TABLE: Table = redb::TableDefinition::new("redo");
 const POSITION_KEY: &[u8] = b"position";
 
 /// redb plus its redo log.
-pub(crate) struct RedbKv {
+pub(super) struct RedbKv {
     db: redb::Database,
     log: RedoLog,
     /// The log's position; held from a transaction's commit to its append so that records
@@ -67,19 +67,26 @@ pub(crate) struct RedbKv {
     probe: JournalProbe,
 }
 
+/// Wraps any redb error type.
+fn engine_error(e: impl Into<redb::Error>) -> EngineError {
+    let e = e.into();
+    let io = matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo);
+    EngineError::new(e, io)
+}
+
 /// Maps any redb error type into the store's.
 fn redb_err(e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Redb(e.into())
+    StoreError::Engine(engine_error(e))
 }
 
 fn io_err(e: std::io::Error) -> StoreError {
-    StoreError::Redb(redb::Error::Io(e))
+    redb_err(redb::Error::Io(e))
 }
 
 impl RedbKv {
     /// Opens (or creates) the database in `path` and redoes the log's records after its last
     /// checkpoint.
-    pub(crate) fn open(path: &Path, cache_bytes: u64) -> Result<RedbKv, StoreError> {
+    pub(super) fn open(path: &Path, cache_bytes: u64) -> Result<RedbKv, StoreError> {
         std::fs::create_dir_all(path).map_err(io_err)?;
         let db = redb::Builder::new()
             .set_cache_size(usize::try_from(cache_bytes).unwrap_or(usize::MAX))
@@ -137,7 +144,7 @@ impl RedbKv {
     ) -> Result<T, StoreError> {
         let mut at = self.position.lock().unwrap_or_else(|e| e.into_inner());
         if self.broken.load(Ordering::Acquire) {
-            return Err(StoreError::Redb(redb::Error::PreviousIo));
+            return Err(redb_err(redb::Error::PreviousIo));
         }
         let mut tx = self.db.begin_write().map_err(redb_err)?;
         let (out, ops) = {
@@ -252,7 +259,7 @@ impl RedbTx<'_> {
     fn take(&mut self, t: TreeId, k: &[u8]) -> Result<Option<Vec<u8>>, TxFail> {
         let old = self.tables[t as usize]
             .remove(k)
-            .map_err(|e| TxFail::Redb(e.into()))?
+            .map_err(|e| TxFail::Engine(engine_error(e)))?
             .map(|v| v.value().to_vec());
         if old.is_some() {
             self.ops.del(t, k);
@@ -266,14 +273,14 @@ impl TxOps for RedbTx<'_> {
         use redb::ReadableTable;
         Ok(self.tables[t as usize]
             .get(k)
-            .map_err(|e| TxFail::Redb(e.into()))?
+            .map_err(|e| TxFail::Engine(engine_error(e)))?
             .map(|v| v.value().to_vec()))
     }
 
     fn insert(&mut self, t: TreeId, k: &[u8], v: &[u8]) -> Result<(), TxFail> {
         self.tables[t as usize]
             .insert(k, v)
-            .map_err(|e| TxFail::Redb(e.into()))?;
+            .map_err(|e| TxFail::Engine(engine_error(e)))?;
         self.ops.put(t, k, v);
         Ok(())
     }
@@ -284,7 +291,7 @@ impl TxOps for RedbTx<'_> {
 }
 
 impl Kv for RedbKv {
-    fn transact(&self, body: TxBody<'_>) -> Result<Vec<Applied>, StoreError> {
+    fn transact(&self, body: TxBody<'_>) -> Result<(), StoreError> {
         self.write(|tx| body(tx))
     }
 
@@ -334,7 +341,7 @@ impl Kv for RedbKv {
     /// One `fdatasync` of the log: every transaction committed so far is logged.
     fn flush(&self) -> Result<(), StoreError> {
         if self.broken.load(Ordering::Acquire) {
-            return Err(StoreError::Redb(redb::Error::PreviousIo));
+            return Err(redb_err(redb::Error::PreviousIo));
         }
         self.log.sync().map_err(|e| {
             self.broken.store(true, Ordering::Release);
@@ -374,7 +381,7 @@ mod tests {
             kv.transact(&|ops| {
                 ops.insert(TreeId::Records, &i.to_be_bytes(), b"record")?;
                 ops.insert(TreeId::Due, &i.to_be_bytes(), &[])?;
-                Ok(Vec::new())
+                Ok(())
             })
             .unwrap();
         }

@@ -16,7 +16,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::kv::TreeId;
+use super::TreeId;
 
 /// Bytes before a record's payload: payload length (u32), CRC-32 of sequence number and
 /// payload (u32), sequence number (u64); all little-endian.

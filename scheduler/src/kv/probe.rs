@@ -16,20 +16,20 @@ use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// The probe's file in the store's directory.
-pub const PROBE_FILE: &str = "journal.probe";
+pub(crate) const PROBE_FILE: &str = "journal.probe";
 
 /// A file whose size is toggled between 1 and 2 bytes; it never holds data.
-pub struct JournalProbe {
+pub(crate) struct JournalProbe {
     file: File,
     long: AtomicBool,
 }
 
 impl JournalProbe {
     /// Opens (or creates) the probe file in `dir`.
-    pub fn open(dir: &Path) -> Result<JournalProbe, StoreError> {
+    pub(crate) fn open(dir: &Path) -> Result<JournalProbe, StoreError> {
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -44,7 +44,7 @@ impl JournalProbe {
 
     /// Changes the file's size: an error means the file system no longer commits metadata, so
     /// a sync that answered just before may not have made anything durable.
-    pub fn check(&self) -> Result<(), StoreError> {
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
         // The size must change every time: an unchanged size needs no journal handle.
         let long = !self.long.fetch_xor(true, Ordering::Relaxed);
         self.file
