@@ -466,13 +466,17 @@ fn child_load(args: &[String]) {
     let num = |i: usize| args.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let (pending, overdue, soon, limit) = (num(1), num(2), num(3), num(4));
     let mut base_ms = 0;
-    let store = Store::open_with(&dir, LOAD_CACHE, engine()).expect("open store");
+    let store = Store::open_with(&dir, LOAD_CACHE, engine())
+        .and_then(|s| s.db())
+        .expect("open store");
     let started = Instant::now();
     let now = chrono_now_ms();
     if soon > 0 {
         // Calibrate the apply rate on a scratch store to pick a start time after the load.
         let scratch = tmpdir();
-        let s = Store::open_with(scratch.path(), 64 << 20, engine()).expect("scratch store");
+        let s = Store::open_with(scratch.path(), 64 << 20, engine())
+            .and_then(|s| s.db())
+            .expect("scratch store");
         let t = Instant::now();
         let cal: Vec<Mutation> = (0..LOAD_BATCH as u64)
             .map(|i| {
@@ -1087,7 +1091,9 @@ fn mode_restart(pending: u64, dir: Option<&str>, limit: u64) -> Report {
 /// Cost of Store::apply and Store::flush for groups of 1, 64 and 1024 adds.
 fn mode_flush(reps: u64) -> Report {
     let dir = tmpdir();
-    let store = Store::open_with(dir.path(), 128 << 20, engine()).expect("open store");
+    let store = Store::open_with(dir.path(), 128 << 20, engine())
+        .and_then(|s| s.db())
+        .expect("open store");
     let mut r = Report::new("flush");
     let now = chrono_now_ms();
     let mut n = 0u64;

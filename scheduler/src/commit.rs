@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Applied, Mutation, Pinned, Store, StoreError};
+use crate::store::{Applied, Db, Mutation, Store, StoreError};
 
 /// Answer of one mutation, sent after its group is durable.
 pub type Reply = Result<Applied, Arc<StoreError>>;
@@ -131,12 +131,12 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<C
         }
         // One database for the whole group: applied and flushed through the same handle, so a
         // reopen after an I/O error cannot slip in between (the group then fails as a whole).
-        let pinned = store.pin().map_err(Arc::new);
+        let pinned = store.db().map_err(Arc::new);
         let results = match &pinned {
             Ok(p) => apply_all(p, &group),
             Err(e) => group.iter().map(|_| Err(e.clone())).collect(),
         };
-        let first_due = pinned.as_ref().ok().map(Pinned::first_due);
+        let first_due = pinned.as_ref().ok().map(|db| db.first_due());
         if let Some(Ok(Some(first_due))) = first_due {
             stats
                 .fired_through_ms
@@ -208,7 +208,7 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<C
 
 /// Applies a group: every mutation but trims in one transaction; if that fails, one by one,
 /// so a single bad record fails only itself.
-fn apply_all(store: &Pinned<'_>, group: &[Job]) -> Vec<Reply> {
+fn apply_all(store: &Db, group: &[Job]) -> Vec<Reply> {
     let is_trim = |m: &Mutation| matches!(m, Mutation::Trim { .. });
     let batch: Vec<&Mutation> = group.iter().map(|j| &j.m).filter(|m| !is_trim(m)).collect();
     let mut grouped = match store.apply_group(&batch) {

@@ -251,7 +251,7 @@ impl Scheduler {
         sink: Arc<dyn Sink>,
     ) -> Result<Scheduler, StoreError> {
         let s2 = store.clone();
-        let pending = blocking(move || s2.count_pending()).await?;
+        let pending = blocking(move || s2.db()?.count_pending()).await?;
         let committer = Committer::start(store.clone(), cfg.max_commit_group, 65_536);
         let inner = Arc::new(Inner {
             store,
@@ -395,7 +395,8 @@ impl Scheduler {
         let store = self.inner.store.clone();
         let id = canonical_id.clone();
         let (record, done, dead) = blocking(move || {
-            Ok::<_, StoreError>((store.record(&id)?, store.done(&id)?, store.dead_of(&id)?))
+            let db = store.db()?;
+            Ok::<_, StoreError>((db.record(&id)?, db.done(&id)?, db.dead_of(&id)?))
         })
         .await?;
         let state = match (&record, &done) {
@@ -424,13 +425,13 @@ impl Scheduler {
         limit: usize,
     ) -> Result<Vec<DeadLetter>, StoreError> {
         let store = self.inner.store.clone();
-        blocking(move || store.dead_letters(topic.as_deref(), limit)).await
+        blocking(move || store.db()?.dead_letters(topic.as_deref(), limit)).await
     }
 
     /// Fires a dead letter again now; the outcome code of that fire.
     pub async fn redrive(&self, id: String, k: u64) -> Result<Option<(i32, String)>, StoreError> {
         let store = self.inner.store.clone();
-        let Some(d) = blocking(move || store.take_dead(&id, k)).await? else {
+        let Some(d) = blocking(move || store.db()?.take_dead(&id, k)).await? else {
             return Ok(None);
         };
         let msg = fire_message(&d.record, d.k);
@@ -445,9 +446,8 @@ impl Scheduler {
                 ..d
             };
             blocking(move || {
-                store
-                    .put_dead(&again)
-                    .and_then(|_| store.flush().map(|_| ()))
+                let db = store.db()?;
+                db.put_dead(&again).and_then(|_| db.flush())
             })
             .await?;
         }
@@ -457,7 +457,9 @@ impl Scheduler {
     /// Deletes a dead letter; true if it existed.
     pub async fn purge(&self, id: String, k: u64) -> Result<bool, StoreError> {
         let store = self.inner.store.clone();
-        Ok(blocking(move || store.take_dead(&id, k)).await?.is_some())
+        Ok(blocking(move || store.db()?.take_dead(&id, k))
+            .await?
+            .is_some())
     }
 
     /// Counters and gauges.
@@ -504,8 +506,9 @@ impl Scheduler {
         let store = self.inner.store.clone();
         let _ = blocking(move || {
             // Occurrences still in flight fire again after the restart (at least once).
-            store.set_meta("clean_shutdown", &[u8::from(left == 0)])?;
-            store.flush()
+            let db = store.db()?;
+            db.set_meta("clean_shutdown", &[u8::from(left == 0)])?;
+            db.flush()
         })
         .await;
         if left > 0 {
@@ -586,7 +589,7 @@ async fn load(inner: &Arc<Inner>, now: i64) {
         };
         let store = inner.store.clone();
         let (from2, end2) = (from.clone(), end.clone());
-        let batch = blocking(move || store.due_after(&from2, &end2, room)).await;
+        let batch = blocking(move || store.db()?.due_after(&from2, &end2, room)).await;
         let mut st = lock(&inner.state);
         st.scan_end = None;
         let Ok(batch) = batch else {
@@ -650,8 +653,16 @@ async fn drive(inner: Arc<Inner>) {
             // One blocking read for the whole batch instead of one per record.
             let store = inner.store.clone();
             let ids: Vec<String> = chunk.iter().map(|(_, id)| id.clone()).collect();
-            let records =
-                blocking(move || ids.iter().map(|id| store.record(id)).collect::<Vec<_>>()).await;
+            let records = blocking(move || {
+                let db = store.db();
+                ids.iter()
+                    .map(|id| match &db {
+                        Ok(db) => db.record(id),
+                        Err(_) => Err(StoreError::Unavailable),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
             for ((due, id), rec) in chunk.iter().cloned().zip(records) {
                 if let Some(step) = pace {
                     let now = tokio::time::Instant::now();
@@ -838,7 +849,7 @@ async fn recover(inner: Arc<Inner>) {
         let store = inner.store.clone();
         let reopened = tokio::task::spawn_blocking(move || {
             store.reopen(REOPEN_RELEASE)?;
-            Ok::<_, StoreError>(store.count_pending())
+            Ok::<_, StoreError>(store.db().and_then(|db| db.count_pending()))
         })
         .await;
         match reopened {

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use scheduler::record::{DelayId, Record};
-use scheduler::store::{EngineKind, Mutation, Store};
+use scheduler::store::{Db, EngineKind, Mutation, Store};
 
 fn sh(cmd: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new(cmd)
@@ -93,7 +93,7 @@ fn add(n: u64) -> (String, Mutation) {
 
 /// Groups of 16 adds, each applied and flushed; the ids of a group are noted once its flush
 /// returned. Stops at the first error or when told to.
-fn writer(store: Store, acked: Arc<Mutex<Vec<String>>>, stop: Arc<AtomicBool>) -> Store {
+fn writer(store: Arc<Db>, acked: Arc<Mutex<Vec<String>>>, stop: Arc<AtomicBool>) -> Arc<Db> {
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let group: Vec<(String, Mutation)> = (0..16)
@@ -127,7 +127,9 @@ fn one_abort(base: &Path, kind: EngineKind, wait: Duration) -> (usize, Vec<Strin
     must("mkfs.ext4", &["-q", "-F", img_s]);
     must("mount", &["-o", "loop,errors=remount-ro", img_s, mnt_s]);
     let dir = mnt.join("store");
-    let store = Store::open_with(&dir, 16 << 20, kind).expect("open");
+    let store = Store::open_with(&dir, 16 << 20, kind)
+        .and_then(|s| s.db())
+        .expect("open");
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let w = {
@@ -150,7 +152,9 @@ fn one_abort(base: &Path, kind: EngineKind, wait: Duration) -> (usize, Vec<Strin
         String::from_utf8_lossy(&fsck.stdout)
     );
     must("mount", &["-o", "loop", img_s, mnt_s]);
-    let store = Store::open_with(&dir, 16 << 20, kind).expect("reopen after the repair");
+    let store = Store::open_with(&dir, 16 << 20, kind)
+        .and_then(|s| s.db())
+        .expect("reopen after the repair");
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     let lost: Vec<String> = acked
         .iter()

@@ -53,7 +53,9 @@ fn record(uuid: String, due_ms: i64) -> (String, Record) {
 /// The child: groups of 64 mutations (adds, plus completions and cancels of earlier adds), each
 /// applied then flushed; after the flush, one line per mutation: `A id`, `C id` or `X id`.
 fn child(dir: &Path, kind: EngineKind) {
-    let store = Store::open_with(dir, 16 << 20, kind).expect("child: open");
+    let store = Store::open_with(dir, 16 << 20, kind)
+        .and_then(|s| s.db())
+        .expect("child: open");
     let pid = std::process::id();
     let mut n: u64 = 0;
     let mut earlier: Vec<String> = Vec::new();
@@ -219,7 +221,9 @@ fn kill_loop(kind: EngineKind) {
             &lines[..lines.len().min(10)]
         );
         let t = Instant::now();
-        let store = Store::open_with(dir.path(), 16 << 20, kind).expect("reopen after SIGKILL");
+        let store = Store::open_with(dir.path(), 16 << 20, kind)
+            .and_then(|s| s.db())
+            .expect("reopen after SIGKILL");
         slowest_open = slowest_open.max(t.elapsed());
         let mut lost = Vec::new();
         for id in &acked_adds {

@@ -357,7 +357,7 @@ async fn apply_replay(store: &Store, batch: &mut Vec<Mutation>) -> Result<(), Cl
     let s = store.clone();
     tokio::task::spawn_blocking(move || {
         let refs: Vec<&Mutation> = ms.iter().collect();
-        s.apply_group(&refs).map(|_| ())
+        s.db()?.apply_group(&refs).map(|_| ())
     })
     .await
     .map_err(|e| ClusterError::Store(e.to_string()))?
@@ -406,7 +406,8 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
         .await
         .map_err(|e| ClusterError::Store(e.to_string()))??;
     let from = store
-        .journal_offset()
+        .db()
+        .and_then(|db| db.journal_offset())
         .map_err(|e| ClusterError::Store(e.to_string()))?;
     let reader = reader(cluster, p, from)?;
     let started = Instant::now();
