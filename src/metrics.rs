@@ -522,7 +522,7 @@ pub fn render_page(app: &crate::app::App) -> String {
             "counter",
             s.store_reopens() as f64,
         );
-        let ms_bounds: Vec<f64> = scheduler::engine::LATENESS_BUCKETS_MS
+        let ms_bounds: Vec<f64> = scheduler::LATENESS_BUCKETS_MS
             .iter()
             .map(|b| *b as f64 / 1000.0)
             .collect();
@@ -534,7 +534,7 @@ pub fn render_page(app: &crate::app::App) -> String {
             &st.lateness,
             st.lateness_sum_ms.load(Ordering::Relaxed) as f64 / 1000.0,
         );
-        let us_bounds: Vec<f64> = scheduler::commit::GROUP_US_BUCKETS
+        let us_bounds: Vec<f64> = scheduler::GROUP_US_BUCKETS
             .iter()
             .map(|b| *b as f64 / 1e6)
             .collect();
@@ -546,7 +546,7 @@ pub fn render_page(app: &crate::app::App) -> String {
             &cs.group_us_hist,
             cs.group_us_sum.load(Ordering::Relaxed) as f64 / 1e6,
         );
-        let size_bounds: Vec<f64> = scheduler::commit::GROUP_SIZE_BUCKETS
+        let size_bounds: Vec<f64> = scheduler::GROUP_SIZE_BUCKETS
             .iter()
             .map(|b| *b as f64)
             .collect();

@@ -569,7 +569,7 @@ async fn three_nodes_kill9_failover_loses_nothing() {
             malformed.push(format!("key {key:?} is not an occurrence id"));
             continue;
         };
-        let due = scheduler::record::to_ms(id.timestamp);
+        let due = scheduler::to_ms(id.timestamp);
         if r.value != id.uuid.as_bytes() {
             malformed.push(format!(
                 "{key}: body {:?}",
@@ -652,7 +652,7 @@ async fn three_nodes_kill9_failover_loses_nothing() {
     let first_fire: Vec<(i64, i64, &String)> = seen
         .iter()
         .filter_map(|(k, t)| {
-            let due = scheduler::record::to_ms(scheduler::DelayId::parse(k)?.timestamp);
+            let due = scheduler::to_ms(scheduler::DelayId::parse(k)?.timestamp);
             Some((due, t[0], k))
         })
         .collect();

@@ -456,7 +456,7 @@ async fn check_fires(kafka: &str, topic: &str, proxy: &Proxy, l: &Ledger, name: 
         );
         // The key is the occurrence id: it carries the occurrence's due time.
         let due = scheduler::DelayId::parse(&key)
-            .map(|d| scheduler::record::to_ms(d.timestamp))
+            .map(|d| scheduler::to_ms(d.timestamp))
             .expect("the key is an occurrence id");
         if r.timestamp_ms < due {
             early.push(format!("{key} {} ms early", due - r.timestamp_ms));

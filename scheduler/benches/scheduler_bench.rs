@@ -31,10 +31,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use scheduler::commit::chrono_now_ms;
-use scheduler::engine::{Config, FireMessage, Scheduler, Sink, LATENESS_BUCKETS_MS};
-use scheduler::record::{DelayId, Record};
-use scheduler::store::{EngineKind, Mutation, Store};
+use scheduler::internals::chrono_now_ms;
+use scheduler::internals::{Mutation, Store};
+use scheduler::EngineKind;
+use scheduler::{Config, FireMessage, Outcome, Scheduler, Sink, LATENESS_BUCKETS_MS};
+use scheduler::{DelayId, Record};
 
 /// The engine chosen by `engine=` (set once in `main`; children get it as `SCHED_ENGINE`).
 fn engine() -> EngineKind {
@@ -282,7 +283,7 @@ impl Report {
 // ---------------------------------------------------------------------------------------------
 // sink
 
-/// Answers (0, "OK") at once and records (due ms, hand-off µs) per fire.
+/// Answers `Delivered` at once and records (due ms, hand-off µs) per fire.
 struct BenchSink {
     fires: Mutex<Vec<(i64, i64)>>,
     count: AtomicU64,
@@ -308,12 +309,12 @@ impl BenchSink {
 }
 
 impl Sink for BenchSink {
-    fn fire(&self, m: FireMessage) -> Pin<Box<dyn Future<Output = (i32, String)> + Send>> {
+    fn fire(&self, m: FireMessage) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
         let handed = now_us();
         self.first.get_or_init(Instant::now);
         self.fires.lock().unwrap().push((m.due_ms, handed));
         self.count.fetch_add(1, Ordering::Relaxed);
-        Box::pin(std::future::ready((0, "OK".to_string())))
+        Box::pin(std::future::ready(Outcome::Delivered))
     }
 }
 

@@ -1,11 +1,12 @@
 //! The scheduler's errors: storage failures and what add and cancel answer.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::kv::EngineError;
 use crate::record::Corrupt;
 
-/// Storage failures (answered 10 on the wire).
+/// Storage failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The engine failed.
@@ -46,4 +47,18 @@ impl StoreError {
             _ => false,
         }
     }
+}
+
+/// Scheduler failures seen by add/cancel.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] Arc<StoreError>),
+    /// `maxPending` reached.
+    #[error("too many pending records")]
+    Full,
+    /// Shutting down.
+    #[error("scheduler stopped")]
+    Stopped,
 }

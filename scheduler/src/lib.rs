@@ -1,15 +1,41 @@
 //! The embedded delay-message scheduler: a durable store (redb or sled, `kv/`) mutated by one
-//! group-committing writer,
-//! a near-window timing wheel fed by a loader, and batched firing through a sink.
+//! group-committing writer (`commit.rs`), a near-window timing wheel fed by a loader
+//! (`loader.rs`, which states the wheel-membership protocol), and batched firing through a
+//! sink (`fire.rs`) whose typed outcome the caller decides.
+//!
+//! Modules and their arrows: `facade` (the `Scheduler`) → `fire`, `loader`, `upkeep` →
+//! `commit` → `store` → `kv` (the engines); `journal` → `store`; `config`, `sink`, `stats`,
+//! `record`, `wheel` and `error` are leaves.
 
-pub mod commit;
-pub mod engine;
+mod commit;
+mod config;
 mod error;
-pub mod kv;
-pub mod record;
-pub mod store;
-pub mod wheel;
+mod facade;
+mod fire;
+mod journal;
+mod kv;
+mod loader;
+mod record;
+mod sink;
+mod stats;
+mod store;
+mod upkeep;
+mod wheel;
 
-pub use engine::{Config, FireMessage, SchedError, Scheduler, Sink, Status};
-pub use record::{DelayId, Kind, Record};
-pub use store::{CancelResult, CatchUp, EngineKind, StoreError};
+pub use commit::{CommitStats, GROUP_SIZE_BUCKETS, GROUP_US_BUCKETS};
+pub use config::{CatchUp, Config};
+pub use error::{SchedError, StoreError};
+pub use facade::{Scheduler, Status};
+pub use journal::{JournalEntry, JournalStore};
+pub use kv::EngineKind;
+pub use record::{to_ms, Corrupt, Dec, DelayId, Enc, Kind, Record, MS_THRESHOLD};
+pub use sink::{FireMessage, Outcome, Reason, Sink};
+pub use stats::{Stats, LATENESS_BUCKETS_MS};
+pub use store::{CancelResult, DeadLetter, DoneEntry, Final};
+
+/// The store alone, for this crate's own crash tests and benchmarks: not part of the API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::commit::chrono_now_ms;
+    pub use crate::store::{Db, FireEnd, Mutation, Store};
+}

@@ -69,7 +69,7 @@ impl fmt::Display for DelayId {
 }
 
 impl DelayId {
-    /// Parses an id (delay.md §4.3); `None` is code 30.
+    /// Parses an id (delay.md §4.3); `None` when it is not one.
     pub fn parse(id: &str) -> Option<DelayId> {
         let parts: Vec<&str> = id.split('-').collect();
         if parts.len() != 12 {

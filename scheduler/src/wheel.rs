@@ -63,6 +63,7 @@ impl<K: Clone + Eq + Hash> Wheel<K> {
     }
 
     /// Whether the wheel holds nothing.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -70,11 +71,6 @@ impl<K: Clone + Eq + Hash> Wheel<K> {
     /// Whether `key` is held in a slot (not yet expired).
     pub fn contains(&self, key: &K) -> bool {
         self.index.contains_key(key)
-    }
-
-    /// The wheel's current time.
-    pub fn now(&self) -> u64 {
-        self.now
     }
 
     /// Inserts `key` due at `due` ms; replaces an earlier insertion of the same key.
@@ -89,6 +85,17 @@ impl<K: Clone + Eq + Hash> Wheel<K> {
         let due_c = due.min(self.now + MAX_SPAN - 1);
         let level = level_for(self.now, due_c);
         let slot = slot_for(due_c, level);
+        // The clamp keeps the entry within one turn of the top level.
+        debug_assert!(due_c > self.now && due_c - self.now < MAX_SPAN);
+        // Below the top level the entry shares the wheel time's digits above its level, so its
+        // slot comes due no later than it does (never at a higher level than needed).
+        debug_assert!(
+            level == LEVELS - 1
+                || due_c >> ((level as u32 + 1) * SLOT_BITS)
+                    == self.now >> ((level as u32 + 1) * SLOT_BITS),
+            "entry due {due_c} at level {level} of a wheel at {}",
+            self.now
+        );
         let idx = level * SLOTS + slot;
         let e = Entry {
             due,
@@ -171,6 +178,12 @@ impl<K: Clone + Eq + Hash> Wheel<K> {
             if deadline > now {
                 break;
             }
+            // Cascade order: the lowest occupied level comes due first; a higher level's next
+            // slot never comes due before it.
+            debug_assert!(
+                (level + 1..LEVELS).all(|h| self.next_slot(h).is_none_or(|(_, d)| d >= deadline)),
+                "level {level} due at {deadline} after a higher level"
+            );
             self.now = self.now.max(deadline);
             let idx = level * SLOTS + slot;
             let ids = std::mem::take(&mut self.slots[idx]);
@@ -184,6 +197,14 @@ impl<K: Clone + Eq + Hash> Wheel<K> {
                 if e.due <= now {
                     out.push((e.due, e.key));
                 } else {
+                    // A cascaded entry moves to a lower level (the top level may keep an entry
+                    // clamped to the span).
+                    debug_assert!(
+                        level == LEVELS - 1
+                            || level_for(self.now, e.due.min(self.now + MAX_SPAN - 1)) < level,
+                        "entry due {} cascaded from level {level} to no lower level",
+                        e.due
+                    );
                     self.insert(e.due, e.key);
                 }
             }
@@ -210,6 +231,13 @@ impl<K: Clone + Eq + Hash> Wheel<K> {
             .copied()
             .max_by_key(|id| self.entries[*id].as_ref().map_or(0, |e| e.due))?;
         let key = self.entries[id].as_ref()?.key.clone();
+        // No earlier expiration at a higher level: every lower level comes due no later.
+        debug_assert!(
+            self.entries[id].as_ref().is_some_and(
+                |e| (0..level).all(|l| self.next_slot(l).is_none_or(|(_, d)| d <= e.due))
+            ),
+            "an entry of level {level} is earlier than a lower level's"
+        );
         let due = self.remove(&key)?;
         Some((due, key))
     }

@@ -5,10 +5,13 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use scheduler::commit::chrono_now_ms;
-use scheduler::{CancelResult, Config, DelayId, FireMessage, Record, Scheduler, Sink};
+use scheduler::internals::chrono_now_ms;
+use scheduler::{
+    CancelResult, Config, DelayId, FireMessage, Outcome, Reason, Record, Scheduler, Sink,
+};
 
-/// Records every fire with its hand-off time; answers codes from a script, then 0.
+/// Records every fire with its hand-off time; answers codes from a script, then 0, and decides
+/// the outcome from the code as pproxy does: 0 delivered, 11, 14, 18, 19 permanent, others retry.
 #[derive(Default)]
 struct TestSink {
     fired: Mutex<Vec<(i64, FireMessage)>>,
@@ -16,7 +19,7 @@ struct TestSink {
 }
 
 impl Sink for TestSink {
-    fn fire(&self, m: FireMessage) -> Pin<Box<dyn Future<Output = (i32, String)> + Send>> {
+    fn fire(&self, m: FireMessage) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
         let now = chrono_now_ms();
         let code = {
             let mut s = self.script.lock().unwrap();
@@ -28,14 +31,15 @@ impl Sink for TestSink {
         };
         self.fired.lock().unwrap().push((now, m));
         Box::pin(async move {
-            (
+            let reason = Reason {
                 code,
-                if code == 0 {
-                    "OK".into()
-                } else {
-                    "failed".into()
-                },
-            )
+                message: "failed".into(),
+            };
+            match code {
+                0 => Outcome::Delivered,
+                11 | 14 | 18 | 19 => Outcome::Permanent { reason },
+                _ => Outcome::Retry { reason },
+            }
         })
     }
 }
@@ -234,10 +238,23 @@ async fn failures_retry_with_backoff_and_permanent_ones_dead_letter() {
     assert_eq!((st.dead[0].k, st.dead[0].code), (0, 11));
     let dead = s.dead_letters(None, 10).await.unwrap();
     assert_eq!(dead.len(), 1);
+    // A re-drive that fails again keeps the dead letter, with the new reason.
+    *sink.script.lock().unwrap() = vec![14];
+    assert_eq!(
+        s.redrive(lid.clone(), 0).await.unwrap(),
+        Some(Outcome::Permanent {
+            reason: Reason {
+                code: 14,
+                message: "failed".into()
+            }
+        })
+    );
+    let dead = s.dead_letters(None, 10).await.unwrap();
+    assert_eq!((dead.len(), dead[0].code), (1, 14));
     // Re-drive succeeds (script empty -> 0) and removes the dead letter.
     assert_eq!(
         s.redrive(lid.clone(), 0).await.unwrap(),
-        Some((0, "OK".into()))
+        Some(Outcome::Delivered)
     );
     assert!(s.dead_letters(None, 10).await.unwrap().is_empty());
 }
@@ -341,4 +358,38 @@ async fn adds_racing_the_loader_all_fire() {
     keys.dedup();
     assert_eq!(keys.len(), 2000, "every add fired");
     assert!(fired.iter().all(|(at, m)| *at >= m.due_ms));
+}
+
+/// A sink that keeps answering `Retry` dead-letters the occurrence once the retry budget is
+/// spent, with the reason of the last attempt; no wire code is known to the scheduler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_past_the_budget_dead_letter_with_the_sinks_reason() {
+    let cfg = Config {
+        fire_retry_initial_ms: 10,
+        fire_retry_budget_sec: 0,
+        ..Config::default()
+    };
+    let (_dir, s, sink) = open(cfg).await;
+    *sink.script.lock().unwrap() = vec![42];
+    let (id, r) = record(
+        "t",
+        2,
+        // Already overdue: the first failure is past the (zero) budget whatever the lateness.
+        chrono_now_ms() - 1000,
+        0,
+        0,
+        "00000000-0000-0000-0000-0000000000dd",
+    );
+    s.add(id.clone(), r).await.unwrap();
+    wait_for(&sink, 1, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let st = s.status(id.clone()).await.unwrap();
+    assert_eq!(st.state, "dead");
+    assert_eq!(st.dead.len(), 1);
+    assert_eq!((st.dead[0].code, st.dead[0].msg.as_str()), (42, "failed"));
+    assert_eq!(
+        sink.fired.lock().unwrap().len(),
+        1,
+        "no retry past the budget"
+    );
 }

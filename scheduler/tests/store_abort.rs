@@ -21,8 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use scheduler::record::{DelayId, Record};
-use scheduler::store::{Db, EngineKind, Mutation, Store};
+use scheduler::internals::{Db, Mutation, Store};
+use scheduler::EngineKind;
+use scheduler::{DelayId, Record};
 
 fn sh(cmd: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new(cmd)

@@ -11,8 +11,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use scheduler::record::{DelayId, Record};
-use scheduler::store::{CatchUp, EngineKind, FireEnd, Mutation, Store};
+use scheduler::internals::{FireEnd, Mutation, Store};
+use scheduler::{CatchUp, EngineKind};
+use scheduler::{DelayId, Record};
 
 const CHILD_DIR: &str = "SCHED_STORE_CRASH_DIR";
 const CHILD_ENGINE: &str = "SCHED_STORE_CRASH_ENGINE";

@@ -477,7 +477,10 @@ async fn delay_dead_action(app: &App, rest: &str) -> (u16, String) {
     };
     match *action {
         "redrive" => match sched.redrive(id, k).await {
-            Ok(Some((code, msg))) => (200, json!({"code": code, "msg": msg}).to_string()),
+            Ok(Some(out)) => {
+                let (code, msg) = crate::delay::sink::code_and_msg(&out);
+                (200, json!({"code": code, "msg": msg}).to_string())
+            }
             Ok(None) => (404, json!({"error": "no such dead letter"}).to_string()),
             Err(e) => (500, json!({"error": e.to_string()}).to_string()),
         },

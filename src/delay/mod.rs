@@ -15,7 +15,7 @@ use crate::forward::admit::DEFAULT_SIZE_LIMIT;
 use crate::forward::validate::{check_tags_and_properties, is_blank};
 use crate::proto::{Code, DelayMessage};
 
-pub use scheduler::record::{to_ms, MS_THRESHOLD};
+pub use scheduler::{to_ms, MS_THRESHOLD};
 
 /// Runs the validation table of delay.md §3 (steps 2-17) at time `now_ms` against one
 /// configuration snapshot; returns the admitted delay topic's route.

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use scheduler::{FireMessage, Sink};
+use scheduler::{FireMessage, Outcome, Reason, Sink};
 use tokio::time::Instant;
 
 use crate::app::App;
@@ -21,9 +21,34 @@ pub struct WriterSink {
     pub timeout: Duration,
 }
 
-async fn fire(app: Arc<App>, m: FireMessage, timeout: Duration) -> (i32, String) {
+/// Codes that dead-letter at once (delay.md §5.5); every other failure is retried.
+pub fn is_permanent(code: i32) -> bool {
+    matches!(code, 11 | 14 | 18 | 19)
+}
+
+/// The scheduler's outcome of a fire that answered `code` and `msg`.
+pub fn outcome(code: i32, msg: String) -> Outcome {
+    let reason = Reason { code, message: msg };
+    match code {
+        0 => Outcome::Delivered,
+        c if is_permanent(c) => Outcome::Permanent { reason },
+        _ => Outcome::Retry { reason },
+    }
+}
+
+/// The wire code and message of an outcome, as the admin API and the fired marker show them.
+pub fn code_and_msg(o: &Outcome) -> (i32, String) {
+    match o {
+        Outcome::Delivered => (0, Code::Ok.msg().to_string()),
+        Outcome::Retry { reason } | Outcome::Permanent { reason } => {
+            (reason.code, reason.message.clone())
+        }
+    }
+}
+
+async fn fire(app: Arc<App>, m: FireMessage, timeout: Duration) -> Outcome {
     let snap = app.config.load_full();
-    let fail = |c: Code| (c.as_i32(), c.msg().to_string());
+    let fail = |c: Code| outcome(c.as_i32(), c.msg().to_string());
     let Some(route) = snap.topics.admit(&m.topic) else {
         return fail(Code::NotWhitelisted);
     };
@@ -60,13 +85,13 @@ async fn fire(app: Arc<App>, m: FireMessage, timeout: Duration) -> (i32, String)
     };
     let deadline = Instant::now() + timeout;
     let out = match crate::forward::send_record(&app, writer, &rec, deadline).await {
-        Ok(()) => (0, Code::Ok.msg().to_string()),
-        Err(e) => (e.code().as_i32(), e.to_string()),
+        Ok(()) => Outcome::Delivered,
+        Err(e) => outcome(e.code().as_i32(), e.to_string()),
     };
-    let result = match out.0 {
-        0 => "ok",
-        c if scheduler::engine::is_permanent(c) => "dead",
-        _ => "retry",
+    let result = match out {
+        Outcome::Delivered => "ok",
+        Outcome::Permanent { .. } => "dead",
+        Outcome::Retry { .. } => "retry",
     };
     app.metrics
         .delay_fired
@@ -75,13 +100,13 @@ async fn fire(app: Arc<App>, m: FireMessage, timeout: Duration) -> (i32, String)
 }
 
 impl Sink for WriterSink {
-    fn fire(&self, m: FireMessage) -> Pin<Box<dyn Future<Output = (i32, String)> + Send>> {
+    fn fire(&self, m: FireMessage) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
         let app = self.app.upgrade();
         let timeout = self.timeout;
         Box::pin(async move {
             match app {
                 Some(app) => fire(app, m, timeout).await,
-                None => (
+                None => outcome(
                     Code::ShuttingDown.as_i32(),
                     Code::ShuttingDown.msg().to_string(),
                 ),

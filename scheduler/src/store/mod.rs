@@ -21,7 +21,7 @@ pub use crate::error::StoreError;
 pub use crate::kv::EngineKind;
 pub use db::Db;
 pub(crate) use schema::due_key;
-pub use types::{Applied, CancelResult, CatchUp, DeadLetter, DoneEntry, Final, FireEnd, Mutation};
+pub use types::{Applied, CancelResult, DeadLetter, DoneEntry, Final, FireEnd, Mutation};
 
 /// The durable store: a handle shared by the committer, the loader and the fire path; reads and
 /// writes go through the opening it hands out (`db`).

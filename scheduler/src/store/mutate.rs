@@ -5,7 +5,8 @@ use super::schema::{
     dead_key, due_key, encode_dead, group_time_key, split_due_key, split_id_list,
     JOURNAL_OFFSET_KEY, MAX_CANCELS_KEPT, PENDING_KEY,
 };
-use super::types::{Applied, CancelResult, CatchUp, DoneEntry, Final, FireEnd, Mutation};
+use super::types::{Applied, CancelResult, DoneEntry, Final, FireEnd, Mutation};
+use crate::config::CatchUp;
 use crate::error::StoreError;
 use crate::kv::{Kv, TreeId, TxFail, TxOps};
 use crate::record::{Kind, Record};

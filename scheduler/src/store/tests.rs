@@ -2,6 +2,7 @@
 
 use super::schema::group_time_key;
 use super::*;
+use crate::config::CatchUp;
 use crate::kv::{Kv, TreeId};
 use crate::record::{to_ms, DelayId, Record};
 

@@ -1,6 +1,7 @@
 //! The store's domain types: final states, cancel results, done entries, dead letters, and the
 //! mutations the committer applies with what each did.
 
+use crate::config::CatchUp;
 use crate::record::Record;
 
 /// Final states kept in `done`.
@@ -50,9 +51,9 @@ pub enum CancelResult {
     Unknown = 2,
     /// Id already finished.
     AfterFinish = 3,
-    /// Pending under another topic: not cancelled (code 30).
+    /// Pending under another topic: not cancelled.
     TopicMismatch = 4,
-    /// Pending, but added by another principal: not cancelled (code 30).
+    /// Pending, but added by another principal: not cancelled.
     NotOwner = 5,
 }
 
@@ -126,17 +127,6 @@ pub enum FireEnd {
         /// Last message.
         msg: String,
     },
-}
-
-/// Catch-up policy for loops (delay.md §5.3).
-#[derive(Debug, Clone, Copy)]
-pub struct CatchUp {
-    /// `skip` (true) or `all`.
-    pub skip: bool,
-    /// Lateness tolerated before skipping, ms.
-    pub late_tolerance_ms: i64,
-    /// `all`: most overdue occurrences fired in a row.
-    pub max_catch_up: u32,
 }
 
 /// One mutation applied by the committer.

@@ -1,8 +1,7 @@
 //! The cluster journal's records (delay.md §10): what is appended, under which key, to which
 //! partition, and how it is read back.
 
-use scheduler::record::{Corrupt, Dec, Enc};
-use scheduler::{DelayId, Record};
+use scheduler::{Corrupt, Dec, DelayId, Enc, Record};
 use xxhash_rust::xxh64::xxh64;
 
 /// Format version in the first byte of every journal value.

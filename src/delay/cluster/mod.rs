@@ -120,7 +120,7 @@ pub struct Cluster {
     pub owned: Mutex<HashMap<i32, Arc<Owned>>>,
     /// Stores opened by this process, by partition: every engine locks its directory, so a partition
     /// regained later reuses the open handle.
-    pub stores: Mutex<HashMap<i32, scheduler::store::Store>>,
+    pub stores: Mutex<HashMap<i32, scheduler::JournalStore>>,
     /// Counters.
     pub stats: ClusterStats,
     /// The proxy (its writer and settings), weak so the cluster does not keep it alive.

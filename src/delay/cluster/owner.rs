@@ -13,12 +13,11 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use scheduler::store::{FireEnd, Mutation, Store};
-use scheduler::{FireMessage, Sink};
+use scheduler::{FireMessage, JournalEntry, JournalStore, Outcome, Sink};
 
 use super::journal::Entry;
 use super::{Cluster, ClusterError, Owned};
-use crate::delay::sink::WriterSink;
+use crate::delay::sink::{outcome, WriterSink};
 use crate::proto::Code;
 
 /// How long a revoked partition may take to stop firing before the rebalance goes on.
@@ -268,7 +267,7 @@ fn open_store(
     p: i32,
     cache_bytes: u64,
     engine: scheduler::EngineKind,
-) -> Result<Store, ClusterError> {
+) -> Result<JournalStore, ClusterError> {
     let mut stores = cluster.stores.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(s) = stores.get(&p) {
         return Ok(s.clone());
@@ -286,7 +285,7 @@ fn open_store(
         std::fs::remove_dir_all(&dir).map_err(|e| ClusterError::Store(e.to_string()))?;
     }
     std::fs::create_dir_all(&dir).map_err(|e| ClusterError::Store(e.to_string()))?;
-    let s = Store::open_with(&dir, cache_bytes, engine)
+    let s = JournalStore::open(&dir, cache_bytes, engine)
         .map_err(|e| ClusterError::Store(e.to_string()))?;
     stores.insert(p, s.clone());
     Ok(s)
@@ -315,16 +314,16 @@ fn reader(cluster: &Cluster, p: i32, from: Option<u64>) -> Result<StreamConsumer
     Ok(consumer)
 }
 
-/// The store mutation a journal record makes during replay (before this node fires).
-fn replay_mutation(e: Entry, catch_up: scheduler::CatchUp) -> Option<Mutation> {
+/// What a journal record does to the store during replay (before this node fires).
+fn replay_entry(e: Entry) -> Option<JournalEntry> {
     Some(match e {
-        Entry::Add { id, record } => Mutation::Add { id, record },
+        Entry::Add { id, record } => JournalEntry::Add { id, record },
         Entry::Cancel {
             id,
             topic,
             at_ms,
             principal,
-        } => Mutation::Cancel {
+        } => JournalEntry::Cancel {
             id,
             topic,
             at_ms,
@@ -335,33 +334,25 @@ fn replay_mutation(e: Entry, catch_up: scheduler::CatchUp) -> Option<Mutation> {
         // catch-up skip come out as they did there.
         Entry::Fired {
             id, k, dead, at_ms, ..
-        } => Mutation::Complete {
-            id,
-            k,
-            end: match dead {
-                Some((code, msg)) => FireEnd::Dead { code, msg },
-                None => FireEnd::Ok,
-            },
-            now_ms: at_ms,
-            catch_up,
-        },
+        } => JournalEntry::Fired { id, k, dead, at_ms },
         Entry::Claim { .. } => return None,
     })
 }
 
-async fn apply_replay(store: &Store, batch: &mut Vec<Mutation>) -> Result<(), ClusterError> {
+async fn apply_replay(
+    store: &JournalStore,
+    batch: &mut Vec<(u64, JournalEntry)>,
+    catch_up: scheduler::CatchUp,
+) -> Result<(), ClusterError> {
     if batch.is_empty() {
         return Ok(());
     }
-    let ms = std::mem::take(batch);
+    let entries = std::mem::take(batch);
     let s = store.clone();
-    tokio::task::spawn_blocking(move || {
-        let refs: Vec<&Mutation> = ms.iter().collect();
-        s.db()?.apply_group(&refs).map(|_| ())
-    })
-    .await
-    .map_err(|e| ClusterError::Store(e.to_string()))?
-    .map_err(|e| ClusterError::Store(e.to_string()))
+    tokio::task::spawn_blocking(move || s.replay(entries, catch_up))
+        .await
+        .map_err(|e| ClusterError::Store(e.to_string()))?
+        .map_err(|e| ClusterError::Store(e.to_string()))
 }
 
 /// Claims partition `o`, replays the journal up to the claim, then fires and applies live
@@ -406,13 +397,12 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
         .await
         .map_err(|e| ClusterError::Store(e.to_string()))??;
     let from = store
-        .db()
-        .and_then(|db| db.journal_offset())
+        .offset()
         .map_err(|e| ClusterError::Store(e.to_string()))?;
     let reader = reader(cluster, p, from)?;
     let started = Instant::now();
     let mut replayed = 0u64;
-    let mut batch: Vec<Mutation> = Vec::new();
+    let mut batch: Vec<(u64, JournalEntry)> = Vec::new();
     if from.is_none_or(|f| (f as i64) < epoch - 1) {
         loop {
             let msg = tokio::select! {
@@ -428,30 +418,27 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
             if let (None, Some(id)) = (msg.payload(), key.filter(|k| !k.contains('#'))) {
                 // A tombstone: the id finished on an earlier owner; its add and fired marker
                 // may already be compacted away, so drop whatever this store still holds.
-                batch.push(Mutation::Journaled {
-                    offset: off as u64,
-                    inner: Box::new(Mutation::Forget {
+                batch.push((
+                    off as u64,
+                    JournalEntry::Forget {
                         id: id.to_string(),
                         at_ms: now,
-                    }),
-                });
+                    },
+                ));
             } else if let Some(entry) = msg.payload().and_then(|v| Entry::decode(v).ok()) {
-                if let Some(m) = replay_mutation(entry, catch_up) {
-                    batch.push(Mutation::Journaled {
-                        offset: off as u64,
-                        inner: Box::new(m),
-                    });
+                if let Some(e) = replay_entry(entry) {
+                    batch.push((off as u64, e));
                     replayed += 1;
                 }
             }
             if batch.len() >= APPLY_BATCH || off + 1 >= epoch {
-                apply_replay(&store, &mut batch).await?;
+                apply_replay(&store, &mut batch, catch_up).await?;
             }
             if off + 1 >= epoch {
                 break;
             }
         }
-        apply_replay(&store, &mut batch).await?;
+        apply_replay(&store, &mut batch, catch_up).await?;
     }
     if o.lost.load(Ordering::Acquire) {
         return Ok(());
@@ -581,7 +568,7 @@ struct ClusterSink {
 }
 
 impl Sink for ClusterSink {
-    fn fire(&self, m: FireMessage) -> Pin<Box<dyn Future<Output = (i32, String)> + Send>> {
+    fn fire(&self, m: FireMessage) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
         let o = self.owned.clone();
         let cluster = self.cluster.clone();
         let (id, k) = (m.id.clone(), m.index);
@@ -593,14 +580,18 @@ impl Sink for ClusterSink {
         };
         Box::pin(async move {
             let Some(send) = send else {
-                return (
+                return outcome(
                     Code::ShuttingDown.as_i32(),
                     "partition moved to another node".to_string(),
                 );
             };
-            let (code, msg) = send.await;
-            let final_end = code == 0 || scheduler::engine::is_permanent(code);
-            if let (true, Some(cluster)) = (final_end, cluster.upgrade()) {
+            let out = send.await;
+            let dead = match &out {
+                Outcome::Delivered => Some(None),
+                Outcome::Permanent { reason } => Some(Some((reason.code, reason.message.clone()))),
+                Outcome::Retry { .. } => None,
+            };
+            if let (Some(dead), Some(cluster)) = (dead, cluster.upgrade()) {
                 // The scheduler stores its own completion a moment later (after this append),
                 // with its own clock reading; the two differ by the append's latency.
                 let e = Entry::Fired {
@@ -608,14 +599,14 @@ impl Sink for ClusterSink {
                     k,
                     epoch: o.epoch.load(Ordering::Acquire),
                     at_ms: chrono::Utc::now().timestamp_millis(),
-                    dead: (code != 0).then(|| (code, msg.clone())),
+                    dead,
                 };
                 if let Err(err) = cluster.append(o.partition, &e).await {
                     // The occurrence may fire again after a failover (at least once).
                     tracing::warn!(partition = o.partition, error = %err, "delay cluster: fired marker not journaled");
                 }
             }
-            (code, msg)
+            out
         })
     }
 

@@ -1,0 +1,371 @@
+//! The scheduler's facade: open or start, add, cancel, status, dead letters, shutdown.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+
+use crate::commit::{chrono_now_ms, CommitStats, Committer};
+use crate::config::Config;
+use crate::error::{SchedError, StoreError};
+use crate::fire::{self, fire_message};
+use crate::journal::JournalStore;
+use crate::loader::{lock, State};
+use crate::record::Record;
+use crate::sink::{Outcome, Sink};
+use crate::stats::Stats;
+use crate::store::{Applied, CancelResult, DeadLetter, DoneEntry, Mutation, Store};
+use crate::upkeep;
+
+/// Completions that may wait for the committer at once: about 200 bytes each, and at 10k
+/// fires/s enough for 0.8 s of committer pause.
+const COMPLETIONS_WAITING: usize = 8192;
+
+/// What the scheduler's tasks share.
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) committer: Committer,
+    pub(crate) cfg: Config,
+    pub(crate) sink: Arc<dyn Sink>,
+    pub(crate) state: Mutex<State>,
+    pub(crate) wake: Notify,
+    pub(crate) fire_slots: Arc<Semaphore>,
+    /// Completions handed to the committer and not yet stored.
+    pub(crate) completion_slots: Arc<Semaphore>,
+    pub(crate) stop: AtomicBool,
+    pub(crate) stats: Stats,
+}
+
+/// Lifecycle of an id, for the status API.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The add id this id maps to.
+    pub canonical_id: String,
+    /// `pending`, `firing`, `retrying`, or the final state, or `unknown`.
+    pub state: &'static str,
+    /// The pending record.
+    pub record: Option<Record>,
+    /// The finished entry.
+    pub done: Option<DoneEntry>,
+    /// Dead letters of this id.
+    pub dead: Vec<DeadLetter>,
+}
+
+/// The scheduler handle.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+/// Runs blocking store work on the blocking pool; a panic there resumes here.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+impl Scheduler {
+    /// Opens the store at `path` and starts loading and firing on the current runtime.
+    pub async fn open(
+        path: &Path,
+        cfg: Config,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Scheduler, StoreError> {
+        let p = path.to_path_buf();
+        let (cache, engine) = (cfg.cache_bytes, cfg.engine);
+        let store = blocking(move || Store::open_with(&p, cache, engine)).await?;
+        Scheduler::start_on(store, cfg, sink).await
+    }
+
+    /// Starts loading and firing over a store brought up to date from its journal (a cluster
+    /// partition's, after the replay).
+    pub async fn start(
+        store: JournalStore,
+        cfg: Config,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Scheduler, StoreError> {
+        Scheduler::start_on(store.into_store(), cfg, sink).await
+    }
+
+    async fn start_on(
+        store: Store,
+        cfg: Config,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Scheduler, StoreError> {
+        let s2 = store.clone();
+        let pending = blocking(move || s2.db()?.count_pending()).await?;
+        let committer = Committer::start(store.clone(), cfg.max_commit_group, 65_536);
+        let inner = Arc::new(Inner {
+            store,
+            committer,
+            fire_slots: Arc::new(Semaphore::new(cfg.fire_concurrency.max(1))),
+            completion_slots: Arc::new(Semaphore::new(COMPLETIONS_WAITING)),
+            cfg,
+            sink,
+            state: Mutex::new(State::new(chrono_now_ms())),
+            wake: Notify::new(),
+            stop: AtomicBool::new(false),
+            stats: Stats::default(),
+        });
+        inner.stats.pending.store(pending, Ordering::Relaxed);
+        tokio::spawn(fire::drive(inner.clone()));
+        tokio::spawn(upkeep::trim(inner.clone()));
+        tokio::spawn(upkeep::recover(inner.clone()));
+        Ok(Scheduler { inner })
+    }
+
+    /// Stores a record under its canonical id; true when it is new. Answers after the flush.
+    pub async fn add(&self, id: String, record: Record) -> Result<bool, SchedError> {
+        self.add_at(id, record, None).await
+    }
+
+    /// `add` of a record read from the cluster journal at `offset`, stored with it in one
+    /// transaction. `maxPending` does not apply: the client already has its answer.
+    pub async fn add_journaled(
+        &self,
+        id: String,
+        record: Record,
+        offset: u64,
+    ) -> Result<bool, SchedError> {
+        self.add_at(id, record, Some(offset)).await
+    }
+
+    async fn add_at(
+        &self,
+        id: String,
+        record: Record,
+        offset: Option<u64>,
+    ) -> Result<bool, SchedError> {
+        let inner = &self.inner;
+        if inner.stop.load(Ordering::Acquire) {
+            return Err(SchedError::Stopped);
+        }
+        if offset.is_none()
+            && inner.cfg.max_pending > 0
+            && inner.stats.pending.load(Ordering::Relaxed) >= inner.cfg.max_pending as i64
+        {
+            return Err(SchedError::Full);
+        }
+        let m = journaled(
+            Mutation::Add {
+                id: id.clone(),
+                record: Box::new(record),
+            },
+            offset,
+        );
+        let applied = inner.committer.commit(m).await?;
+        match applied {
+            Applied::Added { due_ms } => {
+                inner.stats.pending.fetch_add(1, Ordering::Relaxed);
+                inner.stats.adds.fetch_add(1, Ordering::Relaxed);
+                inner.schedule_if_loaded(due_ms, id);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Cancels a canonical id for `topic`. Answers after the flush.
+    pub async fn cancel(
+        &self,
+        id: String,
+        topic: String,
+        principal: Option<String>,
+    ) -> Result<CancelResult, SchedError> {
+        self.cancel_at(id, topic, principal, chrono_now_ms(), None)
+            .await
+    }
+
+    /// `cancel` read from the cluster journal at `offset` (requested at `at_ms`), stored with
+    /// the offset in one transaction.
+    pub async fn cancel_journaled(
+        &self,
+        id: String,
+        topic: String,
+        principal: Option<String>,
+        at_ms: i64,
+        offset: u64,
+    ) -> Result<CancelResult, SchedError> {
+        self.cancel_at(id, topic, principal, at_ms, Some(offset))
+            .await
+    }
+
+    async fn cancel_at(
+        &self,
+        id: String,
+        topic: String,
+        principal: Option<String>,
+        at_ms: i64,
+        offset: Option<u64>,
+    ) -> Result<CancelResult, SchedError> {
+        let inner = &self.inner;
+        let m = journaled(
+            Mutation::Cancel {
+                id: id.clone(),
+                topic,
+                at_ms,
+                principal,
+            },
+            offset,
+        );
+        let applied = inner.committer.commit(m).await?;
+        let Applied::Cancel(result) = applied else {
+            return Ok(CancelResult::Unknown);
+        };
+        inner.stats.cancels[result as usize - 1].fetch_add(1, Ordering::Relaxed);
+        if result == CancelResult::Cancelled {
+            inner.stats.pending.fetch_sub(1, Ordering::Relaxed);
+            let mut st = lock(&inner.state);
+            st.wheel.remove(&id);
+            if let Some(f) = st.inflight.get_mut(&id) {
+                // Not yet handed to the writer: the fire task drops it (guarantee 4).
+                f.cancelled = true;
+            }
+        }
+        Ok(result)
+    }
+
+    /// Status of a canonical id.
+    pub async fn status(&self, canonical_id: String) -> Result<Status, StoreError> {
+        let inflight = lock(&self.inner.state).inflight.contains_key(&canonical_id);
+        let store = self.inner.store.clone();
+        let id = canonical_id.clone();
+        let (record, done, dead) = blocking(move || {
+            let db = store.db()?;
+            Ok::<_, StoreError>((db.record(&id)?, db.done(&id)?, db.dead_of(&id)?))
+        })
+        .await?;
+        let state = match (&record, &done) {
+            (Some(r), _) if inflight => {
+                let _ = r;
+                "firing"
+            }
+            (Some(r), _) if r.attempts > 0 => "retrying",
+            (Some(_), _) => "pending",
+            (None, Some(d)) => d.state.name(),
+            (None, None) => "unknown",
+        };
+        Ok(Status {
+            canonical_id,
+            state,
+            record,
+            done,
+            dead,
+        })
+    }
+
+    /// Dead letters, oldest first.
+    pub async fn dead_letters(
+        &self,
+        topic: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let store = self.inner.store.clone();
+        blocking(move || store.db()?.dead_letters(topic.as_deref(), limit)).await
+    }
+
+    /// Fires a dead letter again now; how that fire ended. A failed one stays dead, with the
+    /// new reason.
+    pub async fn redrive(&self, id: String, k: u64) -> Result<Option<Outcome>, StoreError> {
+        let store = self.inner.store.clone();
+        let Some(d) = blocking(move || store.db()?.take_dead(&id, k)).await? else {
+            return Ok(None);
+        };
+        let msg = fire_message(&d.record, d.k);
+        let out = self.inner.sink.fire(msg).await;
+        if let Outcome::Retry { reason } | Outcome::Permanent { reason } = &out {
+            let store = self.inner.store.clone();
+            let again = DeadLetter {
+                code: reason.code,
+                msg: reason.message.clone(),
+                dead_ms: chrono_now_ms(),
+                ..d
+            };
+            blocking(move || {
+                let db = store.db()?;
+                db.put_dead(&again).and_then(|_| db.flush())
+            })
+            .await?;
+        }
+        Ok(Some(out))
+    }
+
+    /// Deletes a dead letter; true if it existed.
+    pub async fn purge(&self, id: String, k: u64) -> Result<bool, StoreError> {
+        let store = self.inner.store.clone();
+        Ok(blocking(move || store.db()?.take_dead(&id, k))
+            .await?
+            .is_some())
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Commit counters.
+    pub fn commit_stats(&self) -> &CommitStats {
+        &self.inner.committer.stats
+    }
+
+    /// Records in the wheel and fires in flight.
+    pub fn loaded_and_inflight(&self) -> (usize, usize) {
+        let st = lock(&self.inner.state);
+        (st.wheel.len(), st.inflight.len())
+    }
+
+    /// Number of dead letters.
+    pub fn dead_count(&self) -> usize {
+        self.inner.store.dead_count()
+    }
+
+    /// True from an I/O error of the store until it has been reopened (adds and cancels fail,
+    /// nothing fires).
+    pub fn store_failed(&self) -> bool {
+        self.inner.store.is_failed()
+    }
+
+    /// Times the store was reopened after an I/O error.
+    pub fn store_reopens(&self) -> u64 {
+        self.inner.store.reopens()
+    }
+
+    /// Stops handing out fires, waits for those in flight (bounded), flushes.
+    pub async fn shutdown(&self, bound: Duration) {
+        self.inner.stop.store(true, Ordering::Release);
+        self.inner.wake.notify_one();
+        let until = tokio::time::Instant::now() + bound;
+        while !lock(&self.inner.state).inflight.is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = lock(&self.inner.state).inflight.len();
+        let store = self.inner.store.clone();
+        let _ = blocking(move || {
+            // Occurrences still in flight fire again after the restart (at least once).
+            let db = store.db()?;
+            db.set_meta("clean_shutdown", &[u8::from(left == 0)])?;
+            db.flush()
+        })
+        .await;
+        if left > 0 {
+            tracing::warn!(
+                in_flight = left,
+                "scheduler stopped with fires in flight; they fire again after restart"
+            );
+        }
+    }
+}
+
+/// Wraps `m` with its journal offset, when it came from the cluster journal.
+pub(crate) fn journaled(m: Mutation, offset: Option<u64>) -> Mutation {
+    match offset {
+        Some(offset) => Mutation::Journaled {
+            offset,
+            inner: Box::new(m),
+        },
+        None => m,
+    }
+}

@@ -1,0 +1,89 @@
+//! Upkeep beside the drive loop: reopening a failed store, trimming by retention.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::commit::chrono_now_ms;
+use crate::error::StoreError;
+use crate::facade::Inner;
+use crate::loader::lock;
+use crate::store::Mutation;
+
+/// How often `drive` looks again while the store is failed.
+pub(crate) const STORE_FAILED_POLL: Duration = Duration::from_millis(100);
+/// First wait before reopening a failed store, and the bound of its doubling.
+const REOPEN_FIRST: Duration = Duration::from_millis(500);
+const REOPEN_MAX: Duration = Duration::from_secs(5);
+/// How long a reopen waits for operations still using the old database.
+const REOPEN_RELEASE: Duration = Duration::from_secs(5);
+
+/// Reopens the store after an I/O error of the data directory (disk full, read-only or failing
+/// filesystem). sled 0.34 fails every write after its first I/O error until the database is
+/// opened again, so a full disk would otherwise answer 10 forever after space returns. While
+/// the store is failed, adds and cancels answer 10 (`StoreError`) and nothing fires; after a
+/// successful reopen the wheel is reloaded from the store (completions applied but never made
+/// durable are undone by the reopen, so those occurrences fire again: at least once).
+pub(crate) async fn recover(inner: Arc<Inner>) {
+    let mut wait = REOPEN_FIRST;
+    while !inner.stop.load(Ordering::Acquire) {
+        if !inner.store.is_failed() {
+            wait = REOPEN_FIRST;
+            tokio::time::sleep(STORE_FAILED_POLL).await;
+            continue;
+        }
+        tokio::time::sleep(wait).await;
+        let store = inner.store.clone();
+        let reopened = tokio::task::spawn_blocking(move || {
+            store.reopen(REOPEN_RELEASE)?;
+            Ok::<_, StoreError>(store.db().and_then(|db| db.count_pending()))
+        })
+        .await;
+        match reopened {
+            Ok(Ok(pending)) => {
+                // The reopened store is the truth: what the wheel holds may describe writes
+                // that never became durable.
+                lock(&inner.state).reload(chrono_now_ms());
+                inner.wake.notify_one();
+                match pending {
+                    Ok(n) => inner.stats.pending.store(n, Ordering::Relaxed),
+                    Err(e) => tracing::warn!(error = %e, "delay store: pending count not read"),
+                }
+                tracing::info!(
+                    reopens = inner.store.reopens(),
+                    "delay store reopened; adds, cancels and firing resume"
+                );
+                wait = REOPEN_FIRST;
+            }
+            Ok(Err(e)) => {
+                wait = (wait * 2).min(REOPEN_MAX);
+                tracing::warn!(
+                    error = %e,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "delay store: reopen failed"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "delay store: reopen panicked");
+                wait = REOPEN_MAX;
+            }
+        }
+    }
+}
+
+/// Trims finished ids and dead letters past retention, once a minute.
+pub(crate) async fn trim(inner: Arc<Inner>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        if inner.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let now = chrono_now_ms();
+        let m = Mutation::Trim {
+            before_ms: now - inner.cfg.done_retention_sec.saturating_mul(1000),
+            dead_before_ms: now - inner.cfg.dead_retention_sec.saturating_mul(1000),
+            limit: 10_000,
+        };
+        let _ = inner.committer.commit(m).await;
+    }
+}
