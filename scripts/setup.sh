@@ -4,7 +4,9 @@
 #
 #   scripts/setup.sh            build prerequisites
 #   scripts/setup.sh --tests    also what the test suite needs (python3-venv, thrift-compiler,
-#                               jq, openssl, curl, a JDK for the Apache servers)
+#                               jq, openssl, curl, a JDK for the Apache servers, and what --deb
+#                               needs, since the suite builds and installs the Debian package)
+#   scripts/setup.sh --deb      also what `./build.sh --deb` needs (cargo-deb, dpkg-dev)
 set -euo pipefail
 
 need=()
@@ -15,7 +17,16 @@ have make || need+=(make)
 have perl || need+=(perl)
 have pkg-config || need+=(pkg-config)
 have curl || need+=(curl)
+have objcopy || need+=(binutils) # build.sh keeps the debug symbols apart
+deb=0
+case "${1:-}" in --tests | --deb) deb=1 ;; esac
+if [ "$deb" = 1 ]; then
+  have dpkg-shlibdeps || need+=(dpkg-dev) # cargo-deb's $auto dependencies
+fi
 if [ "${1:-}" = "--tests" ]; then
+  have gdb || need+=(gdb)                        # scripts/test-deb.sh: symbols by build id
+  have systemd-analyze || need+=(systemd)        # scripts/test-deb.sh: verifies the unit
+  have deluser || need+=(adduser)
   have thrift || need+=(thrift-compiler)
   have jq || need+=(jq) # scripts/bench.sh smoke reads the load generator's JSON summaries
   have openssl || need+=(openssl) # tests/python/test_tls.py makes its certificates with it
@@ -31,3 +42,8 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 have cargo || { echo "setup: cargo (Rust 1.95) is required: https://rustup.rs" >&2; exit 1; }
+# The version is pinned so a package built today builds the same way tomorrow.
+if [ "$deb" = 1 ] && ! cargo deb --version 2>/dev/null | grep -q '^cargo-deb 3\.8\.0'; then
+  echo "setup: installing cargo-deb 3.8.0 (about 2 minutes)" >&2
+  cargo install --locked --quiet cargo-deb --version 3.8.0
+fi

@@ -38,6 +38,8 @@ echo "test: scheduler benchmark smoke (harness only; figures live in docs/)" >&2
 cargo test --locked -q -p scheduler --bench scheduler_bench -- smoke
 echo "test: package and control.sh" >&2
 scripts/test-package.sh --debug
+echo "test: Debian package (dpkg -i, the unit's user and command line, remove, purge)" >&2
+scripts/test-deb.sh --debug
 echo "test: python wire tests" >&2
 PPROXY_BIN="$PWD/target/debug/pproxy" scripts/pytest.sh -q
 

@@ -11,6 +11,7 @@ pub mod delay;
 pub mod forward;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod proto;
 pub mod runtime;
 pub mod security;

@@ -161,6 +161,7 @@ pub async fn run(
         tokio::spawn(crate::config::zk::watch(app.clone(), docs));
     }
     tracing::info!(%thrift_addr, admin_port, "serving");
+    crate::notify::ready();
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| RunError::Fatal(e.to_string()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| RunError::Fatal(e.to_string()))?;
@@ -169,6 +170,7 @@ pub async fn run(
         _ = int.recv() => {},
     }
     tracing::info!("shutdown: draining");
+    crate::notify::stopping();
     app.draining.store(true, Ordering::Release);
     let _ = stop_tx.send(true);
     let _ = server.await;
