@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod delay;
 pub mod forward;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

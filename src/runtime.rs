@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc;
 
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use crate::config::settings::{Mode, Settings};
 use crate::config::snapshot::load_initial;
 use crate::config::ConfigError;
 use crate::delay::sink::WriterSink;
+use crate::lifecycle::{Group, Tasks};
 use crate::writer::embedded::EmbeddedHandle;
 
 /// Fatal start-up failures, with the process exit code each maps to.
@@ -32,6 +33,10 @@ pub enum RunError {
     /// Anything else (exit 1).
     #[error("{0}")]
     Fatal(String),
+    /// A second stop request cut the drain short (exit 1); acknowledged delay operations are
+    /// durable, fires in flight may repeat after the restart.
+    #[error("second stop request during shutdown: drain cut short")]
+    Interrupted,
 }
 
 impl RunError {
@@ -40,7 +45,7 @@ impl RunError {
         match self {
             RunError::Config(_) => 2,
             RunError::Bind(..) | RunError::Store(..) => 3,
-            RunError::Fatal(_) => 1,
+            RunError::Fatal(_) | RunError::Interrupted => 1,
         }
     }
 }
@@ -51,11 +56,82 @@ fn addr(host: &str, port: u16) -> Result<SocketAddr, RunError> {
         .map_err(|e| RunError::Config(ConfigError::Invalid(format!("address {host}:{port}: {e}"))))
 }
 
+/// Where stop requests come from: SIGTERM and SIGINT for the binary, a channel for a server
+/// run inside a test. The first request starts the drain; a second one cuts it short.
+pub enum Stops {
+    /// SIGTERM and SIGINT, installed once the proxy serves (until then they end the process).
+    Signals(Option<(Signal, Signal)>),
+    /// Each message (or the sender's drop) is one request.
+    Channel(mpsc::Receiver<()>),
+}
+
+impl Stops {
+    /// Stop requests by signal.
+    pub fn signals() -> Self {
+        Stops::Signals(None)
+    }
+
+    /// Stop requests by message: send `()` to stop.
+    pub fn channel() -> (mpsc::Sender<()>, Self) {
+        let (tx, rx) = mpsc::channel(2);
+        (tx, Stops::Channel(rx))
+    }
+
+    fn arm(&mut self) -> Result<(), RunError> {
+        if let Stops::Signals(slot @ None) = self {
+            let term =
+                signal(SignalKind::terminate()).map_err(|e| RunError::Fatal(e.to_string()))?;
+            let int =
+                signal(SignalKind::interrupt()).map_err(|e| RunError::Fatal(e.to_string()))?;
+            *slot = Some((term, int));
+        }
+        Ok(())
+    }
+
+    /// Resolves on the next request.
+    async fn next(&mut self) {
+        match self {
+            Stops::Signals(Some((term, int))) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            Stops::Signals(None) => std::future::pending().await,
+            Stops::Channel(rx) => {
+                if rx.recv().await.is_none() {
+                    // A dropped sender asks once; after that it cannot ask again.
+                    *self = Stops::Signals(None);
+                }
+            }
+        }
+    }
+}
+
 /// Runs the proxy until SIGTERM/SIGINT, then drains and returns.
 pub async fn run(
     settings: Settings,
     config_path: Option<PathBuf>,
     pid_file: Option<PathBuf>,
+) -> Result<(), RunError> {
+    serve(
+        settings,
+        config_path,
+        pid_file,
+        Stops::signals(),
+        Tasks::new(),
+    )
+    .await
+}
+
+/// Runs the proxy until the first stop request, drains, and returns once every task it spawned
+/// through `tasks` has ended (or the bound of the last phase passed, which is logged).
+pub async fn serve(
+    settings: Settings,
+    config_path: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
+    mut stops: Stops,
+    tasks: Tasks,
 ) -> Result<(), RunError> {
     let node = settings.node_name();
     // Certificates and ACLs are checked before anything starts: a bad file is exit 2.
@@ -94,7 +170,7 @@ pub async fn run(
     let admin_port = settings.admin_port;
     let admin_addr = addr(&settings.server.admin_bind_addr, admin_port)?;
     let backlog = settings.server.listen_backlog;
-    let drain = Duration::from_millis(settings.server.shutdown_drain_ms);
+    let drain_bound = Duration::from_millis(settings.server.shutdown_drain_ms);
     let flush = Duration::from_millis(settings.forwarding.producer_flush_timeout_ms);
     let delay_dir = settings.data_dir.join("delay");
     let sched_cfg = settings.scheduler.to_config();
@@ -122,7 +198,11 @@ pub async fn run(
             app: Arc::downgrade(&app),
             timeout: fire_timeout,
         });
-        let sched = scheduler::Scheduler::open(&delay_dir, sched_cfg, sink)
+        let scope = scheduler::TaskScope {
+            tracker: tasks.tracker(),
+            stop: tasks.phase(),
+        };
+        let sched = scheduler::Scheduler::open_in(&delay_dir, sched_cfg, sink, scope)
             .await
             .map_err(|e| RunError::Store(delay_dir.display().to_string(), e.to_string()))?;
         let _ = app.scheduler.set(sched);
@@ -132,7 +212,7 @@ pub async fn run(
         let l = crate::admin::bind(admin_addr)
             .await
             .map_err(|e| RunError::Bind(admin_addr.to_string(), e))?;
-        tokio::spawn(crate::admin::run(app.clone(), l));
+        tasks.spawn_until_shutdown(crate::admin::run(app.clone(), l, tasks.clone()));
     }
     let listener = crate::server::listener::bind(thrift_addr, backlog)
         .map_err(|e| RunError::Bind(thrift_addr.to_string(), e))?;
@@ -143,67 +223,338 @@ pub async fn run(
         std::fs::write(p, format!("{}\n", std::process::id()))
             .map_err(|e| RunError::Fatal(format!("pid file {}: {e}", p.display())))?;
     }
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (close_tx, close_rx) = watch::channel(false);
-    let server = tokio::spawn(crate::server::listener::run(
+    let phases = Phases {
+        accept: tasks.phase(),
+        connections: tasks.phase(),
+        conns: Group::new(),
+    };
+    let server = tasks.spawn(crate::server::listener::run(
         app.clone(),
         listener,
-        stop_rx,
-        close_rx,
+        tasks.clone(),
+        phases.conns.clone(),
+        phases.accept.clone(),
+        phases.connections.clone(),
     ));
     app.listening.store(true, Ordering::Release);
     if let Some(c) = &cluster {
         // Joined only once this node can serve forwarded status queries and fire.
         c.start(&app).map_err(|e| RunError::Fatal(e.to_string()))?;
     }
-    tokio::spawn(crate::config::reload::watch(app.clone(), config_path));
+    tasks.spawn_until_shutdown(crate::config::reload::watch(
+        app.clone(),
+        config_path,
+        tasks.clone(),
+    ));
     if let Some(docs) = zk_docs {
-        tokio::spawn(crate::config::zk::watch(app.clone(), docs));
+        tasks.spawn_until_shutdown(crate::config::zk::watch(app.clone(), docs, tasks.clone()));
     }
+    stops.arm()?;
     tracing::info!(%thrift_addr, admin_port, "serving");
     crate::notify::ready();
 
-    let mut term = signal(SignalKind::terminate()).map_err(|e| RunError::Fatal(e.to_string()))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| RunError::Fatal(e.to_string()))?;
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
-    tracing::info!("shutdown: draining");
-    crate::notify::stopping();
-    app.draining.store(true, Ordering::Release);
-    let _ = stop_tx.send(true);
-    let _ = server.await;
-    // A second signal during the drain exits at once.
-    let drained = tokio::select! {
-        d = app.wait_idle(drain) => d,
-        _ = term.recv() => std::process::exit(1),
-        _ = int.recv() => std::process::exit(1),
-    };
-    if !drained {
-        tracing::warn!("drain bound reached with requests in progress");
-    }
-    if let Some(s) = app.scheduler.get() {
-        s.shutdown(flush).await;
-    }
-    if let Some(c) = app.cluster.get() {
-        // Leaving the group hands this node's partitions to the others at once.
-        c.shutdown(flush).await;
-    }
-    let snap = app.config.load_full();
-    for w in snap.writers.clusters.values() {
-        w.flush(flush).await;
-    }
-    let _ = close_tx.send(true);
-    // Connections linger briefly to answer requests already on the wire (20); the process
-    // must outlive that, or those requests are reset when it exits.
-    let until = tokio::time::Instant::now() + Duration::from_secs(2);
-    while app.connections.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    stops.next().await;
+    let result = drain(&app, &tasks, phases, server, &mut stops, drain_bound, flush).await;
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
     }
-    tracing::info!("shutdown complete");
-    Ok(())
+    if result.is_ok() {
+        tracing::info!("shutdown complete");
+    }
+    result
+}
+
+/// The cancellation phases of the Thrift port, ended by `drain` in order.
+struct Phases {
+    /// Stop accepting connections.
+    accept: tokio_util::sync::CancellationToken,
+    /// Tell open connections to close (after lingering for requests already on the wire).
+    connections: tokio_util::sync::CancellationToken,
+    /// The connection tasks, joined once they were told to close.
+    conns: Group,
+}
+
+/// Connections linger this long to answer requests already on the wire (20): the process must
+/// outlive that, or those requests are reset when it exits.
+const CONNECTION_LINGER_BOUND: Duration = Duration::from_secs(2);
+/// What the admin server, the watchers and whatever else is left get to end once cancelled.
+const LAST_TASKS_BOUND: Duration = Duration::from_secs(5);
+
+/// The graceful shutdown of operations.md §3, in order. A second stop request skips what is
+/// left to wait for (requests in progress, fires in flight, producer flushes) but still closes
+/// the store cleanly, and answers `Interrupted` (exit 1).
+async fn drain(
+    app: &Arc<App>,
+    tasks: &Tasks,
+    phases: Phases,
+    server: tokio::task::JoinHandle<()>,
+    stops: &mut Stops,
+    drain_bound: Duration,
+    flush: Duration,
+) -> Result<(), RunError> {
+    // 1. /ready answers 503 and new requests 20; the listening socket closes.
+    tracing::info!("shutdown: draining");
+    crate::notify::stopping();
+    app.draining.store(true, Ordering::Release);
+    phases.accept.cancel();
+    let _ = server.await;
+    // 2. Requests in progress finish, within the drain bound.
+    let interrupted = tokio::select! {
+        // A second request already made wins over a drain that is already idle.
+        biased;
+        _ = stops.next() => true,
+        drained = app.wait_idle(drain_bound) => {
+            if !drained {
+                tracing::warn!("drain bound reached with requests in progress");
+            }
+            false
+        }
+    };
+    if interrupted {
+        tracing::warn!("second stop request: skipping the rest of the drain");
+    }
+    let bound = if interrupted { Duration::ZERO } else { flush };
+    // 3. The scheduler hands out no new fires, waits for those in flight and persists.
+    if let Some(s) = app.scheduler.get() {
+        s.shutdown(bound).await;
+    }
+    if let Some(c) = app.cluster.get() {
+        // Leaving the group hands this node's partitions to the others at once.
+        c.shutdown(bound).await;
+    }
+    // 4. Producers flush what they were given.
+    if !interrupted {
+        let snap = app.config.load_full();
+        for w in snap.writers.clusters.values() {
+            w.flush(flush).await;
+        }
+    }
+    // 5. Connections close, after lingering for requests already on the wire.
+    phases.connections.cancel();
+    let linger = if interrupted {
+        Duration::ZERO
+    } else {
+        CONNECTION_LINGER_BOUND
+    };
+    if !phases.conns.join(linger).await && !interrupted {
+        tracing::warn!("connections still open after their linger");
+    }
+    // 6. Everything else (admin server, watchers) ends; nothing outlives `serve`.
+    let last = if interrupted {
+        Duration::ZERO
+    } else {
+        LAST_TASKS_BOUND
+    };
+    if !tasks.shutdown(last).await && !interrupted {
+        tracing::warn!(running = tasks.running(), "tasks still running at exit");
+    }
+    if interrupted {
+        Err(RunError::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Client;
+    use crate::proto::codec::Protocol;
+    use crate::proto::types::{Call, DelayMessage, Message, Reply};
+    use bytes::Bytes;
+
+    fn free_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    }
+
+    /// The result code and delay id of a reply.
+    fn answer(r: Reply) -> (i32, Option<String>) {
+        match r {
+            Reply::Result { code, delay_id, .. } => (code, delay_id),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// A whole server in this process, on its embedded default with its store in `dir`.
+    struct Running {
+        tasks: Tasks,
+        stop: mpsc::Sender<()>,
+        server: tokio::task::JoinHandle<Result<(), RunError>>,
+        client: Client,
+        addr: String,
+        admin: String,
+    }
+
+    async fn start(dir: &std::path::Path) -> Running {
+        match try_start(dir).await {
+            Ok(r) => r,
+            Err(e) => panic!("serve ended during start-up: {e:?}"),
+        }
+    }
+
+    /// `start`, answering the error when serve ends during start-up.
+    async fn try_start(dir: &std::path::Path) -> Result<Running, RunError> {
+        let mut settings = Settings {
+            port: free_port(),
+            admin_port: free_port(),
+            embedded_kafka: true,
+            embedded_delay_topics: vec!["reminders".into()],
+            data_dir: dir.to_path_buf(),
+            ..Settings::default()
+        };
+        settings.server.bind_addr = "127.0.0.1".into();
+        settings.server.admin_bind_addr = "127.0.0.1".into();
+        let addr = format!("127.0.0.1:{}", settings.port);
+        let admin = format!("127.0.0.1:{}", settings.admin_port);
+        let tasks = Tasks::new();
+        let (stop, stops) = Stops::channel();
+        let server = tokio::spawn(serve(settings, None, None, stops, tasks.clone()));
+        for _ in 0..200 {
+            if server.is_finished() {
+                return Err(server
+                    .await
+                    .expect("serve panicked")
+                    .expect_err("serve ended without a stop request"));
+            }
+            if let Ok(client) =
+                Client::connect(&addr, Protocol::Compact, Duration::from_secs(10)).await
+            {
+                return Ok(Running {
+                    tasks,
+                    stop,
+                    server,
+                    client,
+                    addr,
+                    admin,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server never accepted on {addr}");
+    }
+
+    /// A delay add due in an hour; answers its id.
+    async fn add_delay(client: &mut Client) -> String {
+        let dm = DelayMessage {
+            topic: Some("reminders".into()),
+            body: Some(Bytes::from_static(b"later")),
+            action: 1,
+            dmsgtype: 2,
+            timestamp: chrono::Utc::now().timestamp() + 3600,
+            ..Default::default()
+        };
+        let r = client
+            .call(&Call::SendDelaySync(Some(dm), 5000))
+            .await
+            .expect("sendDelaySync");
+        let (code, id) = answer(r);
+        assert_eq!(code, 0);
+        id.expect("delay id")
+    }
+
+    async fn stopped(r: Running) -> (Result<(), RunError>, Tasks) {
+        let result = tokio::time::timeout(Duration::from_secs(30), r.server)
+            .await
+            .expect("serve did not return within 30 s")
+            .expect("serve panicked");
+        (result, r.tasks)
+    }
+
+    /// The whole server in this process: it serves a message and a delay add, then stops on
+    /// request, and afterwards no task it spawned is alive, neither in its tracker nor on the
+    /// runtime (an untracked task, such as the scheduler's minute-long trim loop once was,
+    /// fails it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_task_outlives_the_server() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let before = metrics.num_alive_tasks();
+        let mut r = start(dir.path()).await;
+        let msg = Message {
+            topic: Some("lifecycle".into()),
+            value: Some(Bytes::from_static(b"hello")),
+            ..Default::default()
+        };
+        let reply = r.client.call(&Call::SendSync(Some(msg), 5000)).await;
+        assert_eq!(answer(reply.expect("sendSync")).0, 0);
+        add_delay(&mut r.client).await;
+        // An idle Thrift connection and an admin connection stay open across the stop.
+        let _idle = tokio::net::TcpStream::connect(&r.addr).await.expect("idle");
+        let _admin = tokio::net::TcpStream::connect(&r.admin)
+            .await
+            .expect("admin");
+
+        r.stop.send(()).await.expect("stop request");
+        let (result, tasks) = stopped(r).await;
+        assert!(result.is_ok(), "serve: {result:?}");
+        assert_eq!(tasks.running(), 0, "tracked tasks left");
+        // Tasks spawned past the tracker show up here: give the runtime a moment to reap.
+        let mut alive = metrics.num_alive_tasks();
+        for _ in 0..100 {
+            if alive <= before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            alive = metrics.num_alive_tasks();
+        }
+        assert_eq!(
+            alive, before,
+            "tasks still alive on the runtime after serve returned"
+        );
+    }
+
+    /// A second stop request during the drain makes `serve` return `Interrupted` (exit 1)
+    /// instead of ending the process, with the store closed: the acknowledged add is still
+    /// pending when the next server opens the same directory.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_stop_returns_interrupted_and_keeps_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut r = start(dir.path()).await;
+        let id = add_delay(&mut r.client).await;
+        r.stop.send(()).await.expect("first stop");
+        r.stop.send(()).await.expect("second stop");
+        let (result, tasks) = stopped(r).await;
+        assert!(
+            matches!(result, Err(RunError::Interrupted)),
+            "serve: {result:?}"
+        );
+        assert_eq!(RunError::Interrupted.exit_code(), 1);
+        assert!(tasks.shutdown(Duration::from_secs(5)).await, "tasks left");
+
+        // The store closes on its committer thread just after the last handle is dropped: the
+        // next open may find it still locked for a moment.
+        let mut restarted = None;
+        for _ in 0..100 {
+            match try_start(dir.path()).await {
+                Ok(r) => {
+                    restarted = Some(r);
+                    break;
+                }
+                Err(RunError::Store(_, e)) if e.contains("already open") => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("restart: {e:?}"),
+            }
+        }
+        let r = restarted.expect("the store stayed locked for 5 s");
+        let mut http = tokio::net::TcpStream::connect(&r.admin)
+            .await
+            .expect("admin");
+        let req = format!("GET /delay/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        tokio::io::AsyncWriteExt::write_all(&mut http, req.as_bytes())
+            .await
+            .expect("write");
+        let mut body = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut http, &mut body)
+            .await
+            .expect("read");
+        assert!(
+            body.contains("\"pending\""),
+            "status of {id} after the restart: {body}"
+        );
+        r.stop.send(()).await.expect("stop");
+        let (result, _) = stopped(r).await;
+        assert!(result.is_ok(), "serve: {result:?}");
+    }
 }

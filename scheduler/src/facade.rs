@@ -1,11 +1,13 @@
 //! The scheduler's facade: open or start, add, cancel, status, dead letters, shutdown.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::commit::{chrono_now_ms, CommitStats, Committer};
 use crate::config::Config;
@@ -14,6 +16,7 @@ use crate::fire::{self, fire_message};
 use crate::journal::JournalStore;
 use crate::loader::{lock, State};
 use crate::record::Record;
+use crate::scope::TaskScope;
 use crate::sink::{Outcome, Sink};
 use crate::stats::Stats;
 use crate::store::{Applied, CancelResult, DeadLetter, DoneEntry, Mutation, Store};
@@ -34,7 +37,12 @@ pub(crate) struct Inner {
     pub(crate) fire_slots: Arc<Semaphore>,
     /// Completions handed to the committer and not yet stored.
     pub(crate) completion_slots: Arc<Semaphore>,
-    pub(crate) stop: AtomicBool,
+    /// Cancelled at shutdown: no new add or fire; the loops end.
+    pub(crate) stop: CancellationToken,
+    /// Every task of this scheduler (the owner's tracker).
+    pub(crate) tasks: TaskTracker,
+    /// The fire tasks alone, which shutdown waits for.
+    pub(crate) fires: TaskTracker,
     pub(crate) stats: Stats,
 }
 
@@ -68,16 +76,27 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
 }
 
 impl Scheduler {
-    /// Opens the store at `path` and starts loading and firing on the current runtime.
+    /// Opens the store at `path` and starts loading and firing on the current runtime, with
+    /// tasks of its own.
     pub async fn open(
         path: &Path,
         cfg: Config,
         sink: Arc<dyn Sink>,
     ) -> Result<Scheduler, StoreError> {
+        Scheduler::open_in(path, cfg, sink, TaskScope::default()).await
+    }
+
+    /// `open`, with every task spawned on `scope`'s tracker and stopped by its token.
+    pub async fn open_in(
+        path: &Path,
+        cfg: Config,
+        sink: Arc<dyn Sink>,
+        scope: TaskScope,
+    ) -> Result<Scheduler, StoreError> {
         let p = path.to_path_buf();
         let (cache, engine) = (cfg.cache_bytes, cfg.engine);
         let store = blocking(move || Store::open_with(&p, cache, engine)).await?;
-        Scheduler::start_on(store, cfg, sink).await
+        Scheduler::start_on(store, cfg, sink, scope).await
     }
 
     /// Starts loading and firing over a store brought up to date from its journal (a cluster
@@ -87,13 +106,14 @@ impl Scheduler {
         cfg: Config,
         sink: Arc<dyn Sink>,
     ) -> Result<Scheduler, StoreError> {
-        Scheduler::start_on(store.into_store(), cfg, sink).await
+        Scheduler::start_on(store.into_store(), cfg, sink, TaskScope::default()).await
     }
 
     async fn start_on(
         store: Store,
         cfg: Config,
         sink: Arc<dyn Sink>,
+        scope: TaskScope,
     ) -> Result<Scheduler, StoreError> {
         let s2 = store.clone();
         let pending = blocking(move || s2.db()?.count_pending()).await?;
@@ -107,13 +127,15 @@ impl Scheduler {
             sink,
             state: Mutex::new(State::new(chrono_now_ms())),
             wake: Notify::new(),
-            stop: AtomicBool::new(false),
+            stop: scope.stop,
+            tasks: scope.tracker,
+            fires: TaskTracker::new(),
             stats: Stats::default(),
         });
         inner.stats.pending.store(pending, Ordering::Relaxed);
-        tokio::spawn(fire::drive(inner.clone()));
-        tokio::spawn(upkeep::trim(inner.clone()));
-        tokio::spawn(upkeep::recover(inner.clone()));
+        inner.tasks.spawn(fire::drive(inner.clone()));
+        inner.tasks.spawn(upkeep::trim(inner.clone()));
+        inner.tasks.spawn(upkeep::recover(inner.clone()));
         Ok(Scheduler { inner })
     }
 
@@ -140,7 +162,7 @@ impl Scheduler {
         offset: Option<u64>,
     ) -> Result<bool, SchedError> {
         let inner = &self.inner;
-        if inner.stop.load(Ordering::Acquire) {
+        if inner.stop.is_cancelled() {
             return Err(SchedError::Stopped);
         }
         if offset.is_none()
@@ -333,14 +355,12 @@ impl Scheduler {
         self.inner.store.reopens()
     }
 
-    /// Stops handing out fires, waits for those in flight (bounded), flushes.
+    /// Stops handing out fires, waits for the fire tasks in flight (bounded), flushes.
     pub async fn shutdown(&self, bound: Duration) {
-        self.inner.stop.store(true, Ordering::Release);
-        self.inner.wake.notify_one();
-        let until = tokio::time::Instant::now() + bound;
-        while !lock(&self.inner.state).inflight.is_empty() && tokio::time::Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.inner.stop.cancel();
+        self.inner.fires.close();
+        let _ = tokio::time::timeout(bound, self.inner.fires.wait()).await;
+        // Occurrences taken from the wheel whose fire task never ran count as in flight too.
         let left = lock(&self.inner.state).inflight.len();
         let store = self.inner.store.clone();
         let _ = blocking(move || {

@@ -22,11 +22,14 @@ pub(crate) async fn drive(inner: Arc<Inner>) {
     let pace = (inner.cfg.fire_max_tps > 0)
         .then(|| Duration::from_nanos(1_000_000_000 / inner.cfg.fire_max_tps.max(1)));
     let mut next_slot = tokio::time::Instant::now();
-    while !inner.stop.load(Ordering::Acquire) {
+    while !inner.stop.is_cancelled() {
         if inner.store.is_failed() {
             // Completions cannot be stored: firing now would repeat every occurrence until the
             // store is back. `recover` reloads the wheel from the reopened store.
-            tokio::time::sleep(STORE_FAILED_POLL).await;
+            tokio::select! {
+                _ = tokio::time::sleep(STORE_FAILED_POLL) => {}
+                _ = inner.stop.cancelled() => return,
+            }
             continue;
         }
         let now = chrono_now_ms();
@@ -73,7 +76,14 @@ pub(crate) async fn drive(inner: Arc<Inner>) {
                 let Ok(permit) = inner.fire_slots.clone().acquire_owned().await else {
                     return;
                 };
-                tokio::spawn(fire_one(inner.clone(), due, id, rec, permit));
+                if inner.stop.is_cancelled() {
+                    // Left in flight: counted by shutdown, fired again after the restart.
+                    return;
+                }
+                let fire = inner
+                    .fires
+                    .track_future(fire_one(inner.clone(), due, id, rec, permit));
+                inner.tasks.spawn(fire);
             }
         }
         let next = lock(&inner.state).wheel.next_expiration();
@@ -87,6 +97,7 @@ pub(crate) async fn drive(inner: Arc<Inner>) {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
                 _ = inner.wake.notified() => {}
+                _ = inner.stop.cancelled() => return,
             }
         }
     }

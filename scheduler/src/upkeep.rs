@@ -26,13 +26,20 @@ const REOPEN_RELEASE: Duration = Duration::from_secs(5);
 /// durable are undone by the reopen, so those occurrences fire again: at least once).
 pub(crate) async fn recover(inner: Arc<Inner>) {
     let mut wait = REOPEN_FIRST;
-    while !inner.stop.load(Ordering::Acquire) {
-        if !inner.store.is_failed() {
+    while !inner.stop.is_cancelled() {
+        // Healthy: look again after a poll. Failed: wait the backoff, then reopen.
+        let failed = inner.store.is_failed();
+        if !failed {
             wait = REOPEN_FIRST;
-            tokio::time::sleep(STORE_FAILED_POLL).await;
+        }
+        let idle = if failed { wait } else { STORE_FAILED_POLL };
+        tokio::select! {
+            _ = tokio::time::sleep(idle) => {}
+            _ = inner.stop.cancelled() => return,
+        }
+        if !failed {
             continue;
         }
-        tokio::time::sleep(wait).await;
         let store = inner.store.clone();
         let reopened = tokio::task::spawn_blocking(move || {
             store.reopen(REOPEN_RELEASE)?;
@@ -74,9 +81,9 @@ pub(crate) async fn recover(inner: Arc<Inner>) {
 /// Trims finished ids and dead letters past retention, once a minute.
 pub(crate) async fn trim(inner: Arc<Inner>) {
     loop {
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        if inner.stop.load(Ordering::Acquire) {
-            return;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = inner.stop.cancelled() => return,
         }
         let now = chrono_now_ms();
         let m = Mutation::Trim {

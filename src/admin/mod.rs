@@ -13,15 +13,16 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::app::App;
 use crate::security::tls::HANDSHAKE_RECORD;
 
-/// Serves the admin port until the process exits.
-pub async fn run(app: Arc<App>, listener: TcpListener) {
+/// Serves the admin port until the task is dropped at shutdown; each connection is a task of
+/// `tasks`.
+pub async fn run(app: Arc<App>, listener: TcpListener, tasks: crate::lifecycle::Tasks) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let app = app.clone();
-        tokio::spawn(async move {
+        tasks.spawn_until_shutdown(async move {
             let _ = tokio::time::timeout(Duration::from_secs(10), accept_one(app, stream)).await;
         });
     }

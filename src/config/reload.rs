@@ -9,6 +9,7 @@ use super::settings::{Mode, Settings};
 use super::snapshot::{load_initial, Snapshot};
 use super::ConfigError;
 use crate::app::App;
+use crate::lifecycle::Tasks;
 use crate::logging::CONFIG_TARGET;
 
 /// Keeps the running values of the keys that need a restart (marked S in config.md §2.2).
@@ -37,8 +38,9 @@ pub async fn reload(
     app: &Arc<App>,
     config_path: Option<&Path>,
     source: &str,
+    tasks: &Tasks,
 ) -> Result<u64, ConfigError> {
-    let result = apply(app, config_path).await;
+    let result = apply(app, config_path, tasks).await;
     let label = if result.is_ok() {
         "applied"
     } else {
@@ -58,7 +60,11 @@ pub async fn reload(
     result
 }
 
-async fn apply(app: &Arc<App>, config_path: Option<&Path>) -> Result<u64, ConfigError> {
+async fn apply(
+    app: &Arc<App>,
+    config_path: Option<&Path>,
+    tasks: &Tasks,
+) -> Result<u64, ConfigError> {
     let old_settings = app.settings.load_full();
     let settings = match config_path {
         Some(p) => {
@@ -86,17 +92,18 @@ async fn apply(app: &Arc<App>, config_path: Option<&Path>) -> Result<u64, Config
     app.settings.store(settings.clone());
     app.security.install(security);
     let flush = Duration::from_millis(settings.forwarding.producer_flush_timeout_ms);
-    Ok(install(app, snap, flush))
+    Ok(install(app, snap, flush, tasks))
 }
 
 /// Makes `snap` the configuration in force and returns its generation. Requests still holding
-/// the previous generation finish on its producers; then those flush, unless `snap` reuses them.
-pub fn install(app: &App, snap: Snapshot, flush: Duration) -> u64 {
+/// the previous generation finish on its producers; then those flush (a task of `tasks`), unless
+/// `snap` reuses them.
+pub fn install(app: &App, snap: Snapshot, flush: Duration, tasks: &Tasks) -> u64 {
     let generation = snap.generation;
     let snap = Arc::new(snap);
     let old = app.config.swap(snap.clone());
     if !same_writers(&old, &snap) {
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             for w in old.writers.clusters.values() {
                 w.flush(flush).await;
             }
@@ -120,7 +127,7 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 
 /// Reloads on SIGHUP, and in local mode whenever the local file's mtime changes (checked every
 /// 2 s).
-pub async fn watch(app: Arc<App>, config_path: Option<PathBuf>) {
+pub async fn watch(app: Arc<App>, config_path: Option<PathBuf>, tasks: Tasks) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         tracing::warn!("SIGHUP handler not installed");
         return;
@@ -134,7 +141,7 @@ pub async fn watch(app: Arc<App>, config_path: Option<PathBuf>) {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                let _ = reload(&app, config_path.as_deref(), "sighup").await;
+                let _ = reload(&app, config_path.as_deref(), "sighup", &tasks).await;
                 seen = local.as_deref().and_then(mtime);
             }
             _ = tick.tick() => {
@@ -142,7 +149,7 @@ pub async fn watch(app: Arc<App>, config_path: Option<PathBuf>) {
                 let now = mtime(p);
                 if now != seen {
                     seen = now;
-                    let _ = reload(&app, None, "local").await;
+                    let _ = reload(&app, None, "local", &tasks).await;
                 }
             }
         }

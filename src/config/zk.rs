@@ -264,7 +264,7 @@ pub async fn initial(s: &Settings, node: &str) -> (Snapshot, Option<Documents>) 
 }
 
 /// Watches ZooKeeper for the life of the process and applies every change as a new generation.
-pub async fn watch(app: Arc<App>, mut last: Option<Documents>) {
+pub async fn watch(app: Arc<App>, mut last: Option<Documents>, tasks: crate::lifecycle::Tasks) {
     let node = app.node.clone();
     loop {
         let s = app.settings.load_full();
@@ -286,7 +286,7 @@ pub async fn watch(app: Arc<App>, mut last: Option<Documents>) {
                 }
             };
             if let Some(docs) = docs.filter(|d| Some(d) != last.as_ref()) {
-                apply(&app, &s, &docs).await;
+                apply(&app, &s, &docs, &tasks).await;
                 last = Some(docs);
             }
             let resync = Duration::from_secs(s.zk.resync_interval_sec.max(1));
@@ -312,7 +312,12 @@ pub async fn watch(app: Arc<App>, mut last: Option<Documents>) {
     }
 }
 
-async fn apply(app: &Arc<App>, s: &Arc<Settings>, docs: &Documents) {
+async fn apply(
+    app: &Arc<App>,
+    s: &Arc<Settings>,
+    docs: &Documents,
+    tasks: &crate::lifecycle::Tasks,
+) {
     let old = app.config.load_full();
     let result = parse(docs).and_then(|(proxy, mut topics)| {
         // An invalid topic document keeps its previous version.
@@ -328,7 +333,7 @@ async fn apply(app: &Arc<App>, s: &Arc<Settings>, docs: &Documents) {
     match result {
         Ok(snap) => {
             let flush = Duration::from_millis(s.forwarding.producer_flush_timeout_ms);
-            let generation = super::reload::install(app, snap, flush);
+            let generation = super::reload::install(app, snap, flush, tasks);
             app.metrics
                 .config_reloads
                 .add(("zk".into(), "applied".into()), 1);

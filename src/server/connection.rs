@@ -6,8 +6,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::dispatch::{handle_frame, reply_code, FrameResult};
 use crate::app::App;
@@ -77,14 +78,14 @@ pub async fn serve(
     app: Arc<App>,
     stream: TcpStream,
     limits: Arc<ConnLimits>,
-    mut close: watch::Receiver<bool>,
+    close: CancellationToken,
 ) -> CloseReason {
     let addr = stream.peer_addr().ok();
     let Some(acceptor) = app.security.tls.acceptor() else {
         let (rd, wr) = stream.into_split();
         return serve_io(app, rd, wr, Peer::plain(addr), limits, close).await;
     };
-    let first = match first_byte(&app, &stream, &mut close).await {
+    let first = match first_byte(&app, &stream, &close).await {
         Ok(b) => b,
         Err(reason) => return reason,
     };
@@ -127,9 +128,9 @@ pub async fn serve(
 async fn first_byte(
     app: &App,
     stream: &TcpStream,
-    close: &mut watch::Receiver<bool>,
+    close: &CancellationToken,
 ) -> Result<u8, CloseReason> {
-    if *close.borrow() {
+    if close.is_cancelled() {
         return Err(CloseReason::Shutdown);
     }
     let secs = app.settings.load().server.idle_timeout_sec;
@@ -147,7 +148,7 @@ async fn first_byte(
             _ => Err(CloseReason::Peer),
         },
         _ = idle => Err(CloseReason::Idle),
-        _ = close.changed() => Err(CloseReason::Shutdown),
+        _ = close.cancelled() => Err(CloseReason::Shutdown),
     }
 }
 
@@ -158,7 +159,7 @@ async fn serve_io<R, W>(
     mut wr: W,
     peer: Peer,
     limits: Arc<ConnLimits>,
-    mut close: watch::Receiver<bool>,
+    close: CancellationToken,
 ) -> CloseReason
 where
     R: AsyncRead + Unpin,
@@ -167,7 +168,7 @@ where
     // Small: payloads are read past it; only headers and small frames go through it, and
     // thousands of idle connections each keep one.
     let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
-    let mut closing = *close.borrow();
+    let mut closing = close.is_cancelled();
     loop {
         // Once the node closes connections, a connection lingers briefly so that a request
         // already on its way still gets its answer (20) instead of a reset.
@@ -195,7 +196,7 @@ where
         };
         tokio::select! {
             r = wait => if let Err(reason) = r { return reason },
-            _ = close.changed(), if !closing => {
+            _ = close.cancelled(), if !closing => {
                 closing = true;
                 continue;
             }

@@ -5,10 +5,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use super::connection::{serve, CloseReason, ConnLimits};
 use crate::app::App;
+use crate::lifecycle::{Group, Tasks};
 
 /// Binds the Thrift port with the configured backlog.
 pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
@@ -22,12 +24,15 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
-/// Accepts connections until `stop` fires; `close` tells open connections to end.
+/// Accepts connections until `stop` is cancelled; each is served by a task of `conns`, which
+/// `close` tells to end.
 pub async fn run(
     app: Arc<App>,
     listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
-    close: watch::Receiver<bool>,
+    tasks: Tasks,
+    conns: Group,
+    stop: CancellationToken,
+    close: CancellationToken,
 ) {
     let budget = app
         .settings
@@ -42,7 +47,7 @@ pub async fn run(
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -66,7 +71,7 @@ pub async fn run(
         let app2 = app.clone();
         let limits = limits.clone();
         let close = close.clone();
-        tokio::spawn(async move {
+        conns.spawn(&tasks, async move {
             let reason = serve(app2.clone(), stream, limits, close).await;
             tracing::trace!(%peer, ?reason, "connection closed");
             let label = match reason {
