@@ -181,7 +181,7 @@ pub async fn serve(
         ))
         .await;
     let cluster = if settings.scheduler.cluster.enabled {
-        let c = crate::delay::cluster::Cluster::connect(&settings, &snapshot, &node)
+        let c = crate::delay::cluster::Cluster::connect(&settings, &snapshot, &node, &tasks)
             .await
             .map_err(|e| RunError::Fatal(e.to_string()))?;
         tracing::info!(topic = %c.topic, partitions = c.partitions, group = %c.group, node = %c.node, "delay cluster mode");

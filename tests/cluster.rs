@@ -24,6 +24,8 @@
 //! in the benchmarks). Knobs: PPROXY_CLUSTER_SEED, PPROXY_CLUSTER_SESSION_MS (consumer-group
 //! session timeout; default max(3000, the broker's group.min.session.timeout.ms)),
 //! PPROXY_CLUSTER_RATE (requests per second per client, default 40).
+// The in-process server's future is deep.
+#![recursion_limit = "256"]
 
 mod common;
 
@@ -919,4 +921,86 @@ async fn three_nodes_kill9_failover_loses_nothing() {
             other => panic!("GET /delay/dead on admin port {p}: {other:?}"),
         }
     }
+}
+
+/// A cluster-mode node in this process: once its journal partitions are active it stops on
+/// request, and afterwards no task it spawned is alive, neither in its tracker nor on the
+/// runtime (the membership poll loop, the partitions' owner tasks and their schedulers'
+/// tasks, tombstones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cluster_task_outlives_the_server() {
+    let kafka = kafka_bootstrap();
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("pproxy_inner_{}_", &unique[..8]);
+    let journal = format!("{prefix}journal_{unique}");
+    let group = format!("pproxy-scheduler-test-{unique}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let doc = local_config(
+        &kafka,
+        &[],
+        &format!(r#""delay":{{"chronosInnerTopicPrefix":"{prefix}","innerTopicNum":1}},"#),
+    );
+    let local = dir.path().join("local.json");
+    std::fs::write(&local, doc).expect("write local.json");
+    let (port, admin_port) = (free_port(), free_port());
+    let yaml = format!(
+        "host: 127.0.0.1\nport: {port}\nadminPort: {admin_port}\n\
+         server:\n  bindAddr: 127.0.0.1\n  adminBindAddr: 127.0.0.1\n\
+         dataDir: \"{}\"\nlocalConfig: \"{}\"\n\
+         scheduler:\n  cluster:\n    enabled: true\n    journalCluster: K_test\n    \
+         journalTopic: \"{journal}\"\n    journalPartitions: 2\n    group: \"{group}\"\n",
+        dir.path().join("data").display(),
+        local.display()
+    );
+    let conf = dir.path().join("carrera.yaml");
+    std::fs::write(&conf, yaml).expect("write carrera.yaml");
+    let (settings, _) = pproxy::config::settings::Settings::load(&conf).expect("settings");
+
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let tasks = pproxy::lifecycle::Tasks::new();
+    let (stop, stops) = pproxy::runtime::Stops::channel();
+    let server = tokio::spawn(pproxy::runtime::serve(
+        settings,
+        Some(conf),
+        None,
+        stops,
+        tasks.clone(),
+    ));
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(!server.is_finished(), "serve ended during start-up");
+        let view = tokio::task::spawn_blocking(move || cluster_view(admin_port))
+            .await
+            .expect("view");
+        if active_partitions(&[view]).len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "journal partitions not active after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    stop.send(()).await.expect("stop request");
+    let result = tokio::time::timeout(Duration::from_secs(60), server)
+        .await
+        .expect("serve did not return within 60 s")
+        .expect("serve panicked");
+    assert!(result.is_ok(), "serve: {result:?}");
+    assert_eq!(tasks.running(), 0, "tracked tasks left");
+    // Tasks spawned past the tracker show up here: give the runtime a moment to reap.
+    let mut alive = metrics.num_alive_tasks();
+    for _ in 0..100 {
+        if alive <= before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        alive = metrics.num_alive_tasks();
+    }
+    assert_eq!(
+        alive, before,
+        "tasks still alive on the runtime after serve returned"
+    );
 }

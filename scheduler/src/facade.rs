@@ -100,13 +100,15 @@ impl Scheduler {
     }
 
     /// Starts loading and firing over a store brought up to date from its journal (a cluster
-    /// partition's, after the replay).
+    /// partition's, after the replay), with every task spawned on `scope`'s tracker and stopped
+    /// by its token (cancelled by [`Scheduler::shutdown`] too).
     pub async fn start(
         store: JournalStore,
         cfg: Config,
         sink: Arc<dyn Sink>,
+        scope: TaskScope,
     ) -> Result<Scheduler, StoreError> {
-        Scheduler::start_on(store.into_store(), cfg, sink, TaskScope::default()).await
+        Scheduler::start_on(store.into_store(), cfg, sink, scope).await
     }
 
     async fn start_on(

@@ -18,10 +18,13 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use scheduler::{DelayId, Record};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::config::settings::Settings;
 use crate::config::snapshot::Snapshot;
+use crate::lifecycle::Tasks;
 use journal::Entry;
 
 /// Why cluster mode cannot start or a journal append failed.
@@ -46,10 +49,12 @@ pub struct Owned {
     pub epoch: AtomicI64,
     /// Replay finished and firing: the fence every fire checks.
     pub active: AtomicBool,
-    /// Set when the partition is revoked or claimed by another node.
-    pub lost: AtomicBool,
-    /// Woken when `lost` is set.
-    pub lost_notify: tokio::sync::Notify,
+    /// Cancelled when the partition is lost: revoked, claimed by another node, or this node
+    /// stops (a child of [`Cluster::stop`]). Its scheduler's stop token is a child of it.
+    pub lost: CancellationToken,
+    /// Every task of the partition: its owner task and its scheduler's tasks. Closed once the
+    /// owner task ended; waiting for it waits for the partition to have stopped.
+    pub tasks: TaskTracker,
     /// The partition's scheduler, once replay finished.
     pub engine: Mutex<Option<scheduler::Scheduler>>,
     /// When the assignment arrived (for the claim-to-active time).
@@ -59,7 +64,7 @@ pub struct Owned {
 impl Owned {
     /// Whether fires may be handed to the writer now.
     pub fn may_fire(&self) -> bool {
-        self.active.load(Ordering::Acquire) && !self.lost.load(Ordering::Acquire)
+        self.active.load(Ordering::Acquire) && !self.lost.is_cancelled()
     }
 
     /// The partition's running scheduler, if it is active.
@@ -125,8 +130,11 @@ pub struct Cluster {
     pub stats: ClusterStats,
     /// The proxy (its writer and settings), weak so the cluster does not keep it alive.
     pub app: Mutex<Weak<App>>,
-    /// Set when the node shuts down.
-    pub stopping: AtomicBool,
+    /// Cancelled when the node shuts down (a phase of the process's tasks): no partition is
+    /// taken any more and every owned partition stops firing.
+    pub stop: CancellationToken,
+    /// The process's tasks: every task of cluster mode is spawned through them.
+    tasks: Tasks,
     membership: Mutex<Option<owner::Membership>>,
 }
 
@@ -135,10 +143,12 @@ const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Cluster {
     /// Checks the settings, creates the journal topic when missing and connects the producer.
+    /// Every task of the node is spawned through `tasks`, and ends with its shutdown.
     pub async fn connect(
         settings: &Settings,
         snap: &Snapshot,
         default_node: &str,
+        tasks: &Tasks,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let cs = &settings.scheduler.cluster;
         let Plan {
@@ -179,7 +189,7 @@ impl Cluster {
             pc.set(k, v);
         }
         let producer: FutureProducer = pc.create()?;
-        let partitions = ensure_topic(&bootstrap, &overrides, &topic, cs).await?;
+        let partitions = ensure_topic(&bootstrap, &overrides, &topic, cs, tasks).await?;
         Ok(Arc::new(Cluster {
             topic,
             partitions,
@@ -196,7 +206,8 @@ impl Cluster {
             stores: Mutex::new(HashMap::new()),
             stats: ClusterStats::default(),
             app: Mutex::new(Weak::new()),
-            stopping: AtomicBool::new(false),
+            stop: tasks.phase(),
+            tasks: tasks.clone(),
             membership: Mutex::new(None),
         }))
     }
@@ -242,7 +253,7 @@ impl Cluster {
     pub fn forget(self: &Arc<Self>, p: i32, id: &str) {
         let me = self.clone();
         let keys = [id.to_string(), format!("{id}#fired")];
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             for key in keys {
                 let rec: FutureRecord<'_, String, [u8]> =
                     FutureRecord::to(&me.topic).partition(p).key(&key);
@@ -327,17 +338,19 @@ impl Cluster {
         })
     }
 
-    /// Leaves the group (its partitions move to the other nodes) and stops every partition.
+    /// Leaves the group (its partitions move to the other nodes) and stops every partition,
+    /// waiting for their tasks (at most `bound` each).
     pub async fn shutdown(&self, bound: Duration) {
-        self.stopping.store(true, Ordering::Release);
+        // Every partition stops firing now; none is taken any more.
+        self.stop.cancel();
         let m = self
             .membership
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(m) = m {
-            // Leaving the group runs the revoke callback, which stops every partition.
-            let _ = tokio::task::spawn_blocking(move || m.stop()).await;
+            // Leaving the group runs the revoke callback, which waits for every partition.
+            m.leave(&self.tasks).await;
         }
         let left: Vec<Arc<Owned>> = self
             .owned
@@ -347,7 +360,7 @@ impl Cluster {
             .map(|(_, o)| o)
             .collect();
         for o in left {
-            owner::stop_partition(&o, bound).await;
+            owner::release(&o, bound).await;
         }
         let _ = self.producer.flush(bound);
     }
@@ -416,6 +429,7 @@ async fn ensure_topic(
     overrides: &[(String, String)],
     topic: &str,
     cs: &crate::config::settings::ClusterSettings,
+    tasks: &Tasks,
 ) -> Result<i32, ClusterError> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap);
@@ -456,11 +470,10 @@ async fn ensure_topic(
     let until = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let (t, a) = (topic.to_string(), admin.clone());
-        let md = tokio::task::spawn_blocking(move || {
-            a.inner().fetch_metadata(Some(&t), Duration::from_secs(10))
-        })
-        .await
-        .map_err(|e| ClusterError::Config(e.to_string()))??;
+        let md = tasks
+            .spawn_blocking(move || a.inner().fetch_metadata(Some(&t), Duration::from_secs(10)))
+            .await
+            .map_err(|e| ClusterError::Config(e.to_string()))??;
         let n = md
             .topics()
             .iter()

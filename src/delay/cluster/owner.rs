@@ -13,11 +13,15 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use scheduler::{FireMessage, JournalEntry, JournalStore, Outcome, Sink};
+use scheduler::{FireMessage, JournalEntry, JournalStore, Outcome, Sink, TaskScope};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::journal::Entry;
 use super::{Cluster, ClusterError, Owned};
 use crate::delay::sink::{outcome, WriterSink};
+use crate::lifecycle::Tasks;
 use crate::proto::Code;
 
 /// How long a revoked partition may take to stop firing before the rebalance goes on.
@@ -58,10 +62,12 @@ impl ConsumerContext for GroupContext {
         for o in &gone {
             cluster.stats.lost.fetch_add(1, Ordering::Relaxed);
             tracing::info!(partition = o.partition, "delay cluster: partition revoked");
+            // The fence, for all of them at once.
+            o.lost.cancel();
         }
         self.rt.block_on(async {
             for o in gone {
-                stop_partition(&o, STOP_BOUND).await;
+                release(&o, STOP_BOUND).await;
             }
         });
     }
@@ -75,7 +81,7 @@ impl ConsumerContext for GroupContext {
         if let Err(e) = c.pause(tpl) {
             tracing::warn!(error = %e, "delay cluster: cannot pause assigned partitions");
         }
-        if cluster.stopping.load(Ordering::Acquire) {
+        if cluster.stop.is_cancelled() {
             return;
         }
         let mut owned = cluster.owned.lock().unwrap_or_else(|e| e.into_inner());
@@ -87,28 +93,41 @@ impl ConsumerContext for GroupContext {
                 partition: p,
                 epoch: Default::default(),
                 active: AtomicBool::new(false),
-                lost: AtomicBool::new(false),
-                lost_notify: tokio::sync::Notify::new(),
+                lost: cluster.stop.child_token(),
+                tasks: TaskTracker::new(),
                 engine: std::sync::Mutex::new(None),
                 since: Instant::now(),
             });
             owned.insert(p, o.clone());
             cluster.stats.gained.fetch_add(1, Ordering::Relaxed);
             tracing::info!(partition = p, "delay cluster: partition assigned");
-            self.rt.spawn(run_partition(cluster.clone(), o));
+            // The owner task and the scheduler's tasks are the partition's; the process's
+            // tracker holds the partition until all of them ended.
+            let part = o.tasks.clone();
+            let run = part.spawn_on(run_partition(cluster.clone(), o), &self.rt);
+            cluster.tasks.tracker().spawn_on(
+                async move {
+                    let _ = run.await;
+                    part.close();
+                    part.wait().await;
+                },
+                &self.rt,
+            );
         }
     }
 }
 
-/// The ownership consumer and the thread that polls it.
+/// The ownership consumer and the blocking task that polls it.
 pub struct Membership {
     consumer: Arc<BaseConsumer<GroupContext>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Ends the poll loop (a child of [`Cluster::stop`]).
+    stop: CancellationToken,
+    poll: Option<JoinHandle<()>>,
 }
 
 impl Membership {
-    /// Joins the group and starts polling on a dedicated thread (callbacks may block there).
+    /// Joins the group and starts polling on a blocking task of the process (callbacks may
+    /// block there).
     pub fn start(
         cluster: Arc<Cluster>,
         rt: tokio::runtime::Handle,
@@ -135,23 +154,21 @@ impl Membership {
         };
         let consumer: Arc<BaseConsumer<GroupContext>> = Arc::new(c.create_with_context(ctx)?);
         consumer.subscribe(&[cluster.topic.as_str()])?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = cluster.stop.child_token();
         let (c2, s2) = (consumer.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name("delay-owner".into())
-            .spawn(move || {
-                while !s2.load(Ordering::Acquire) {
-                    // Serves heartbeats' rebalance events; paused partitions deliver nothing.
-                    if let Some(Err(e)) = c2.poll(Duration::from_millis(100)) {
-                        tracing::debug!(error = %e, "delay cluster: group poll");
-                    }
+        // A blocking poll with a short timeout: the token is checked between polls.
+        let poll = cluster.tasks.spawn_blocking(move || {
+            while !s2.is_cancelled() {
+                // Serves heartbeats' rebalance events; paused partitions deliver nothing.
+                if let Some(Err(e)) = c2.poll(Duration::from_millis(100)) {
+                    tracing::debug!(error = %e, "delay cluster: group poll");
                 }
-            })
-            .map_err(|e| ClusterError::Config(format!("cannot start the owner thread: {e}")))?;
+            }
+        });
         Ok(Membership {
             consumer,
             stop,
-            thread: Some(thread),
+            poll: Some(poll),
         })
     }
 
@@ -176,17 +193,22 @@ impl Membership {
             .collect()
     }
 
-    /// Leaves the group: the revoke callback stops every owned partition.
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    /// Leaves the group: the revoke callback stops every owned partition. The consumer is
+    /// closed on a blocking task (closing may run a rebalance callback, which blocks).
+    pub async fn leave(mut self, tasks: &Tasks) {
+        self.stop.cancel();
+        if let Some(poll) = self.poll.take() {
+            let _ = poll.await;
         }
-        self.consumer.unsubscribe();
-        // Serve the revoke callback of the unsubscribe before the consumer is closed.
-        for _ in 0..10 {
-            let _ = self.consumer.poll(Duration::from_millis(50));
-        }
+        let _ = tasks
+            .spawn_blocking(move || {
+                self.consumer.unsubscribe();
+                // Serve the revoke callback of the unsubscribe before the consumer is closed.
+                for _ in 0..10 {
+                    let _ = self.consumer.poll(Duration::from_millis(50));
+                }
+            })
+            .await;
     }
 }
 
@@ -194,31 +216,47 @@ impl Cluster {
     /// The group's members and their partitions (for status forwarding).
     pub async fn members(self: &Arc<Self>) -> Vec<(String, Vec<i32>)> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let m = me.membership.lock().unwrap_or_else(|e| e.into_inner());
-            m.as_ref()
-                .map(|m| m.members(&me.group, &me.topic))
-                .unwrap_or_default()
-        })
-        .await
-        .unwrap_or_default()
+        self.tasks
+            .spawn_blocking(move || {
+                let m = me.membership.lock().unwrap_or_else(|e| e.into_inner());
+                m.as_ref()
+                    .map(|m| m.members(&me.group, &me.topic))
+                    .unwrap_or_default()
+            })
+            .await
+            .unwrap_or_default()
     }
 }
 
 /// Stops firing partition `o` at once and shuts its scheduler down (bounded).
 pub async fn stop_partition(o: &Owned, bound: Duration) {
-    o.lost.store(true, Ordering::Release);
+    o.lost.cancel();
     o.active.store(false, Ordering::Release);
-    o.lost_notify.notify_waiters();
     let engine = o.engine.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(e) = engine {
         e.shutdown(bound).await;
     }
 }
 
+/// Stops partition `o` and waits for its tasks (its owner task and its scheduler's) to end;
+/// `bound` for both together.
+pub async fn release(o: &Owned, bound: Duration) {
+    let until = tokio::time::Instant::now() + bound;
+    stop_partition(o, bound).await;
+    o.tasks.close();
+    let ended = tokio::time::timeout_at(until, o.tasks.wait()).await.is_ok();
+    if !ended && !bound.is_zero() {
+        tracing::warn!(
+            partition = o.partition,
+            running = o.tasks.len(),
+            "delay cluster: partition tasks still running after the stop bound"
+        );
+    }
+}
+
 /// Owns partition `o` until it is lost; a failure restarts from the stored offset.
 async fn run_partition(cluster: Arc<Cluster>, o: Arc<Owned>) {
-    while !o.lost.load(Ordering::Acquire) {
+    while !o.lost.is_cancelled() {
         match own(&cluster, &o).await {
             Ok(()) => break,
             Err(e) => {
@@ -228,22 +266,14 @@ async fn run_partition(cluster: Arc<Cluster>, o: Arc<Owned>) {
                 if let Some(e) = engine {
                     e.shutdown(STOP_BOUND).await;
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = o.lost.cancelled() => {}
+                }
             }
         }
     }
     stop_partition(&o, STOP_BOUND).await;
-}
-
-/// Resolves when `o` is lost (checked before waiting, so a loss is never missed).
-async fn lost(o: &Owned) {
-    loop {
-        let n = o.lost_notify.notified();
-        if o.lost.load(Ordering::Acquire) {
-            return;
-        }
-        n.await;
-    }
 }
 
 /// A partition store last applied longer ago than this is rebuilt from the journal: the
@@ -340,6 +370,7 @@ fn replay_entry(e: Entry) -> Option<JournalEntry> {
 }
 
 async fn apply_replay(
+    tasks: &Tasks,
     store: &JournalStore,
     batch: &mut Vec<(u64, JournalEntry)>,
     catch_up: scheduler::CatchUp,
@@ -349,7 +380,8 @@ async fn apply_replay(
     }
     let entries = std::mem::take(batch);
     let s = store.clone();
-    tokio::task::spawn_blocking(move || s.replay(entries, catch_up))
+    tasks
+        .spawn_blocking(move || s.replay(entries, catch_up))
         .await
         .map_err(|e| ClusterError::Store(e.to_string()))?
         .map_err(|e| ClusterError::Store(e.to_string()))
@@ -384,16 +416,21 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
                 Ok(off) => break off,
                 Err(e) => {
                     tracing::warn!(partition = p, error = %e, "delay cluster: claim failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = o.lost.cancelled() => return Ok(()),
+                    }
                 }
             },
-            _ = lost(o) => return Ok(()),
+            _ = o.lost.cancelled() => return Ok(()),
         }
     };
     o.epoch.store(epoch, Ordering::Release);
     let (cache, engine) = (cfg.cache_bytes, cfg.engine);
     let c2 = cluster.clone();
-    let store = tokio::task::spawn_blocking(move || open_store(&c2, p, cache, engine))
+    let store = cluster
+        .tasks
+        .spawn_blocking(move || open_store(&c2, p, cache, engine))
         .await
         .map_err(|e| ClusterError::Store(e.to_string()))??;
     let from = store
@@ -407,7 +444,7 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
         loop {
             let msg = tokio::select! {
                 m = reader.recv() => m?,
-                _ = lost(o) => return Ok(()),
+                _ = o.lost.cancelled() => return Ok(()),
             };
             let off = msg.offset();
             if off >= epoch {
@@ -432,15 +469,15 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
                 }
             }
             if batch.len() >= APPLY_BATCH || off + 1 >= epoch {
-                apply_replay(&store, &mut batch, catch_up).await?;
+                apply_replay(&cluster.tasks, &store, &mut batch, catch_up).await?;
             }
             if off + 1 >= epoch {
                 break;
             }
         }
-        apply_replay(&store, &mut batch, catch_up).await?;
+        apply_replay(&cluster.tasks, &store, &mut batch, catch_up).await?;
     }
-    if o.lost.load(Ordering::Acquire) {
+    if o.lost.is_cancelled() {
         return Ok(());
     }
     let sink = Arc::new(ClusterSink {
@@ -453,8 +490,17 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
     });
     drop(app);
     let c2 = cluster.clone();
-    let _ = tokio::task::spawn_blocking(move || mark_applied(&c2, p)).await;
-    let engine = scheduler::Scheduler::start(store, cfg, sink)
+    let _ = cluster
+        .tasks
+        .spawn_blocking(move || mark_applied(&c2, p))
+        .await;
+    // The scheduler's tasks are the partition's; a loss stops them, and so does a restart
+    // (which shuts this scheduler down, cancelling its own token only).
+    let scope = TaskScope {
+        tracker: o.tasks.clone(),
+        stop: o.lost.child_token(),
+    };
+    let engine = scheduler::Scheduler::start(store, cfg, sink, scope)
         .await
         .map_err(|e| ClusterError::Store(e.to_string()))?;
     *o.engine.lock().unwrap_or_else(|e| e.into_inner()) = Some(engine.clone());
@@ -487,11 +533,14 @@ async fn live(
         if marked.elapsed() > Duration::from_secs(60) {
             marked = Instant::now();
             let (c, p) = (cluster.clone(), o.partition);
-            let _ = tokio::task::spawn_blocking(move || mark_applied(&c, p)).await;
+            let _ = cluster
+                .tasks
+                .spawn_blocking(move || mark_applied(&c, p))
+                .await;
         }
         let first = tokio::select! {
             m = reader.recv() => m?,
-            _ = lost(o) => return Ok(()),
+            _ = o.lost.cancelled() => return Ok(()),
         };
         let mut msgs = vec![(first.offset(), first.payload().map(<[u8]>::to_vec))];
         while msgs.len() < APPLY_BATCH {
