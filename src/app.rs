@@ -34,10 +34,8 @@ pub struct App {
     pub connections: AtomicUsize,
     /// Process start.
     pub started: Instant,
-    /// The delay scheduler, once opened (single-node mode).
-    pub scheduler: OnceLock<scheduler::Scheduler>,
-    /// Cluster mode for delay messages, when `scheduler.cluster.enabled`.
-    pub cluster: OnceLock<Arc<crate::delay::cluster::Cluster>>,
+    /// The delay service (single-node or cluster mode), once open.
+    pub delay: OnceLock<crate::delay::service::DelayService>,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
     /// Sampling of failure log lines.
@@ -70,8 +68,7 @@ impl App {
             idle: Notify::new(),
             connections: AtomicUsize::new(0),
             started: Instant::now(),
-            scheduler: OnceLock::new(),
-            cluster: OnceLock::new(),
+            delay: OnceLock::new(),
             metrics: crate::metrics::Metrics::default(),
             failures: crate::logging::FailureSampler::default(),
             limiter_retries: AtomicUsize::new(0),

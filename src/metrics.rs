@@ -408,6 +408,10 @@ impl Metrics {
     }
 }
 
+fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
+    sample(out, name, help, "gauge", v)
+}
+
 /// Renders the whole `/metrics` page: the proxy's own families plus gauges read now.
 pub fn render_page(app: &crate::app::App) -> String {
     let mut out = String::with_capacity(16 * 1024);
@@ -418,8 +422,6 @@ pub fn render_page(app: &crate::app::App) -> String {
         env!("PPROXY_GIT_COMMIT")
     );
     app.metrics.render(&mut out);
-    let gauge =
-        |out: &mut String, name: &str, help: &str, v: f64| sample(out, name, help, "gauge", v);
     gauge(
         &mut out,
         "pproxy_inflight_requests",
@@ -451,72 +453,71 @@ pub fn render_page(app: &crate::app::App) -> String {
         "Admitted topics.",
         snap.topics.all().len() as f64,
     );
-    if let Some(c) = app.cluster.get() {
-        cluster_metrics(&mut out, c);
+    if let Some(d) = app.delay.get() {
+        d.render_metrics(&mut out);
     }
-    if let Some(s) = app.scheduler.get() {
+    out
+}
+
+/// Single-node mode: the scheduler's families.
+pub(crate) fn scheduler_metrics(out: &mut String, s: &scheduler::Scheduler) {
+    {
         let st = s.stats();
         let (loaded, inflight) = s.loaded_and_inflight();
         gauge(
-            &mut out,
+            out,
             "pproxy_delay_pending",
             "Pending delay records.",
             st.pending.load(Ordering::Relaxed) as f64,
         );
         gauge(
-            &mut out,
+            out,
             "pproxy_delay_loaded",
             "Delay records in the in-memory wheel.",
             loaded as f64,
         );
         gauge(
-            &mut out,
+            out,
             "pproxy_delay_inflight",
             "Delay fires in flight.",
             inflight as f64,
         );
         gauge(
-            &mut out,
+            out,
             "pproxy_delay_dead_letters",
             "Dead letters kept.",
             s.dead_count() as f64,
         );
         sample(
-            &mut out,
+            out,
             "pproxy_delay_skipped_total",
             "Loop occurrences skipped by catch-up.",
             "counter",
             st.skipped.load(Ordering::Relaxed) as f64,
         );
         let cs = s.commit_stats();
-        let w = cs.fired_through_ms.load(Ordering::Relaxed);
-        let now = chrono::Utc::now().timestamp_millis();
-        let lag = if w > 0 {
-            (now - w).max(0) as f64 / 1000.0
-        } else {
-            0.0
-        };
+        let lag = crate::delay::service::fired_through_lag_ms(s) as f64 / 1000.0;
         gauge(
-            &mut out,
+            out,
             "pproxy_delay_fired_through_lag_seconds",
             "Now minus the fired-through watermark.",
             lag,
         );
         sample(
-            &mut out,
+            out,
             "pproxy_delay_store_errors_total",
             "Delay storage failures.",
             "counter",
             cs.errors.load(Ordering::Relaxed) as f64,
         );
         gauge(
-            &mut out,
+            out,
             "pproxy_delay_store_failed",
             "1 from an I/O error of the delay store until it is reopened (adds and cancels answer 10).",
             f64::from(u8::from(s.store_failed())),
         );
         sample(
-            &mut out,
+            out,
             "pproxy_delay_store_reopens_total",
             "Reopens of the delay store after an I/O error.",
             "counter",
@@ -527,7 +528,7 @@ pub fn render_page(app: &crate::app::App) -> String {
             .map(|b| *b as f64 / 1000.0)
             .collect();
         raw_histogram(
-            &mut out,
+            out,
             "pproxy_delay_fire_lateness_seconds",
             "Hand-off time minus due time.",
             &ms_bounds,
@@ -539,7 +540,7 @@ pub fn render_page(app: &crate::app::App) -> String {
             .map(|b| *b as f64 / 1e6)
             .collect();
         raw_histogram(
-            &mut out,
+            out,
             "pproxy_delay_commit_duration_seconds",
             "Group commit including flush.",
             &us_bounds,
@@ -551,7 +552,7 @@ pub fn render_page(app: &crate::app::App) -> String {
             .map(|b| *b as f64)
             .collect();
         raw_histogram(
-            &mut out,
+            out,
             "pproxy_delay_commit_group_size",
             "Mutations per group commit.",
             &size_bounds,
@@ -559,7 +560,6 @@ pub fn render_page(app: &crate::app::App) -> String {
             cs.group_size_sum.load(Ordering::Relaxed) as f64,
         );
     }
-    out
 }
 
 /// Renders a histogram kept as per-bucket (non-cumulative) counts plus a final +Inf bucket.
@@ -587,7 +587,7 @@ fn raw_histogram(
 }
 
 /// Cluster mode: owned partitions, journal appends and what owners applied.
-fn cluster_metrics(out: &mut String, c: &crate::delay::cluster::Cluster) {
+pub(crate) fn cluster_metrics(out: &mut String, c: &crate::delay::cluster::Cluster) {
     let owned = c.owned.lock().unwrap_or_else(|e| e.into_inner());
     let active = owned.values().filter(|o| o.may_fire()).count();
     let pending: i64 = owned

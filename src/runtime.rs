@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::config::settings::{Mode, Settings};
 use crate::config::snapshot::load_initial;
 use crate::config::ConfigError;
-use crate::delay::sink::WriterSink;
+use crate::delay::service::{DelayService, OpenError};
 use crate::lifecycle::{Group, Tasks};
 use crate::writer::embedded::EmbeddedHandle;
 
@@ -172,41 +172,19 @@ pub async fn serve(
     let backlog = settings.server.listen_backlog;
     let drain_bound = Duration::from_millis(settings.server.shutdown_drain_ms);
     let flush = Duration::from_millis(settings.forwarding.producer_flush_timeout_ms);
-    let delay_dir = settings.data_dir.join("delay");
-    let sched_cfg = settings.scheduler.to_config();
-    let fire_timeout = Duration::from_millis(settings.scheduler.fire_timeout_ms);
     snapshot
         .warm_up(Duration::from_millis(
             settings.forwarding.warm_up_timeout_ms,
         ))
         .await;
-    let cluster = if settings.scheduler.cluster.enabled {
-        let c = crate::delay::cluster::Cluster::connect(&settings, &snapshot, &node, &tasks)
-            .await
-            .map_err(|e| RunError::Fatal(e.to_string()))?;
-        tracing::info!(topic = %c.topic, partitions = c.partitions, group = %c.group, node = %c.node, "delay cluster mode");
-        Some(c)
-    } else {
-        None
-    };
     let app = App::new(settings, node, snapshot, embedded, security);
-    if let Some(c) = &cluster {
-        // Partition stores live under dataDir/delay-cluster; the single-node store stays closed.
-        let _ = app.cluster.set(c.clone());
-    } else {
-        let sink = Arc::new(WriterSink {
-            app: Arc::downgrade(&app),
-            timeout: fire_timeout,
-        });
-        let scope = scheduler::TaskScope {
-            tracker: tasks.tracker(),
-            stop: tasks.phase(),
-        };
-        let sched = scheduler::Scheduler::open_in(&delay_dir, sched_cfg, sink, scope)
-            .await
-            .map_err(|e| RunError::Store(delay_dir.display().to_string(), e.to_string()))?;
-        let _ = app.scheduler.set(sched);
-    }
+    let delay = DelayService::open(&app, &tasks)
+        .await
+        .map_err(|e| match e {
+            OpenError::Store(path, why) => RunError::Store(path, why),
+            OpenError::Cluster(why) => RunError::Fatal(why),
+        })?;
+    let delay = app.delay.get_or_init(|| delay);
 
     if admin_port != 0 {
         let l = crate::admin::bind(admin_addr)
@@ -237,10 +215,9 @@ pub async fn serve(
         phases.connections.clone(),
     ));
     app.listening.store(true, Ordering::Release);
-    if let Some(c) = &cluster {
-        // Joined only once this node can serve forwarded status queries and fire.
-        c.start(&app).map_err(|e| RunError::Fatal(e.to_string()))?;
-    }
+    delay
+        .start(&app)
+        .map_err(|e| RunError::Fatal(e.to_string()))?;
     tasks.spawn_until_shutdown(crate::config::reload::watch(
         app.clone(),
         config_path,
@@ -314,13 +291,10 @@ async fn drain(
         tracing::warn!("second stop request: skipping the rest of the drain");
     }
     let bound = if interrupted { Duration::ZERO } else { flush };
-    // 3. The scheduler hands out no new fires, waits for those in flight and persists.
-    if let Some(s) = app.scheduler.get() {
-        s.shutdown(bound).await;
-    }
-    if let Some(c) = app.cluster.get() {
-        // Leaving the group hands this node's partitions to the others at once.
-        c.shutdown(bound).await;
+    // 3. The scheduler hands out no new fires, waits for those in flight and persists (a
+    //    cluster node leaves the group, handing its partitions over at once).
+    if let Some(d) = app.delay.get() {
+        d.shutdown(bound).await;
     }
     // 4. Producers flush what they were given.
     if !interrupted {

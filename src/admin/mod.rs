@@ -139,20 +139,19 @@ where
     }
     let (status, body) = match (method, path) {
         ("GET", "/delay/dead") => delay_dead(&app, query).await,
-        ("GET", "/delay/cluster") => match app.cluster.get() {
-            Some(c) => (200, c.status_json().to_string()),
-            None => (404, json!({"error": "cluster mode is off"}).to_string()),
+        ("GET", "/delay/cluster") => match delay(&app) {
+            Ok(d) => d.cluster_json(),
+            Err(a) => a,
         },
-        ("GET", p) if p.starts_with("/delay/") && app.cluster.get().is_some() => {
+        ("GET", p) if p.starts_with("/delay/") => {
             let forwarded = head.lines().any(|l| {
                 l.split_once(':').is_some_and(|(k, _)| {
                     k.trim()
                         .eq_ignore_ascii_case(crate::delay::cluster::forward::FORWARDED_HEADER)
                 })
             });
-            clustered_delay_status(&app, &p["/delay/".len()..], forwarded).await
+            delay_status(&app, &p["/delay/".len()..], forwarded).await
         }
-        ("GET", p) if p.starts_with("/delay/") => delay_status(&app, &p["/delay/".len()..]).await,
         ("POST", "/loglevel") => match query_param(query, "filter").map(crate::logging::set_filter)
         {
             Some(Ok(())) => (
@@ -217,12 +216,9 @@ fn not_ready_reasons(app: &App) -> Vec<&'static str> {
     if app.is_draining() {
         r.push("draining");
     }
-    match app.scheduler.get() {
-        None if app.cluster.get().is_some() => {}
+    match app.delay.get() {
         None => r.push("scheduler not open"),
-        // Delay adds and cancels answer 10 until the store is reopened (disk full, read-only).
-        Some(s) if s.store_failed() => r.push("delay store failed"),
-        Some(_) => {}
+        Some(d) => r.extend(d.not_ready()),
     }
     if !app.listening.load(Ordering::Acquire) {
         r.push("thrift port not bound");
@@ -249,22 +245,8 @@ fn status_json(app: &App) -> serde_json::Value {
     if let (Some(o), serde_json::Value::Object(s)) = (v.as_object_mut(), snap.status_json()) {
         o.extend(s);
     }
-    if let Some(sched) = app.scheduler.get() {
-        let (loaded, inflight) = sched.loaded_and_inflight();
-        let w = sched
-            .commit_stats()
-            .fired_through_ms
-            .load(Ordering::Relaxed);
-        let now = chrono::Utc::now().timestamp_millis();
-        v["scheduler"] = json!({
-            "pending": sched.stats().pending.load(Ordering::Relaxed),
-            "loaded": loaded,
-            "inflight": inflight,
-            "dead": sched.dead_count(),
-            "firedThroughLagMs": if w > 0 { (now - w).max(0) } else { 0 },
-            "storeFailed": sched.store_failed(),
-            "storeReopens": sched.store_reopens(),
-        });
+    if let Some(sched) = app.delay.get().and_then(|d| d.status_json()) {
+        v["scheduler"] = sched;
     }
     v
 }
@@ -277,173 +259,38 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// `GET /delay/{id}`: the lifecycle of any add or occurrence id (operations.md §4).
-async fn delay_status(app: &App, raw_id: &str) -> (u16, String) {
-    let Some(sched) = app.scheduler.get() else {
-        return (503, json!({"error": "scheduler not open"}).to_string());
-    };
-    status_of(sched, raw_id).await
+/// The delay service, or the answer when it is not open yet.
+fn delay(app: &App) -> Result<&crate::delay::service::DelayService, (u16, String)> {
+    app.delay
+        .get()
+        .ok_or_else(|| (503, json!({"error": "scheduler not open"}).to_string()))
 }
 
-/// `GET /delay/{id}` in cluster mode: answered by the owner of the id's journal partition,
-/// forwarded there from any other node.
-async fn clustered_delay_status(app: &App, raw_id: &str, forwarded: bool) -> (u16, String) {
-    let Some(cluster) = app.cluster.get() else {
-        return (503, json!({"error": "cluster mode is off"}).to_string());
-    };
-    let canonical = scheduler::DelayId::canonical_of(raw_id);
-    let p = cluster.partition_of_id(&canonical);
-    let with_partition = |(code, body): (u16, String), by: &str| match serde_json::from_str::<
-        serde_json::Value,
-    >(&body)
-    {
-        Ok(mut v) if v.is_object() => {
-            v["journalPartition"] = json!(p);
-            if v.get("servedBy").is_none() {
-                v["servedBy"] = json!(by);
-            }
-            (code, v.to_string())
-        }
-        _ => (code, body),
-    };
-    if let Some(engine) = cluster.owned(p).and_then(|o| o.engine()) {
-        return with_partition(status_of(&engine, raw_id).await, &cluster.node);
-    }
-    if forwarded {
-        // Ownership moved while the query was forwarded: the caller may try again.
-        return (
-            503,
-            json!({"error": "not the owner of this id's partition", "journalPartition": p})
-                .to_string(),
-        );
-    }
-    let owner = cluster
-        .members()
-        .await
-        .into_iter()
-        .find(|(_, parts)| parts.contains(&p))
-        .and_then(|(client_id, _)| crate::delay::cluster::forward::member_address(&client_id));
-    let Some((node, admin)) = owner else {
-        return (
-            503,
-            json!({"error": "no node owns this id's partition now", "journalPartition": p})
-                .to_string(),
-        );
+/// `GET /delay/{id}`: the lifecycle of any add or occurrence id (operations.md §4).
+async fn delay_status(app: &App, raw_id: &str, forwarded: bool) -> (u16, String) {
+    let service = match delay(app) {
+        Ok(d) => d,
+        Err(a) => return a,
     };
     let settings = app.settings.load();
     let token =
         (!settings.server.admin_token.is_empty()).then_some(settings.server.admin_token.as_str());
-    let path = format!("/delay/{raw_id}");
-    match crate::delay::cluster::forward::get(&admin, &path, token).await {
-        Ok(r) => with_partition(r, &node),
-        Err(e) => (
-            503,
-            json!({"error": format!("owner {node} at {admin}: {e}"), "journalPartition": p})
-                .to_string(),
-        ),
-    }
-}
-
-async fn status_of(sched: &scheduler::Scheduler, raw_id: &str) -> (u16, String) {
-    let canonical = scheduler::DelayId::canonical_of(raw_id);
-    let st = match sched.status(canonical.clone()).await {
-        Ok(s) => s,
-        Err(e) => return (500, json!({"error": e.to_string()}).to_string()),
-    };
-    let parsed = scheduler::DelayId::parse(&canonical);
-    let mut v = json!({
-        "id": raw_id,
-        "canonicalId": canonical,
-        "state": st.state,
-        "type": parsed.as_ref().map(|d| d.dtype),
-        "times": parsed.as_ref().map(|d| d.times),
-        "expire": parsed.as_ref().map(|d| d.expire),
-        "interval": parsed.as_ref().map(|d| d.interval),
-    });
-    if let Some(r) = &st.record {
-        v["topic"] = json!(r.topic);
-        v["nextIndex"] = json!(r.next_index);
-        v["nextDueMs"] = json!(r.next_due_ms);
-        v["attempts"] = json!(r.attempts);
-        if !r.owner.is_empty() {
-            v["owner"] = json!(r.owner);
-        }
-        v["nextOccurrenceId"] = json!(r.occurrence_id(r.next_index));
-        if r.kind() != scheduler::Kind::Once {
-            // Occurrences still to fire, bounded by times (expire may end the loop sooner).
-            v["remainingLoops"] = json!((r.id.times - r.next_index as i64).max(0));
-        }
-    }
-    if let Some(d) = &st.done {
-        v["finishedMs"] = json!(d.finished_ms);
-        v["lastIndex"] = json!(d.last_index);
-        v["cancelRequests"] = d
-            .cancels
-            .iter()
-            .map(|(at, r)| json!({"atMs": at, "result": r.name()}))
-            .collect();
-    }
-    if let Some(last) = st.dead.last() {
-        v["lastCode"] = json!(last.code);
-        v["lastMsg"] = json!(last.msg);
-        v["topic"] = json!(last.record.topic);
-    }
-    v["deadLetters"] = st
-        .dead
-        .iter()
-        .map(|d| json!({"k": d.k, "code": d.code, "msg": d.msg, "deadMs": d.dead_ms}))
-        .collect();
-    (200, v.to_string())
+    service.status(raw_id, forwarded, token).await
 }
 
 /// `GET /delay/dead?topic=&limit=`.
 async fn delay_dead(app: &App, query: &str) -> (u16, String) {
-    let scheds = local_schedulers(app);
-    if scheds.is_empty() && app.cluster.get().is_none() {
-        return (503, json!({"error": "scheduler not open"}).to_string());
-    }
+    let service = match delay(app) {
+        Ok(d) => d,
+        Err(a) => return a,
+    };
     let topic = query_param(query, "topic")
         .filter(|t| !t.is_empty())
         .map(str::to_string);
     let limit = query_param(query, "limit")
         .and_then(|l| l.parse().ok())
         .unwrap_or(100);
-    let mut list = Vec::new();
-    let merged = scheds.len() > 1;
-    for sched in scheds {
-        match sched.dead_letters(topic.clone(), limit).await {
-            Ok(l) => list.extend(l),
-            Err(e) => return (500, json!({"error": e.to_string()}).to_string()),
-        }
-    }
-    if merged {
-        // Several partitions in cluster mode: the oldest first, at most `limit` in all.
-        list.sort_by_key(|d| d.dead_ms);
-        list.truncate(limit);
-    }
-    let items: Vec<_> = list
-        .iter()
-        .map(|d| {
-            json!({"id": d.id, "k": d.k, "topic": d.record.topic, "key": d.record.occurrence_id(d.k),
-                   "code": d.code, "msg": d.msg, "deadMs": d.dead_ms})
-        })
-        .collect();
-    (200, json!(items).to_string())
-}
-
-/// The schedulers of this node: the single-node one, or those of its owned partitions.
-fn local_schedulers(app: &App) -> Vec<scheduler::Scheduler> {
-    if let Some(s) = app.scheduler.get() {
-        return vec![s.clone()];
-    }
-    app.cluster.get().map_or_else(Vec::new, |c| {
-        c.owned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .filter_map(|o| o.engine())
-            .collect()
-    })
+    service.dead_letters(topic, limit).await
 }
 
 /// `POST /delay/dead/{id}/{k}/redrive|purge`.
@@ -458,38 +305,8 @@ async fn delay_dead_action(app: &App, rest: &str) -> (u16, String) {
     let Ok(k) = k.parse::<u64>() else {
         return (400, json!({"error": "k must be a number"}).to_string());
     };
-    let (id, k) = (id.to_string(), k);
-    let sched = match (app.scheduler.get(), app.cluster.get()) {
-        (Some(s), _) => s.clone(),
-        (None, Some(c)) => {
-            let p = c.partition_of_id(&scheduler::DelayId::canonical_of(&id));
-            match c.owned(p).and_then(|o| o.engine()) {
-                Some(e) => e,
-                None => {
-                    return (
-                        503,
-                        json!({"error": "this node does not own the id's journal partition", "journalPartition": p})
-                            .to_string(),
-                    )
-                }
-            }
-        }
-        (None, None) => return (503, json!({"error": "scheduler not open"}).to_string()),
-    };
-    match *action {
-        "redrive" => match sched.redrive(id, k).await {
-            Ok(Some(out)) => {
-                let (code, msg) = crate::delay::sink::code_and_msg(&out);
-                (200, json!({"code": code, "msg": msg}).to_string())
-            }
-            Ok(None) => (404, json!({"error": "no such dead letter"}).to_string()),
-            Err(e) => (500, json!({"error": e.to_string()}).to_string()),
-        },
-        "purge" => match sched.purge(id, k).await {
-            Ok(true) => (200, json!({"purged": true}).to_string()),
-            Ok(false) => (404, json!({"error": "no such dead letter"}).to_string()),
-            Err(e) => (500, json!({"error": e.to_string()}).to_string()),
-        },
-        _ => (404, json!({"error": "unknown action"}).to_string()),
+    match delay(app) {
+        Ok(service) => service.dead_action(id.to_string(), k, action).await,
+        Err(a) => a,
     }
 }

@@ -2,7 +2,9 @@
 
 pub mod cluster;
 pub mod id;
+pub mod service;
 pub mod sink;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -180,19 +182,20 @@ pub async fn handle(
     {
         return (code, echo);
     }
-    if let Some(cluster) = app.cluster.get() {
-        return handle_clustered(
-            cluster,
-            m,
-            echo,
-            now_ms,
-            principal,
-            snap.proxy.carrera.inner_topic_num,
-        )
-        .await;
-    }
-    let Some(sched) = app.scheduler.get() else {
-        return (Code::Failed, echo);
+    let sched = match app.delay.get() {
+        Some(service::DelayService::Single(s)) => s,
+        Some(service::DelayService::Cluster(cluster)) => {
+            return handle_clustered(
+                cluster,
+                m,
+                echo,
+                now_ms,
+                principal,
+                snap.proxy.carrera.inner_topic_num,
+            )
+            .await
+        }
+        None => return (Code::Failed, echo),
     };
     if m.action == 1 {
         let num = snap.proxy.carrera.inner_topic_num;

@@ -1,0 +1,280 @@
+//! The one front door of delay messages: add and cancel (through `delay::handle`), status, dead
+//! letters, re-drive, purge, readiness, figures and shutdown. Single-node and cluster mode
+//! differ behind it and nowhere else: callers hold a `DelayService` and never ask which mode runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::cluster::Cluster;
+use super::sink::WriterSink;
+use crate::app::App;
+use crate::lifecycle::Tasks;
+
+/// An admin answer: HTTP status and JSON body.
+pub type Answer = (u16, String);
+
+fn error(status: u16, v: serde_json::Value) -> Answer {
+    (status, v.to_string())
+}
+
+/// Why the delay service could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The single-node store (`path`, reason): locked by another process, unreadable, written by
+    /// a removed engine.
+    #[error("delay store {0}: {1}")]
+    Store(String, String),
+    /// Cluster mode could not reach or create its journal.
+    #[error("delay cluster: {0}")]
+    Cluster(String),
+}
+
+/// Where this node's delay messages live.
+pub enum DelayService {
+    /// One scheduler over `<dataDir>/delay`.
+    Single(scheduler::Scheduler),
+    /// Journaled on Kafka; each journal partition fired by the node that owns it.
+    Cluster(Arc<Cluster>),
+}
+
+impl DelayService {
+    /// Opens what `scheduler.cluster.enabled` asks for: the cluster journal (partition stores
+    /// under `<dataDir>/delay-cluster`, owned once `start` joins the group; the single-node store
+    /// stays closed), or one scheduler over `<dataDir>/delay`, firing through the proxy's writer.
+    /// Their tasks are tasks of `tasks`.
+    pub async fn open(app: &Arc<App>, tasks: &Tasks) -> Result<DelayService, OpenError> {
+        let settings = app.settings.load_full();
+        if settings.scheduler.cluster.enabled {
+            let snap = app.config.load_full();
+            let c = Cluster::connect(&settings, &snap, &app.node, tasks)
+                .await
+                .map_err(|e| OpenError::Cluster(e.to_string()))?;
+            tracing::info!(topic = %c.topic, partitions = c.partitions, group = %c.group, node = %c.node, "delay cluster mode");
+            return Ok(DelayService::Cluster(c));
+        }
+        let dir = settings.data_dir.join("delay");
+        let sink = Arc::new(WriterSink {
+            app: Arc::downgrade(app),
+            timeout: Duration::from_millis(settings.scheduler.fire_timeout_ms),
+        });
+        let scope = scheduler::TaskScope {
+            tracker: tasks.tracker(),
+            stop: tasks.phase(),
+        };
+        scheduler::Scheduler::open_in(&dir, settings.scheduler.to_config(), sink, scope)
+            .await
+            .map(DelayService::Single)
+            .map_err(|e| OpenError::Store(dir.display().to_string(), e.to_string()))
+    }
+
+    /// Starts what must wait until the node serves: a cluster node joins the group only once it
+    /// can answer forwarded status queries and fire.
+    pub fn start(&self, app: &Arc<App>) -> Result<(), OpenError> {
+        match self {
+            DelayService::Single(_) => Ok(()),
+            DelayService::Cluster(c) => c.start(app).map_err(|e| OpenError::Cluster(e.to_string())),
+        }
+    }
+
+    /// Why the service cannot take adds and cancels now, if it cannot (`/ready`).
+    pub fn not_ready(&self) -> Option<&'static str> {
+        match self {
+            // Adds and cancels answer 10 until the store is reopened (disk full, read-only).
+            DelayService::Single(s) if s.store_failed() => Some("delay store failed"),
+            _ => None,
+        }
+    }
+
+    /// The `scheduler` part of `/status`, where this node has one scheduler.
+    pub fn status_json(&self) -> Option<serde_json::Value> {
+        let DelayService::Single(sched) = self else {
+            return None;
+        };
+        let (loaded, inflight) = sched.loaded_and_inflight();
+        Some(json!({
+            "pending": sched.stats().pending.load(std::sync::atomic::Ordering::Relaxed),
+            "loaded": loaded,
+            "inflight": inflight,
+            "dead": sched.dead_count(),
+            "firedThroughLagMs": fired_through_lag_ms(sched),
+            "storeFailed": sched.store_failed(),
+            "storeReopens": sched.store_reopens(),
+        }))
+    }
+
+    /// `GET /delay/cluster`: partitions, owners and journal figures.
+    pub fn cluster_json(&self) -> Answer {
+        match self {
+            DelayService::Cluster(c) => (200, c.status_json().to_string()),
+            DelayService::Single(_) => error(404, json!({"error": "cluster mode is off"})),
+        }
+    }
+
+    /// `GET /delay/{id}`: the lifecycle of any add or occurrence id. In cluster mode it is
+    /// answered by the owner of the id's journal partition, asked over its admin port (with
+    /// `admin_token`) unless this query was itself `forwarded` from another node.
+    pub async fn status(&self, raw_id: &str, forwarded: bool, admin_token: Option<&str>) -> Answer {
+        match self {
+            DelayService::Single(s) => super::status::of(s, raw_id).await,
+            DelayService::Cluster(c) => clustered_status(c, raw_id, forwarded, admin_token).await,
+        }
+    }
+
+    /// The schedulers of this node: the single-node one, or those of its owned partitions.
+    pub fn local_schedulers(&self) -> Vec<scheduler::Scheduler> {
+        match self {
+            DelayService::Single(s) => vec![s.clone()],
+            DelayService::Cluster(c) => c
+                .owned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .filter_map(|o| o.engine())
+                .collect(),
+        }
+    }
+
+    /// `GET /delay/dead`: dead letters of this node, the oldest first, at most `limit`.
+    pub async fn dead_letters(&self, topic: Option<String>, limit: usize) -> Answer {
+        let scheds = self.local_schedulers();
+        let merged = scheds.len() > 1;
+        let mut list = Vec::new();
+        for sched in scheds {
+            match sched.dead_letters(topic.clone(), limit).await {
+                Ok(l) => list.extend(l),
+                Err(e) => return error(500, json!({"error": e.to_string()})),
+            }
+        }
+        if merged {
+            // Several partitions in cluster mode: the oldest first, at most `limit` in all.
+            list.sort_by_key(|d| d.dead_ms);
+            list.truncate(limit);
+        }
+        let items: Vec<_> = list
+            .iter()
+            .map(|d| {
+                json!({"id": d.id, "k": d.k, "topic": d.record.topic, "key": d.record.occurrence_id(d.k),
+                       "code": d.code, "msg": d.msg, "deadMs": d.dead_ms})
+            })
+            .collect();
+        (200, json!(items).to_string())
+    }
+
+    /// `POST /delay/dead/{id}/{k}/redrive|purge` on the scheduler that holds `id`.
+    pub async fn dead_action(&self, id: String, k: u64, action: &str) -> Answer {
+        let sched = match self {
+            DelayService::Single(s) => s.clone(),
+            DelayService::Cluster(c) => {
+                let p = c.partition_of_id(&scheduler::DelayId::canonical_of(&id));
+                match c.owned(p).and_then(|o| o.engine()) {
+                    Some(e) => e,
+                    None => {
+                        return error(
+                            503,
+                            json!({"error": "this node does not own the id's journal partition", "journalPartition": p}),
+                        )
+                    }
+                }
+            }
+        };
+        match action {
+            "redrive" => match sched.redrive(id, k).await {
+                Ok(Some(out)) => {
+                    let (code, msg) = super::sink::code_and_msg(&out);
+                    (200, json!({"code": code, "msg": msg}).to_string())
+                }
+                Ok(None) => error(404, json!({"error": "no such dead letter"})),
+                Err(e) => error(500, json!({"error": e.to_string()})),
+            },
+            "purge" => match sched.purge(id, k).await {
+                Ok(true) => (200, json!({"purged": true}).to_string()),
+                Ok(false) => error(404, json!({"error": "no such dead letter"})),
+                Err(e) => error(500, json!({"error": e.to_string()})),
+            },
+            _ => error(404, json!({"error": "unknown action"})),
+        }
+    }
+
+    /// The delay families of `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        match self {
+            DelayService::Single(s) => crate::metrics::scheduler_metrics(out, s),
+            DelayService::Cluster(c) => crate::metrics::cluster_metrics(out, c),
+        }
+    }
+
+    /// Step 3 of the drain: no new fires; those in flight finish within `bound`; the store
+    /// persists. A cluster node also leaves the group, handing its partitions over at once.
+    pub async fn shutdown(&self, bound: Duration) {
+        match self {
+            DelayService::Single(s) => s.shutdown(bound).await,
+            DelayService::Cluster(c) => c.shutdown(bound).await,
+        }
+    }
+}
+
+/// Now minus the fired-through watermark, ms (0 before the first fire).
+pub fn fired_through_lag_ms(sched: &scheduler::Scheduler) -> i64 {
+    let w = sched
+        .commit_stats()
+        .fired_through_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if w > 0 {
+        (chrono::Utc::now().timestamp_millis() - w).max(0)
+    } else {
+        0
+    }
+}
+
+async fn clustered_status(
+    cluster: &Arc<Cluster>,
+    raw_id: &str,
+    forwarded: bool,
+    admin_token: Option<&str>,
+) -> Answer {
+    let canonical = scheduler::DelayId::canonical_of(raw_id);
+    let p = cluster.partition_of_id(&canonical);
+    let with_partition =
+        |(code, body): Answer, by: &str| match serde_json::from_str::<serde_json::Value>(&body) {
+            Ok(mut v) if v.is_object() => {
+                v["journalPartition"] = json!(p);
+                if v.get("servedBy").is_none() {
+                    v["servedBy"] = json!(by);
+                }
+                (code, v.to_string())
+            }
+            _ => (code, body),
+        };
+    if let Some(engine) = cluster.owned(p).and_then(|o| o.engine()) {
+        return with_partition(super::status::of(&engine, raw_id).await, &cluster.node);
+    }
+    if forwarded {
+        // Ownership moved while the query was forwarded: the caller may try again.
+        return error(
+            503,
+            json!({"error": "not the owner of this id's partition", "journalPartition": p}),
+        );
+    }
+    let owner = cluster
+        .members()
+        .await
+        .into_iter()
+        .find(|(_, parts)| parts.contains(&p))
+        .and_then(|(client_id, _)| super::cluster::forward::member_address(&client_id));
+    let Some((node, admin)) = owner else {
+        return error(
+            503,
+            json!({"error": "no node owns this id's partition now", "journalPartition": p}),
+        );
+    };
+    let path = format!("/delay/{raw_id}");
+    match super::cluster::forward::get(&admin, &path, admin_token).await {
+        Ok(r) => with_partition(r, &node),
+        Err(e) => error(
+            503,
+            json!({"error": format!("owner {node} at {admin}: {e}"), "journalPartition": p}),
+        ),
+    }
+}
