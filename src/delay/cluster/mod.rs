@@ -6,6 +6,7 @@
 pub mod forward;
 pub mod journal;
 pub mod owner;
+pub mod partition;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -360,7 +361,7 @@ impl Cluster {
             .map(|(_, o)| o)
             .collect();
         for o in left {
-            owner::release(&o, bound).await;
+            partition::release(&o, bound).await;
         }
         let _ = self.producer.flush(bound);
     }
