@@ -480,14 +480,17 @@ mod tests {
 
     /// A second stop request during the drain makes `serve` return `Interrupted` (exit 1)
     /// instead of ending the process, with the store closed: the acknowledged add is still
-    /// pending when the next server opens the same directory.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    /// pending when the next server opens the same directory. One runtime thread and two
+    /// `try_send`s with no await between them: both requests are queued before the server
+    /// sees the first, so the drain always meets the second (with two threads it could finish
+    /// before the second arrived on a loaded machine).
+    #[tokio::test(flavor = "current_thread")]
     async fn a_second_stop_returns_interrupted_and_keeps_the_store() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut r = start(dir.path()).await;
         let id = add_delay(&mut r.client).await;
-        r.stop.send(()).await.expect("first stop");
-        r.stop.send(()).await.expect("second stop");
+        r.stop.try_send(()).expect("first stop");
+        r.stop.try_send(()).expect("second stop");
         let (result, tasks) = stopped(r).await;
         assert!(
             matches!(result, Err(RunError::Interrupted)),
