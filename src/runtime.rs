@@ -290,11 +290,12 @@ async fn drain(
     if interrupted {
         tracing::warn!("second stop request: skipping the rest of the drain");
     }
-    let bound = if interrupted { Duration::ZERO } else { flush };
+    // Once interrupted, no phase waits any more.
+    let wait = |bound: Duration| if interrupted { Duration::ZERO } else { bound };
     // 3. The scheduler hands out no new fires, waits for those in flight and persists (a
     //    cluster node leaves the group, handing its partitions over at once).
     if let Some(d) = app.delay.get() {
-        d.shutdown(bound).await;
+        d.shutdown(wait(flush)).await;
     }
     // 4. Producers flush what they were given.
     if !interrupted {
@@ -305,21 +306,11 @@ async fn drain(
     }
     // 5. Connections close, after lingering for requests already on the wire.
     phases.connections.cancel();
-    let linger = if interrupted {
-        Duration::ZERO
-    } else {
-        CONNECTION_LINGER_BOUND
-    };
-    if !phases.conns.join(linger).await && !interrupted {
+    if !phases.conns.join(wait(CONNECTION_LINGER_BOUND)).await && !interrupted {
         tracing::warn!("connections still open after their linger");
     }
     // 6. Everything else (admin server, watchers) ends; nothing outlives `serve`.
-    let last = if interrupted {
-        Duration::ZERO
-    } else {
-        LAST_TASKS_BOUND
-    };
-    if !tasks.shutdown(last).await && !interrupted {
+    if !tasks.shutdown(wait(LAST_TASKS_BOUND)).await && !interrupted {
         tracing::warn!(running = tasks.running(), "tasks still running at exit");
     }
     if interrupted {

@@ -123,7 +123,7 @@ impl DelayService {
     }
 
     /// The schedulers of this node: the single-node one, or those of its owned partitions.
-    pub fn local_schedulers(&self) -> Vec<scheduler::Scheduler> {
+    fn local_schedulers(&self) -> Vec<scheduler::Scheduler> {
         match self {
             DelayService::Single(s) => vec![s.clone()],
             DelayService::Cluster(c) => c
