@@ -3,13 +3,13 @@
 #![recursion_limit = "256"]
 
 pub mod admin;
-pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod delay;
 pub mod forward;
 pub mod lifecycle;
+pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

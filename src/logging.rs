@@ -17,7 +17,7 @@ use crate::config::settings::LoggingSettings;
 /// Target of access-log events.
 pub const ACCESS_TARGET: &str = "access";
 /// Target of configuration events (also written to `config.log`).
-pub const CONFIG_TARGET: &str = "pproxy::config";
+pub use crate::config::LOG_TARGET as CONFIG_TARGET;
 
 /// An append-only file that rotates when the UTC hour changes or it reaches its size bound.
 pub struct RotatingFile {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Latency buckets in seconds (0.5 ms … 10 s).
@@ -241,6 +241,8 @@ pub struct Metrics {
     pub tls_connections: Counter2,
     /// `pproxy_admin_denied_total{reason}`.
     pub admin_denied: Counter1,
+    /// `pproxy_zk_connected`: the ZooKeeper session is connected (ZooKeeper mode).
+    pub zk_connected: AtomicBool,
 }
 
 impl Default for Metrics {
@@ -269,6 +271,7 @@ impl Default for Metrics {
             acl_denied: Family::new(&["method", "principal", "reason"], || AtomicU64::new(0)),
             tls_connections: Family::new(&["port", "result"], || AtomicU64::new(0)),
             admin_denied: Family::new(&["reason"], || AtomicU64::new(0)),
+            zk_connected: AtomicBool::new(false),
         }
     }
 }
@@ -405,165 +408,22 @@ impl Metrics {
             "Admin requests refused (403/401).",
             "counter",
         );
+        gauge(
+            out,
+            "pproxy_zk_connected",
+            "1 when the ZooKeeper session is connected.",
+            f64::from(u8::from(self.zk_connected.load(Ordering::Relaxed))),
+        );
     }
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
+/// Renders one gauge sample.
+pub fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
     sample(out, name, help, "gauge", v)
 }
 
-/// Renders the whole `/metrics` page: the proxy's own families plus gauges read now.
-pub fn render_page(app: &crate::app::App) -> String {
-    let mut out = String::with_capacity(16 * 1024);
-    let _ = writeln!(
-        out,
-        "# HELP pproxy_build_info Build information.\n# TYPE pproxy_build_info gauge\npproxy_build_info{{version=\"{}\",commit=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION"),
-        env!("PPROXY_GIT_COMMIT")
-    );
-    app.metrics.render(&mut out);
-    gauge(
-        &mut out,
-        "pproxy_inflight_requests",
-        "Requests in progress.",
-        app.inflight.load(Ordering::Relaxed) as f64,
-    );
-    gauge(
-        &mut out,
-        "pproxy_connections",
-        "Open Thrift connections.",
-        app.connections.load(Ordering::Relaxed) as f64,
-    );
-    let snap = app.config.load();
-    gauge(
-        &mut out,
-        "pproxy_config_generation",
-        "Current configuration generation.",
-        snap.generation as f64,
-    );
-    gauge(
-        &mut out,
-        "pproxy_zk_connected",
-        "1 when the ZooKeeper session is connected.",
-        0.0,
-    );
-    gauge(
-        &mut out,
-        "pproxy_topics_admitted",
-        "Admitted topics.",
-        snap.topics.all().len() as f64,
-    );
-    if let Some(d) = app.delay.get() {
-        d.render_metrics(&mut out);
-    }
-    out
-}
-
-/// Single-node mode: the scheduler's families.
-pub(crate) fn scheduler_metrics(out: &mut String, s: &scheduler::Scheduler) {
-    {
-        let st = s.stats();
-        let (loaded, inflight) = s.loaded_and_inflight();
-        gauge(
-            out,
-            "pproxy_delay_pending",
-            "Pending delay records.",
-            st.pending.load(Ordering::Relaxed) as f64,
-        );
-        gauge(
-            out,
-            "pproxy_delay_loaded",
-            "Delay records in the in-memory wheel.",
-            loaded as f64,
-        );
-        gauge(
-            out,
-            "pproxy_delay_inflight",
-            "Delay fires in flight.",
-            inflight as f64,
-        );
-        gauge(
-            out,
-            "pproxy_delay_dead_letters",
-            "Dead letters kept.",
-            s.dead_count() as f64,
-        );
-        sample(
-            out,
-            "pproxy_delay_skipped_total",
-            "Loop occurrences skipped by catch-up.",
-            "counter",
-            st.skipped.load(Ordering::Relaxed) as f64,
-        );
-        let cs = s.commit_stats();
-        let lag = crate::delay::service::fired_through_lag_ms(s) as f64 / 1000.0;
-        gauge(
-            out,
-            "pproxy_delay_fired_through_lag_seconds",
-            "Now minus the fired-through watermark.",
-            lag,
-        );
-        sample(
-            out,
-            "pproxy_delay_store_errors_total",
-            "Delay storage failures.",
-            "counter",
-            cs.errors.load(Ordering::Relaxed) as f64,
-        );
-        gauge(
-            out,
-            "pproxy_delay_store_failed",
-            "1 from an I/O error of the delay store until it is reopened (adds and cancels answer 10).",
-            f64::from(u8::from(s.store_failed())),
-        );
-        sample(
-            out,
-            "pproxy_delay_store_reopens_total",
-            "Reopens of the delay store after an I/O error.",
-            "counter",
-            s.store_reopens() as f64,
-        );
-        let ms_bounds: Vec<f64> = scheduler::LATENESS_BUCKETS_MS
-            .iter()
-            .map(|b| *b as f64 / 1000.0)
-            .collect();
-        raw_histogram(
-            out,
-            "pproxy_delay_fire_lateness_seconds",
-            "Hand-off time minus due time.",
-            &ms_bounds,
-            &st.lateness,
-            st.lateness_sum_ms.load(Ordering::Relaxed) as f64 / 1000.0,
-        );
-        let us_bounds: Vec<f64> = scheduler::GROUP_US_BUCKETS
-            .iter()
-            .map(|b| *b as f64 / 1e6)
-            .collect();
-        raw_histogram(
-            out,
-            "pproxy_delay_commit_duration_seconds",
-            "Group commit including flush.",
-            &us_bounds,
-            &cs.group_us_hist,
-            cs.group_us_sum.load(Ordering::Relaxed) as f64 / 1e6,
-        );
-        let size_bounds: Vec<f64> = scheduler::GROUP_SIZE_BUCKETS
-            .iter()
-            .map(|b| *b as f64)
-            .collect();
-        raw_histogram(
-            out,
-            "pproxy_delay_commit_group_size",
-            "Mutations per group commit.",
-            &size_bounds,
-            &cs.group_size_hist,
-            cs.group_size_sum.load(Ordering::Relaxed) as f64,
-        );
-    }
-}
-
 /// Renders a histogram kept as per-bucket (non-cumulative) counts plus a final +Inf bucket.
-fn raw_histogram(
+pub fn raw_histogram(
     out: &mut String,
     name: &str,
     help: &str,
@@ -584,74 +444,6 @@ fn raw_histogram(
         out,
         "{name}_bucket{{le=\"+Inf\"}} {cum}\n{name}_sum {sum}\n{name}_count {cum}"
     );
-}
-
-/// Cluster mode: owned partitions, journal appends and what owners applied.
-pub(crate) fn cluster_metrics(out: &mut String, c: &crate::delay::cluster::Cluster) {
-    let owned = c.owned.lock().unwrap_or_else(|e| e.into_inner());
-    let active = owned.values().filter(|o| o.may_fire()).count();
-    let pending: i64 = owned
-        .values()
-        .filter_map(|o| o.engine())
-        .map(|e| e.stats().pending.load(Ordering::Relaxed))
-        .sum();
-    drop(owned);
-    sample(
-        out,
-        "pproxy_delay_cluster_partitions_owned",
-        "Journal partitions this node owns and fires.",
-        "gauge",
-        active as f64,
-    );
-    sample(
-        out,
-        "pproxy_delay_pending",
-        "Pending delay records (of the partitions this node owns).",
-        "gauge",
-        pending as f64,
-    );
-    let st = &c.stats;
-    out.push_str("# HELP pproxy_delay_cluster_journal_appends_total Journal records acknowledged by the broker.\n# TYPE pproxy_delay_cluster_journal_appends_total counter\n");
-    for (i, kind) in ["add", "cancel", "fired", "claim"].iter().enumerate() {
-        out.push_str(&format!(
-            "pproxy_delay_cluster_journal_appends_total{{kind=\"{kind}\"}} {}\n",
-            st.appends[i].load(Ordering::Relaxed)
-        ));
-    }
-    for (name, help, v) in [
-        (
-            "pproxy_delay_cluster_journal_append_errors_total",
-            "Journal appends that failed.",
-            &st.append_errors,
-        ),
-        (
-            "pproxy_delay_cluster_applied_total",
-            "Journal records applied to owned partitions.",
-            &st.applied,
-        ),
-        (
-            "pproxy_delay_cluster_foreign_fired_total",
-            "Fired markers of an older owner seen after this node's claim.",
-            &st.foreign_fired,
-        ),
-        (
-            "pproxy_delay_cluster_partitions_gained_total",
-            "Partitions assigned to this node.",
-            &st.gained,
-        ),
-        (
-            "pproxy_delay_cluster_partitions_lost_total",
-            "Partitions revoked from this node.",
-            &st.lost,
-        ),
-        (
-            "pproxy_delay_cluster_tombstones_total",
-            "Tombstones appended to the journal for finished ids.",
-            &st.tombstones,
-        ),
-    ] {
-        sample(out, name, help, "counter", v.load(Ordering::Relaxed) as f64);
-    }
 }
 
 #[cfg(test)]

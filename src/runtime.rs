@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -10,12 +9,18 @@ use tokio::sync::mpsc;
 
 use std::sync::Arc;
 
-use crate::app::App;
 use crate::config::settings::{Mode, Settings};
-use crate::config::snapshot::load_initial;
 use crate::config::ConfigError;
 use crate::delay::service::{DelayService, OpenError};
+use crate::forward::snapshot::{load_initial, Build};
+use crate::forward::Forwarder;
 use crate::lifecycle::{Group, Tasks};
+use crate::live::reload::Reloader;
+use crate::live::LiveConfig;
+use crate::logging::FailureSampler;
+use crate::metrics::Metrics;
+use crate::security::Security;
+use crate::server::traffic::Traffic;
 use crate::writer::embedded::EmbeddedHandle;
 
 /// Fatal start-up failures, with the process exit code each maps to.
@@ -135,7 +140,7 @@ pub async fn serve(
 ) -> Result<(), RunError> {
     let node = settings.node_name();
     // Certificates and ACLs are checked before anything starts: a bad file is exit 2.
-    let security = crate::security::Security::new(crate::security::Security::prepare(&settings)?);
+    let security = Arc::new(Security::new(Security::prepare(&settings)?));
     let embedded = if settings.embedded_kafka || settings.mode() == Mode::Embedded {
         let e = EmbeddedHandle::start(
             settings.embedded_kafka_brokers,
@@ -151,11 +156,17 @@ pub async fn serve(
         None
     };
     let (snapshot, zk_docs) = if settings.mode() == Mode::ZooKeeper {
-        let (snap, docs) = crate::config::zk::initial(&settings, &node).await;
+        let (snap, docs) = crate::live::zk::initial(&settings, &node, &tasks).await;
         (snap, Some(docs))
     } else {
         (
-            load_initial(&settings, &node, embedded.as_ref(), None)?,
+            load_initial(&Build {
+                settings: &settings,
+                node: &node,
+                embedded: embedded.as_ref(),
+                previous: None,
+                tasks: &tasks,
+            })?,
             None,
         )
     };
@@ -177,20 +188,35 @@ pub async fn serve(
             settings.forwarding.warm_up_timeout_ms,
         ))
         .await;
-    let app = App::new(settings, node, snapshot, embedded, security);
-    let delay = DelayService::open(&app, &tasks)
-        .await
-        .map_err(|e| match e {
-            OpenError::Store(path, why) => RunError::Store(path, why),
-            OpenError::Cluster(why) => RunError::Fatal(why),
-        })?;
-    let delay = app.delay.get_or_init(|| delay);
+    // Each layer gets what it uses; nothing below the runtime sees the whole.
+    let live = LiveConfig::new(settings, snapshot, node, embedded);
+    let metrics = Arc::new(Metrics::default());
+    let traffic = Traffic::new();
+    let failures = Arc::new(FailureSampler::default());
+    let forwarder = Forwarder::new(metrics.clone());
+    let delay = DelayService::new(
+        live.clone(),
+        forwarder.clone(),
+        metrics.clone(),
+        failures.clone(),
+    );
+    delay.open(&tasks).await.map_err(|e| match e {
+        OpenError::Store(path, why) => RunError::Store(path, why),
+        OpenError::Cluster(why) => RunError::Fatal(why),
+    })?;
 
     if admin_port != 0 {
         let l = crate::admin::bind(admin_addr)
             .await
             .map_err(|e| RunError::Bind(admin_addr.to_string(), e))?;
-        tasks.spawn_until_shutdown(crate::admin::run(app.clone(), l, tasks.clone()));
+        let admin = Arc::new(crate::admin::Admin {
+            live: live.clone(),
+            traffic: traffic.clone(),
+            metrics: metrics.clone(),
+            security: security.clone(),
+            delay: delay.clone(),
+        });
+        tasks.spawn_until_shutdown(crate::admin::run(admin, l, tasks.clone()));
     }
     let listener = crate::server::listener::bind(thrift_addr, backlog)
         .map_err(|e| RunError::Bind(thrift_addr.to_string(), e))?;
@@ -206,32 +232,52 @@ pub async fn serve(
         connections: tasks.phase(),
         conns: Group::new(),
     };
+    let cx = Arc::new(crate::server::Context {
+        live: live.clone(),
+        traffic: traffic.clone(),
+        metrics: metrics.clone(),
+        security: security.clone(),
+        failures,
+        forwarder,
+        delay: delay.clone(),
+    });
     let server = tasks.spawn(crate::server::listener::run(
-        app.clone(),
+        cx,
         listener,
         tasks.clone(),
         phases.conns.clone(),
         phases.accept.clone(),
         phases.connections.clone(),
     ));
-    app.listening.store(true, Ordering::Release);
-    delay
-        .start(&app)
-        .map_err(|e| RunError::Fatal(e.to_string()))?;
-    tasks.spawn_until_shutdown(crate::config::reload::watch(
-        app.clone(),
-        config_path,
-        tasks.clone(),
-    ));
+    traffic.set_listening();
+    delay.start().map_err(|e| RunError::Fatal(e.to_string()))?;
+    let reloader = Reloader {
+        live: live.clone(),
+        security,
+        metrics: metrics.clone(),
+        tasks: tasks.clone(),
+    };
+    tasks.spawn_until_shutdown(reloader.watch(config_path));
     if let Some(docs) = zk_docs {
-        tasks.spawn_until_shutdown(crate::config::zk::watch(app.clone(), docs, tasks.clone()));
+        tasks.spawn_until_shutdown(crate::live::zk::watch(
+            live.clone(),
+            metrics,
+            docs,
+            tasks.clone(),
+        ));
     }
     stops.arm()?;
     tracing::info!(%thrift_addr, admin_port, "serving");
     crate::notify::ready();
 
     stops.next().await;
-    let result = drain(&app, &tasks, phases, server, &mut stops, drain_bound, flush).await;
+    let ends = Ends {
+        live: &live,
+        traffic: &traffic,
+        delay: &delay,
+        tasks: &tasks,
+    };
+    let result = drain(ends, phases, server, &mut stops, drain_bound, flush).await;
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
     }
@@ -239,6 +285,14 @@ pub async fn serve(
         tracing::info!("shutdown complete");
     }
     result
+}
+
+/// What the drain ends, besides the Thrift port's phases.
+struct Ends<'a> {
+    live: &'a LiveConfig,
+    traffic: &'a Traffic,
+    delay: &'a DelayService,
+    tasks: &'a Tasks,
 }
 
 /// The cancellation phases of the Thrift port, ended by `drain` in order.
@@ -261,8 +315,7 @@ const LAST_TASKS_BOUND: Duration = Duration::from_secs(5);
 /// left to wait for (requests in progress, fires in flight, producer flushes) but still closes
 /// the store cleanly, and answers `Interrupted` (exit 1).
 async fn drain(
-    app: &Arc<App>,
-    tasks: &Tasks,
+    ends: Ends<'_>,
     phases: Phases,
     server: tokio::task::JoinHandle<()>,
     stops: &mut Stops,
@@ -272,7 +325,13 @@ async fn drain(
     // 1. /ready answers 503 and new requests 20; the listening socket closes.
     tracing::info!("shutdown: draining");
     crate::notify::stopping();
-    app.draining.store(true, Ordering::Release);
+    let Ends {
+        live,
+        traffic,
+        delay,
+        tasks,
+    } = ends;
+    traffic.start_draining();
     phases.accept.cancel();
     let _ = server.await;
     // 2. Requests in progress finish, within the drain bound.
@@ -280,7 +339,7 @@ async fn drain(
         // A second request already made wins over a drain that is already idle.
         biased;
         _ = stops.next() => true,
-        drained = app.wait_idle(drain_bound) => {
+        drained = traffic.wait_idle(drain_bound) => {
             if !drained {
                 tracing::warn!("drain bound reached with requests in progress");
             }
@@ -294,12 +353,10 @@ async fn drain(
     let wait = |bound: Duration| if interrupted { Duration::ZERO } else { bound };
     // 3. The scheduler hands out no new fires, waits for those in flight and persists (a
     //    cluster node leaves the group, handing its partitions over at once).
-    if let Some(d) = app.delay.get() {
-        d.shutdown(wait(flush)).await;
-    }
+    delay.shutdown(wait(flush)).await;
     // 4. Producers flush what they were given.
     if !interrupted {
-        let snap = app.config.load_full();
+        let snap = live.snapshot_full();
         for w in snap.writers.clusters.values() {
             w.flush(flush).await;
         }

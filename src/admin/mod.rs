@@ -1,8 +1,9 @@
-//! Admin HTTP: `/health`, `/ready`, `/status` (operations.md §4). Minimal HTTP/1.1, one request
-//! per connection.
+//! Admin HTTP: `/health`, `/ready`, `/status`, `/metrics` and the delay endpoints
+//! (operations.md §4). Minimal HTTP/1.1, one request per connection.
+
+mod pages;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,12 +11,30 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::app::App;
+use crate::delay::DelayService;
+use crate::live::LiveConfig;
+use crate::metrics::Metrics;
 use crate::security::tls::HANDSHAKE_RECORD;
+use crate::security::Security;
+use crate::server::traffic::Traffic;
+
+/// What the admin endpoints read and act on.
+pub struct Admin {
+    /// The configuration in force.
+    pub live: Arc<LiveConfig>,
+    /// Connections, requests in progress, draining.
+    pub traffic: Arc<Traffic>,
+    /// The proxy's own metric families.
+    pub metrics: Arc<Metrics>,
+    /// TLS (with `server.adminTls`).
+    pub security: Arc<Security>,
+    /// Delay status, dead letters, re-drive and purge.
+    pub delay: Arc<DelayService>,
+}
 
 /// Serves the admin port until the task is dropped at shutdown; each connection is a task of
 /// `tasks`.
-pub async fn run(app: Arc<App>, listener: TcpListener, tasks: crate::lifecycle::Tasks) {
+pub async fn run(app: Arc<Admin>, listener: TcpListener, tasks: crate::lifecycle::Tasks) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -35,12 +54,12 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// With `server.adminTls`, a TLS client gets TLS; plaintext is served to loopback clients only, so
 /// `control.sh` and the CLI on the host keep working.
-async fn accept_one(app: Arc<App>, stream: TcpStream) -> std::io::Result<()> {
+async fn accept_one(app: Arc<Admin>, stream: TcpStream) -> std::io::Result<()> {
     let loopback = stream
         .peer_addr()
         .map(|a| a.ip().to_canonical().is_loopback())
         .unwrap_or(false);
-    let acceptor = match app.settings.load().server.admin_tls {
+    let acceptor = match app.live.settings().server.admin_tls {
         true => app.security.tls.acceptor(),
         false => None,
     };
@@ -75,13 +94,13 @@ async fn accept_one(app: Arc<App>, stream: TcpStream) -> std::io::Result<()> {
 
 /// Why an admin request is refused before it runs.
 fn refusal(
-    app: &App,
+    app: &Admin,
     method: &str,
     path: &str,
     loopback: bool,
     head: &str,
 ) -> Option<(u16, &'static str)> {
-    let settings = app.settings.load();
+    let settings = app.live.settings();
     let server = &settings.server;
     let mutating = method == "POST";
     if mutating && server.admin_mutations_loopback_only && !loopback {
@@ -112,7 +131,7 @@ fn bearer_matches(head: &str, token: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn handle<S>(app: Arc<App>, mut stream: S, loopback: bool) -> std::io::Result<()>
+async fn handle<S>(app: Arc<Admin>, mut stream: S, loopback: bool) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -138,11 +157,8 @@ where
         return respond(&mut stream, status, "application/json", &body.to_string()).await;
     }
     let (status, body) = match (method, path) {
-        ("GET", "/delay/dead") => delay_dead(&app, query).await,
-        ("GET", "/delay/cluster") => match delay(&app) {
-            Ok(d) => d.cluster_json(),
-            Err(a) => a,
-        },
+        ("GET", "/delay/dead") => pages::delay_dead(&app, query).await,
+        ("GET", "/delay/cluster") => app.delay.cluster_json(),
         ("GET", p) if p.starts_with("/delay/") => {
             let forwarded = head.lines().any(|l| {
                 l.split_once(':').is_some_and(|(k, _)| {
@@ -150,31 +166,32 @@ where
                         .eq_ignore_ascii_case(crate::delay::cluster::forward::FORWARDED_HEADER)
                 })
             });
-            delay_status(&app, &p["/delay/".len()..], forwarded).await
+            pages::delay_status(&app, &p["/delay/".len()..], forwarded).await
         }
-        ("POST", "/loglevel") => match query_param(query, "filter").map(crate::logging::set_filter)
-        {
-            Some(Ok(())) => (
-                200,
-                json!({"filter": query_param(query, "filter")}).to_string(),
-            ),
-            Some(Err(e)) => (400, json!({"error": e}).to_string()),
-            None => (400, json!({"error": "give ?filter=<filter>"}).to_string()),
-        },
+        ("POST", "/loglevel") => {
+            match pages::query_param(query, "filter").map(crate::logging::set_filter) {
+                Some(Ok(())) => (
+                    200,
+                    json!({"filter": pages::query_param(query, "filter")}).to_string(),
+                ),
+                Some(Err(e)) => (400, json!({"error": e}).to_string()),
+                None => (400, json!({"error": "give ?filter=<filter>"}).to_string()),
+            }
+        }
         ("POST", p) if p.starts_with("/delay/dead/") => {
-            delay_dead_action(&app, &p["/delay/dead/".len()..]).await
+            pages::delay_dead_action(&app, &p["/delay/dead/".len()..]).await
         }
         ("GET", "/health") => (200, "OK".to_string()),
         ("GET", "/ready") => {
-            let reasons = not_ready_reasons(&app);
+            let reasons = pages::not_ready_reasons(&app);
             if reasons.is_empty() {
                 (200, json!({"ready": true}).to_string())
             } else {
                 (503, json!({"ready": false, "reasons": reasons}).to_string())
             }
         }
-        ("GET", "/status") => (200, status_json(&app).to_string()),
-        ("GET", "/metrics") => (200, crate::metrics::render_page(&app)),
+        ("GET", "/status") => (200, pages::status_json(&app).to_string()),
+        ("GET", "/metrics") => (200, pages::metrics(&app)),
         _ => (404, json!({"error": "not found"}).to_string()),
     };
     let ctype = if path == "/health" {
@@ -209,104 +226,4 @@ where
     );
     stream.write_all(resp.as_bytes()).await?;
     stream.shutdown().await
-}
-
-fn not_ready_reasons(app: &App) -> Vec<&'static str> {
-    let mut r = Vec::new();
-    if app.is_draining() {
-        r.push("draining");
-    }
-    match app.delay.get() {
-        None => r.push("scheduler not open"),
-        Some(d) => r.extend(d.not_ready()),
-    }
-    if !app.listening.load(Ordering::Acquire) {
-        r.push("thrift port not bound");
-    }
-    r
-}
-
-fn status_json(app: &App) -> serde_json::Value {
-    let snap = app.config.load();
-    let mut v = json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptimeSec": app.started.elapsed().as_secs(),
-        "node": app.node,
-        "mode": match app.settings.load().mode() {
-            crate::config::settings::Mode::Embedded => "embedded",
-            crate::config::settings::Mode::Local(_) => "local",
-            crate::config::settings::Mode::ZooKeeper => "zookeeper",
-        },
-        "embeddedBootstrap": app.embedded.as_ref().map(|e| e.bootstrap().to_string()),
-        "connections": app.connections.load(Ordering::Relaxed),
-        "inflightRequests": app.inflight.load(Ordering::Relaxed),
-        "draining": app.is_draining(),
-    });
-    if let (Some(o), serde_json::Value::Object(s)) = (v.as_object_mut(), snap.status_json()) {
-        o.extend(s);
-    }
-    if let Some(sched) = app.delay.get().and_then(|d| d.status_json()) {
-        v["scheduler"] = sched;
-    }
-    v
-}
-
-fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-/// The delay service, or the answer when it is not open yet.
-fn delay(app: &App) -> Result<&crate::delay::service::DelayService, (u16, String)> {
-    app.delay
-        .get()
-        .ok_or_else(|| (503, json!({"error": "scheduler not open"}).to_string()))
-}
-
-/// `GET /delay/{id}`: the lifecycle of any add or occurrence id (operations.md §4).
-async fn delay_status(app: &App, raw_id: &str, forwarded: bool) -> (u16, String) {
-    let service = match delay(app) {
-        Ok(d) => d,
-        Err(a) => return a,
-    };
-    let settings = app.settings.load();
-    let token =
-        (!settings.server.admin_token.is_empty()).then_some(settings.server.admin_token.as_str());
-    service.status(raw_id, forwarded, token).await
-}
-
-/// `GET /delay/dead?topic=&limit=`.
-async fn delay_dead(app: &App, query: &str) -> (u16, String) {
-    let service = match delay(app) {
-        Ok(d) => d,
-        Err(a) => return a,
-    };
-    let topic = query_param(query, "topic")
-        .filter(|t| !t.is_empty())
-        .map(str::to_string);
-    let limit = query_param(query, "limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(100);
-    service.dead_letters(topic, limit).await
-}
-
-/// `POST /delay/dead/{id}/{k}/redrive|purge`.
-async fn delay_dead_action(app: &App, rest: &str) -> (u16, String) {
-    let parts: Vec<&str> = rest.rsplitn(3, '/').collect();
-    let (Some(action), Some(k), Some(id)) = (parts.first(), parts.get(1), parts.get(2)) else {
-        return (
-            400,
-            json!({"error": "expected /delay/dead/{id}/{k}/redrive|purge"}).to_string(),
-        );
-    };
-    let Ok(k) = k.parse::<u64>() else {
-        return (400, json!({"error": "k must be a number"}).to_string());
-    };
-    match delay(app) {
-        Ok(service) => service.dead_action(id.to_string(), k, action).await,
-        Err(a) => a,
-    }
 }

@@ -1,11 +1,13 @@
-//! Configuration: carrera.yaml, the DDMQ documents, and the snapshot requests read.
+//! Configuration as data: carrera.yaml, the DDMQ documents and the ZooKeeper layout. What is in
+//! force, and its reloads, is `crate::live`.
 
 pub mod lenient;
 pub mod model;
-pub mod reload;
 pub mod settings;
-pub mod snapshot;
 pub mod zk;
+
+/// Target of configuration events (`config.log` gets them too).
+pub const LOG_TARGET: &str = "pproxy::config";
 
 /// A configuration document that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,19 +2,14 @@
 //! `/carrera/v4/config`, watched, cached atomically on disk, re-read periodically.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::select_all;
 use futures::FutureExt;
 
 use super::model::{ProxyConfig, TopicConfig};
 use super::settings::Settings;
-use super::snapshot::{from_documents, Snapshot};
 use super::ConfigError;
-use crate::app::App;
-use crate::logging::CONFIG_TARGET;
+use super::LOG_TARGET as CONFIG_TARGET;
 
 /// The DDMQ chroot.
 pub const CHROOT: &str = "/carrera/v4/config";
@@ -119,7 +114,7 @@ pub fn read_cache(s: &Settings) -> Option<Documents> {
     Some(Documents { proxy, topics })
 }
 
-type Watch = futures::future::BoxFuture<'static, ()>;
+pub type Watch = futures::future::BoxFuture<'static, ()>;
 
 fn is_no_node(e: &zookeeper_client::Error) -> bool {
     matches!(e, zookeeper_client::Error::NoNode)
@@ -127,7 +122,7 @@ fn is_no_node(e: &zookeeper_client::Error) -> bool {
 
 /// Reads the proxy config and every whitelisted topic, registering one watch per path.
 /// `Ok(None)`: `/pproxy/<node>` does not exist (a watch waits for its creation).
-async fn read(
+pub async fn read(
     client: &zookeeper_client::Client,
     node: &str,
     last_proxy: Option<&str>,
@@ -202,7 +197,7 @@ async fn read(
 }
 
 /// Connects (bounded by `wait`).
-async fn connect(s: &Settings, wait: Duration) -> Option<zookeeper_client::Client> {
+pub async fn connect(s: &Settings, wait: Duration) -> Option<zookeeper_client::Client> {
     let addr = connect_string(s.zookeeper_addr.as_deref().unwrap_or(""));
     let fut = zookeeper_client::Client::connector()
         .with_session_timeout(Duration::from_millis(s.zk.session_timeout_ms.max(2000)))
@@ -214,140 +209,6 @@ async fn connect(s: &Settings, wait: Duration) -> Option<zookeeper_client::Clien
             None
         }
         Err(_) => None,
-    }
-}
-
-/// The first snapshot: from ZooKeeper within `zk.startupWaitMs`, else from the cache, else keep
-/// trying every 5 s (the Thrift port stays closed meanwhile).
-pub async fn initial(s: &Settings, node: &str) -> (Snapshot, Option<Documents>) {
-    let started = tokio::time::Instant::now();
-    let startup_wait = Duration::from_millis(s.zk.startup_wait_ms);
-    loop {
-        let left = startup_wait
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_millis(500));
-        if let Some(client) = connect(s, left).await {
-            if let Ok(Ok((Some(docs), _))) =
-                tokio::time::timeout(left, read(&client, node, None)).await
-            {
-                match parse(&docs)
-                    .and_then(|(p, t)| from_documents(s, node, p, &t, None, None, "zk"))
-                {
-                    Ok(snap) => {
-                        let _ = write_cache(s, &docs);
-                        return (snap, Some(docs));
-                    }
-                    Err(e) => {
-                        tracing::error!(target: CONFIG_TARGET, error = %e, "ZooKeeper config rejected")
-                    }
-                }
-            }
-        }
-        if started.elapsed() >= startup_wait {
-            if let Some(docs) = read_cache(s) {
-                match parse(&docs)
-                    .and_then(|(p, t)| from_documents(s, node, p, &t, None, None, "cache"))
-                {
-                    Ok(snap) => {
-                        tracing::warn!(target: CONFIG_TARGET, "ZooKeeper unavailable: starting from the cache");
-                        return (snap, Some(docs));
-                    }
-                    Err(e) => {
-                        tracing::error!(target: CONFIG_TARGET, error = %e, "cached config rejected")
-                    }
-                }
-            }
-            tracing::error!(target: CONFIG_TARGET, "no usable configuration yet; retrying in 5 s");
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
-    }
-}
-
-/// Watches ZooKeeper for the life of the process and applies every change as a new generation.
-pub async fn watch(app: Arc<App>, mut last: Option<Documents>, tasks: crate::lifecycle::Tasks) {
-    let node = app.node.clone();
-    loop {
-        let s = app.settings.load_full();
-        let Some(client) = connect(&s, Duration::from_secs(10)).await else {
-            app.zk_connected.store(false, Ordering::Release);
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        };
-        app.zk_connected.store(true, Ordering::Release);
-        let mut state = client.state_watcher();
-        loop {
-            let s = app.settings.load_full();
-            let read_result = read(&client, &node, last.as_ref().map(|d| d.proxy.as_str())).await;
-            let (docs, watches) = match read_result {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(target: CONFIG_TARGET, error = %e, "ZooKeeper read failed; reconnecting");
-                    break;
-                }
-            };
-            if let Some(docs) = docs.filter(|d| Some(d) != last.as_ref()) {
-                apply(&app, &s, &docs, &tasks).await;
-                last = Some(docs);
-            }
-            let resync = Duration::from_secs(s.zk.resync_interval_sec.max(1));
-            let any_watch = async {
-                if watches.is_empty() {
-                    std::future::pending::<()>().await;
-                } else {
-                    select_all(watches).await;
-                }
-            };
-            tokio::select! {
-                _ = any_watch => {}
-                _ = tokio::time::sleep(resync) => {}
-                st = state.changed() => {
-                    if !matches!(st, zookeeper_client::SessionState::SyncConnected) {
-                        tracing::warn!(target: CONFIG_TARGET, state = ?st, "ZooKeeper session changed; reconnecting");
-                        break;
-                    }
-                }
-            }
-        }
-        app.zk_connected.store(false, Ordering::Release);
-    }
-}
-
-async fn apply(
-    app: &Arc<App>,
-    s: &Arc<Settings>,
-    docs: &Documents,
-    tasks: &crate::lifecycle::Tasks,
-) {
-    let old = app.config.load_full();
-    let result = parse(docs).and_then(|(proxy, mut topics)| {
-        // An invalid topic document keeps its previous version.
-        for (name, _) in &docs.topics {
-            if !topics.iter().any(|t| &t.topic == name) {
-                if let Some(prev) = old.zk_topics.iter().find(|t| &t.topic == name) {
-                    topics.push(prev.clone());
-                }
-            }
-        }
-        from_documents(s, &app.node, proxy, &topics, None, Some(&old), "zk")
-    });
-    match result {
-        Ok(snap) => {
-            let flush = Duration::from_millis(s.forwarding.producer_flush_timeout_ms);
-            let generation = super::reload::install(app, snap, flush, tasks);
-            app.metrics
-                .config_reloads
-                .add(("zk".into(), "applied".into()), 1);
-            tracing::info!(target: CONFIG_TARGET, generation, topics = docs.topics.len(), "ZooKeeper configuration applied");
-            if let Err(e) = write_cache(s, docs) {
-                tracing::warn!(target: CONFIG_TARGET, error = %e, "config cache not written");
-            }
-        }
-        Err(e) => {
-            app.metrics
-                .config_reloads
-                .add(("zk".into(), "rejected".into()), 1);
-            tracing::error!(target: CONFIG_TARGET, error = %e, "ZooKeeper configuration rejected; previous kept");
-        }
     }
 }
 

@@ -1,16 +1,19 @@
-//! The one front door of delay messages: add and cancel (through `delay::handle`), status, dead
+//! The one front door of delay messages: add and cancel (`handle`, in request.rs), status, dead
 //! letters, re-drive, purge, readiness, figures and shutdown. Single-node and cluster mode
 //! differ behind it and nowhere else: callers hold a `DelayService` and never ask which mode runs.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::json;
 
 use super::cluster::Cluster;
 use super::sink::WriterSink;
-use crate::app::App;
+use crate::forward::Forwarder;
 use crate::lifecycle::Tasks;
+use crate::live::LiveConfig;
+use crate::logging::FailureSampler;
+use crate::metrics::Metrics;
 
 /// An admin answer: HTTP status and JSON body.
 pub type Answer = (u16, String);
@@ -31,65 +34,113 @@ pub enum OpenError {
     Cluster(String),
 }
 
+/// The delay service of one node: what it reads (configuration, the forwarder's rate-limit
+/// gate and writer, metrics) and, once opened, where its delay messages live.
+pub struct DelayService {
+    backend: OnceLock<Backend>,
+    pub(super) live: Arc<LiveConfig>,
+    pub(super) forwarder: Arc<Forwarder>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) failures: Arc<FailureSampler>,
+}
+
 /// Where this node's delay messages live.
-pub enum DelayService {
+pub(super) enum Backend {
     /// One scheduler over `<dataDir>/delay`.
     Single(scheduler::Scheduler),
     /// Journaled on Kafka; each journal partition fired by the node that owns it.
     Cluster(Arc<Cluster>),
 }
 
+/// The answer of the admin endpoints until the service is open.
+fn not_open() -> Answer {
+    error(503, json!({"error": "scheduler not open"}))
+}
+
 impl DelayService {
+    /// A service not yet open: adds and cancels answer 10, the admin endpoints 503.
+    pub fn new(
+        live: Arc<LiveConfig>,
+        forwarder: Arc<Forwarder>,
+        metrics: Arc<Metrics>,
+        failures: Arc<FailureSampler>,
+    ) -> Arc<DelayService> {
+        Arc::new(DelayService {
+            backend: OnceLock::new(),
+            live,
+            forwarder,
+            metrics,
+            failures,
+        })
+    }
+
+    pub(super) fn backend(&self) -> Option<&Backend> {
+        self.backend.get()
+    }
+
+    /// The sink that fires through the proxy's writer, each attempt bounded by `timeout`.
+    fn sink(&self, timeout: Duration) -> WriterSink {
+        WriterSink {
+            live: self.live.clone(),
+            forwarder: self.forwarder.clone(),
+            metrics: self.metrics.clone(),
+            timeout,
+        }
+    }
+
     /// Opens what `scheduler.cluster.enabled` asks for: the cluster journal (partition stores
     /// under `<dataDir>/delay-cluster`, owned once `start` joins the group; the single-node store
     /// stays closed), or one scheduler over `<dataDir>/delay`, firing through the proxy's writer.
-    /// Their tasks are tasks of `tasks`.
-    pub async fn open(app: &Arc<App>, tasks: &Tasks) -> Result<DelayService, OpenError> {
-        let settings = app.settings.load_full();
-        if settings.scheduler.cluster.enabled {
-            let snap = app.config.load_full();
-            let c = Cluster::connect(&settings, &snap, &app.node, tasks)
+    /// Their tasks are tasks of `tasks`. Opening twice is a programming error.
+    pub async fn open(&self, tasks: &Tasks) -> Result<(), OpenError> {
+        debug_assert!(self.backend.get().is_none(), "delay service opened twice");
+        let settings = self.live.settings_full();
+        let timeout = Duration::from_millis(settings.scheduler.fire_timeout_ms);
+        let backend = if settings.scheduler.cluster.enabled {
+            let snap = self.live.snapshot_full();
+            let c = Cluster::connect(&settings, &snap, self.sink(timeout), tasks)
                 .await
                 .map_err(|e| OpenError::Cluster(e.to_string()))?;
             tracing::info!(topic = %c.topic, partitions = c.partitions, group = %c.group, node = %c.node, "delay cluster mode");
-            return Ok(DelayService::Cluster(c));
-        }
-        let dir = settings.data_dir.join("delay");
-        let sink = Arc::new(WriterSink {
-            app: Arc::downgrade(app),
-            timeout: Duration::from_millis(settings.scheduler.fire_timeout_ms),
-        });
-        let scope = scheduler::TaskScope {
-            tracker: tasks.tracker(),
-            stop: tasks.phase(),
+            Backend::Cluster(c)
+        } else {
+            let dir = settings.data_dir.join("delay");
+            let scope = scheduler::TaskScope {
+                tracker: tasks.tracker(),
+                stop: tasks.phase(),
+            };
+            let sink = Arc::new(self.sink(timeout));
+            scheduler::Scheduler::open_in(&dir, settings.scheduler.to_config(), sink, scope)
+                .await
+                .map(Backend::Single)
+                .map_err(|e| OpenError::Store(dir.display().to_string(), e.to_string()))?
         };
-        scheduler::Scheduler::open_in(&dir, settings.scheduler.to_config(), sink, scope)
-            .await
-            .map(DelayService::Single)
-            .map_err(|e| OpenError::Store(dir.display().to_string(), e.to_string()))
+        let _ = self.backend.set(backend);
+        Ok(())
     }
 
     /// Starts what must wait until the node serves: a cluster node joins the group only once it
     /// can answer forwarded status queries and fire.
-    pub fn start(&self, app: &Arc<App>) -> Result<(), OpenError> {
-        match self {
-            DelayService::Single(_) => Ok(()),
-            DelayService::Cluster(c) => c.start(app).map_err(|e| OpenError::Cluster(e.to_string())),
+    pub fn start(&self) -> Result<(), OpenError> {
+        match self.backend() {
+            Some(Backend::Cluster(c)) => c.start().map_err(|e| OpenError::Cluster(e.to_string())),
+            Some(Backend::Single(_)) | None => Ok(()),
         }
     }
 
     /// Why the service cannot take adds and cancels now, if it cannot (`/ready`).
     pub fn not_ready(&self) -> Option<&'static str> {
-        match self {
+        match self.backend() {
+            None => Some("scheduler not open"),
             // Adds and cancels answer 10 until the store is reopened (disk full, read-only).
-            DelayService::Single(s) if s.store_failed() => Some("delay store failed"),
-            _ => None,
+            Some(Backend::Single(s)) if s.store_failed() => Some("delay store failed"),
+            Some(_) => None,
         }
     }
 
     /// The `scheduler` part of `/status`, where this node has one scheduler.
     pub fn status_json(&self) -> Option<serde_json::Value> {
-        let DelayService::Single(sched) = self else {
+        let Some(Backend::Single(sched)) = self.backend() else {
             return None;
         };
         let (loaded, inflight) = sched.loaded_and_inflight();
@@ -106,9 +157,10 @@ impl DelayService {
 
     /// `GET /delay/cluster`: partitions, owners and journal figures.
     pub fn cluster_json(&self) -> Answer {
-        match self {
-            DelayService::Cluster(c) => (200, c.status_json().to_string()),
-            DelayService::Single(_) => error(404, json!({"error": "cluster mode is off"})),
+        match self.backend() {
+            Some(Backend::Cluster(c)) => (200, c.status_json().to_string()),
+            Some(Backend::Single(_)) => error(404, json!({"error": "cluster mode is off"})),
+            None => not_open(),
         }
     }
 
@@ -116,17 +168,19 @@ impl DelayService {
     /// answered by the owner of the id's journal partition, asked over its admin port (with
     /// `admin_token`) unless this query was itself `forwarded` from another node.
     pub async fn status(&self, raw_id: &str, forwarded: bool, admin_token: Option<&str>) -> Answer {
-        match self {
-            DelayService::Single(s) => super::status::of(s, raw_id).await,
-            DelayService::Cluster(c) => clustered_status(c, raw_id, forwarded, admin_token).await,
+        match self.backend() {
+            Some(Backend::Single(s)) => super::status::of(s, raw_id).await,
+            Some(Backend::Cluster(c)) => clustered_status(c, raw_id, forwarded, admin_token).await,
+            None => not_open(),
         }
     }
 
     /// The schedulers of this node: the single-node one, or those of its owned partitions.
     fn local_schedulers(&self) -> Vec<scheduler::Scheduler> {
-        match self {
-            DelayService::Single(s) => vec![s.clone()],
-            DelayService::Cluster(c) => c
+        match self.backend() {
+            None => Vec::new(),
+            Some(Backend::Single(s)) => vec![s.clone()],
+            Some(Backend::Cluster(c)) => c
                 .owned
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -138,6 +192,9 @@ impl DelayService {
 
     /// `GET /delay/dead`: dead letters of this node, the oldest first, at most `limit`.
     pub async fn dead_letters(&self, topic: Option<String>, limit: usize) -> Answer {
+        if self.backend().is_none() {
+            return not_open();
+        }
         let scheds = self.local_schedulers();
         let merged = scheds.len() > 1;
         let mut list = Vec::new();
@@ -164,9 +221,10 @@ impl DelayService {
 
     /// `POST /delay/dead/{id}/{k}/redrive|purge` on the scheduler that holds `id`.
     pub async fn dead_action(&self, id: String, k: u64, action: &str) -> Answer {
-        let sched = match self {
-            DelayService::Single(s) => s.clone(),
-            DelayService::Cluster(c) => {
+        let sched = match self.backend() {
+            None => return not_open(),
+            Some(Backend::Single(s)) => s.clone(),
+            Some(Backend::Cluster(c)) => {
                 let p = c.partition_of_id(&scheduler::DelayId::canonical_of(&id));
                 match c.owned(p).and_then(|o| o.engine()) {
                     Some(e) => e,
@@ -199,18 +257,20 @@ impl DelayService {
 
     /// The delay families of `/metrics`.
     pub fn render_metrics(&self, out: &mut String) {
-        match self {
-            DelayService::Single(s) => crate::metrics::scheduler_metrics(out, s),
-            DelayService::Cluster(c) => crate::metrics::cluster_metrics(out, c),
+        match self.backend() {
+            Some(Backend::Single(s)) => super::metrics::scheduler(out, s),
+            Some(Backend::Cluster(c)) => super::metrics::cluster(out, c),
+            None => {}
         }
     }
 
     /// Step 3 of the drain: no new fires; those in flight finish within `bound`; the store
     /// persists. A cluster node also leaves the group, handing its partitions over at once.
     pub async fn shutdown(&self, bound: Duration) {
-        match self {
-            DelayService::Single(s) => s.shutdown(bound).await,
-            DelayService::Cluster(c) => c.shutdown(bound).await,
+        match self.backend() {
+            Some(Backend::Single(s)) => s.shutdown(bound).await,
+            Some(Backend::Cluster(c)) => c.shutdown(bound).await,
+            None => {}
         }
     }
 }

@@ -2,21 +2,27 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use scheduler::{FireMessage, Outcome, Reason, Sink};
 use tokio::time::Instant;
 
-use crate::app::App;
-use crate::forward::{route, FROM_CHRONOS};
+use crate::forward::{route, Forwarder, FROM_CHRONOS};
+use crate::live::LiveConfig;
+use crate::metrics::Metrics;
 use crate::proto::{Code, Message};
 use crate::writer::Record;
 
 /// The scheduler's sink: admission re-check, cluster choice by key hash, writer send.
+#[derive(Clone)]
 pub struct WriterSink {
-    /// The proxy; weak so the scheduler does not keep the app alive.
-    pub app: Weak<App>,
+    /// The configuration in force (topics and writers).
+    pub live: Arc<LiveConfig>,
+    /// The writer step, with its broker metrics.
+    pub forwarder: Arc<Forwarder>,
+    /// `pproxy_delay_fired_total`.
+    pub metrics: Arc<Metrics>,
     /// Deadline of one fire attempt.
     pub timeout: Duration,
 }
@@ -46,8 +52,8 @@ pub fn code_and_msg(o: &Outcome) -> (i32, String) {
     }
 }
 
-async fn fire(app: Arc<App>, m: FireMessage, timeout: Duration) -> Outcome {
-    let snap = app.config.load_full();
+async fn fire(sink: WriterSink, m: FireMessage) -> Outcome {
+    let snap = sink.live.snapshot_full();
     let fail = |c: Code| outcome(c.as_i32(), c.msg().to_string());
     let Some(route) = snap.topics.admit(&m.topic) else {
         return fail(Code::NotWhitelisted);
@@ -83,8 +89,8 @@ async fn fire(app: Arc<App>, m: FireMessage, timeout: Duration) -> Outcome {
             topic_auto_batch: false,
         },
     };
-    let deadline = Instant::now() + timeout;
-    let out = match crate::forward::send_record(&app, writer, &rec, deadline).await {
+    let deadline = Instant::now() + sink.timeout;
+    let out = match sink.forwarder.send_record(writer, &rec, deadline).await {
         Ok(()) => Outcome::Delivered,
         Err(e) => outcome(e.code().as_i32(), e.to_string()),
     };
@@ -93,7 +99,7 @@ async fn fire(app: Arc<App>, m: FireMessage, timeout: Duration) -> Outcome {
         Outcome::Permanent { .. } => "dead",
         Outcome::Retry { .. } => "retry",
     };
-    app.metrics
+    sink.metrics
         .delay_fired
         .add((rec.topic.clone(), result.into()), 1);
     out
@@ -101,16 +107,6 @@ async fn fire(app: Arc<App>, m: FireMessage, timeout: Duration) -> Outcome {
 
 impl Sink for WriterSink {
     fn fire(&self, m: FireMessage) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
-        let app = self.app.upgrade();
-        let timeout = self.timeout;
-        Box::pin(async move {
-            match app {
-                Some(app) => fire(app, m, timeout).await,
-                None => outcome(
-                    Code::ShuttingDown.as_i32(),
-                    Code::ShuttingDown.msg().to_string(),
-                ),
-            }
-        })
+        Box::pin(fire(self.clone(), m))
     }
 }

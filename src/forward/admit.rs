@@ -8,8 +8,7 @@ use crate::config::model::{ProxyConfig, TopicConfig};
 /// Body limit when no RocketMQ cluster bounds it (config.md fix 16).
 pub const DEFAULT_SIZE_LIMIT: usize = 2 * 1024 * 1024;
 
-/// The heartbeat topic (wire.md §5).
-pub const HEARTBEAT_TOPIC: &str = "carrera_heartbeat";
+pub use crate::proto::HEARTBEAT_TOPIC;
 
 /// An admitted topic as requests see it.
 #[derive(Debug, Clone, PartialEq)]

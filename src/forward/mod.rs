@@ -3,6 +3,7 @@
 pub mod admit;
 pub mod limit;
 pub mod route;
+pub mod snapshot;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -11,12 +12,20 @@ use std::sync::Arc;
 use futures::future::join_all;
 use tokio::time::Instant;
 
-use crate::app::App;
-use crate::config::snapshot::Snapshot;
+use crate::metrics::Metrics;
 use crate::proto::{Code, Message};
 use crate::writer::{BatchPolicy, ClusterWriter, Record, SendError};
 use limit::Decision;
-use std::sync::atomic::Ordering;
+use snapshot::Snapshot;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The forwarding step after the server: admission, the rate limiter's gate with its delayed
+/// retries, and the writer, counting what happened in `metrics`.
+pub struct Forwarder {
+    metrics: Arc<Metrics>,
+    /// Delayed limiter retries pending (bounded by `limiterFailureRetryQueueSize`).
+    limiter_retries: AtomicUsize,
+}
 
 /// Property whose presence lets a write reach a delay topic.
 pub const FROM_CHRONOS: &str = "from_chronos";
@@ -66,9 +75,9 @@ fn admit_one<'a>(snap: &'a Snapshot, m: Message) -> Result<Admitted<'a>, Code> {
     })
 }
 
-fn count_limit(app: &App, topic: &str, d: Decision, result: &str) {
+fn count_limit(metrics: &Metrics, topic: &str, d: Decision, result: &str) {
     let add = |scope: &str, r: &str| {
-        app.metrics
+        metrics
             .rate_limit
             .add((scope.into(), topic.into(), r.into()), 1);
     };
@@ -87,95 +96,6 @@ fn count_limit(app: &App, topic: &str, d: Decision, result: &str) {
     }
 }
 
-/// Step 8: the rate limiter, with one delayed retry of a refusal (forwarding.md §10).
-pub async fn limit_gate(
-    app: &App,
-    snap: &Snapshot,
-    wants: &[(&str, u32)],
-    retry_setting: i64,
-    deadline: Instant,
-) -> Result<(), Code> {
-    let Some(l) = &snap.limiter else {
-        return Ok(());
-    };
-    let topic = wants.first().map_or("", |w| w.0);
-    let d = l.admit_many(wants);
-    count_limit(app, topic, d, "refused");
-    if d.admitted() {
-        return Ok(());
-    }
-    if d == Decision::TooLarge {
-        return Err(Code::RateLimited);
-    }
-    let budget = deadline
-        .saturating_duration_since(Instant::now())
-        .as_millis() as i64;
-    let Some(interval) = limit::retry_interval_ms(retry_setting, budget) else {
-        return Err(Code::RateLimited);
-    };
-    let at = Instant::now() + std::time::Duration::from_millis(interval as u64);
-    // Never schedule a retry that would end after the deadline: answer 15 now instead.
-    if at >= deadline {
-        return Err(Code::RateLimited);
-    }
-    let cap = snap.proxy.carrera.limiter_failure_retry_queue_size.max(0) as usize;
-    if app.limiter_retries.fetch_add(1, Ordering::AcqRel) >= cap {
-        app.limiter_retries.fetch_sub(1, Ordering::AcqRel);
-        return Err(Code::RateLimited);
-    }
-    count_limit(app, topic, d, "retried");
-    tokio::time::sleep_until(at).await;
-    app.limiter_retries.fetch_sub(1, Ordering::AcqRel);
-    let again = l.admit_many(wants);
-    if again.admitted() {
-        count_limit(app, topic, again, "");
-        Ok(())
-    } else {
-        count_limit(app, topic, again, "retry_refused");
-        Err(Code::RateLimited)
-    }
-}
-
-/// Records one broker attempt (or pipelined chain) in the broker metrics.
-fn observe_broker(
-    app: &App,
-    writer: &ClusterWriter,
-    started: Instant,
-    results: &[Result<(), SendError>],
-) {
-    let m = &app.metrics;
-    let (backend, cluster) = (writer.backend().to_string(), writer.name().to_string());
-    m.broker_duration
-        .get((backend.clone(), cluster.clone()))
-        .observe(started.elapsed().as_secs_f64());
-    for r in results {
-        let outcome = match r {
-            Ok(()) => "ok",
-            Err(SendError::Timeout) => "timeout",
-            Err(SendError::Retriable(_)) => "retriable",
-            Err(_) => "error",
-        };
-        m.broker_sends
-            .add((backend.clone(), cluster.clone(), outcome.into()), 1);
-    }
-}
-
-/// Sends one record through `writer`, answering by `deadline`, with metrics.
-pub async fn send_record(
-    app: &App,
-    writer: &ClusterWriter,
-    rec: &Record,
-    deadline: Instant,
-) -> Result<(), SendError> {
-    let started = Instant::now();
-    let r = match tokio::time::timeout_at(deadline, writer.send(rec, deadline)).await {
-        Ok(r) => r,
-        Err(_) => Err(SendError::Timeout),
-    };
-    observe_broker(app, writer, started, std::slice::from_ref(&r));
-    r
-}
-
 fn outcome_of(r: Result<(), SendError>) -> Code {
     match r {
         Ok(()) => Code::Ok,
@@ -186,106 +106,206 @@ fn outcome_of(r: Result<(), SendError>) -> Code {
     }
 }
 
-/// `sendSync` / `sendAsync` after the drain and heartbeat checks.
-pub async fn send_one(app: &Arc<App>, m: Option<Message>, deadline: Instant) -> Code {
-    let Some(m) = m else {
-        return Code::Illegal;
-    };
-    let snap = app.config.load_full();
-    let a = match admit_one(&snap, m) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let topic = a.record.topic.clone();
-    if let Err(code) = limit_gate(app, &snap, &[(&topic, 1)], a.retry_setting, deadline).await {
-        app.metrics
-            .messages
-            .add((topic, code.as_i32().to_string()), 1);
-        return code;
+impl Forwarder {
+    /// A forwarder counting into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Forwarder> {
+        Arc::new(Forwarder {
+            metrics,
+            limiter_retries: AtomicUsize::new(0),
+        })
     }
-    let out = outcome_of(send_record(app, a.writer, &a.record, deadline).await);
-    app.metrics
-        .messages
-        .add((topic, out.as_i32().to_string()), 1);
-    out
-}
 
-/// `sendBatchSync` (forwarding.md §5).
-pub async fn send_batch(app: &Arc<App>, ms: Vec<Message>, deadline: Instant) -> Code {
-    app.metrics.rpc_batch_size.get(()).observe(ms.len() as f64);
-    if ms.is_empty() {
-        return Code::Ok;
+    /// Step 8: the rate limiter, with one delayed retry of a refusal (forwarding.md §10).
+    pub async fn limit_gate(
+        &self,
+        snap: &Snapshot,
+        wants: &[(&str, u32)],
+        retry_setting: i64,
+        deadline: Instant,
+    ) -> Result<(), Code> {
+        let Some(l) = &snap.limiter else {
+            return Ok(());
+        };
+        let topic = wants.first().map_or("", |w| w.0);
+        let d = l.admit_many(wants);
+        count_limit(&self.metrics, topic, d, "refused");
+        if d.admitted() {
+            return Ok(());
+        }
+        if d == Decision::TooLarge {
+            return Err(Code::RateLimited);
+        }
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as i64;
+        let Some(interval) = limit::retry_interval_ms(retry_setting, budget) else {
+            return Err(Code::RateLimited);
+        };
+        let at = Instant::now() + std::time::Duration::from_millis(interval as u64);
+        // Never schedule a retry that would end after the deadline: answer 15 now instead.
+        if at >= deadline {
+            return Err(Code::RateLimited);
+        }
+        let cap = snap.proxy.carrera.limiter_failure_retry_queue_size.max(0) as usize;
+        if self.limiter_retries.fetch_add(1, Ordering::AcqRel) >= cap {
+            self.limiter_retries.fetch_sub(1, Ordering::AcqRel);
+            return Err(Code::RateLimited);
+        }
+        count_limit(&self.metrics, topic, d, "retried");
+        tokio::time::sleep_until(at).await;
+        self.limiter_retries.fetch_sub(1, Ordering::AcqRel);
+        let again = l.admit_many(wants);
+        if again.admitted() {
+            count_limit(&self.metrics, topic, again, "");
+            Ok(())
+        } else {
+            count_limit(&self.metrics, topic, again, "retry_refused");
+            Err(Code::RateLimited)
+        }
     }
-    let snap = app.config.load_full();
-    let mut admitted = Vec::with_capacity(ms.len());
-    for m in ms {
-        match admit_one(&snap, m) {
-            Ok(a) => admitted.push(a),
+
+    /// Records one broker attempt (or pipelined chain) in the broker metrics.
+    fn observe_broker(
+        &self,
+        writer: &ClusterWriter,
+        started: Instant,
+        results: &[Result<(), SendError>],
+    ) {
+        let m = &self.metrics;
+        let (backend, cluster) = (writer.backend().to_string(), writer.name().to_string());
+        m.broker_duration
+            .get((backend.clone(), cluster.clone()))
+            .observe(started.elapsed().as_secs_f64());
+        for r in results {
+            let outcome = match r {
+                Ok(()) => "ok",
+                Err(SendError::Timeout) => "timeout",
+                Err(SendError::Retriable(_)) => "retriable",
+                Err(_) => "error",
+            };
+            m.broker_sends
+                .add((backend.clone(), cluster.clone(), outcome.into()), 1);
+        }
+    }
+
+    /// Sends one record through `writer`, answering by `deadline`, with metrics.
+    pub async fn send_record(
+        &self,
+        writer: &ClusterWriter,
+        rec: &Record,
+        deadline: Instant,
+    ) -> Result<(), SendError> {
+        let started = Instant::now();
+        let r = match tokio::time::timeout_at(deadline, writer.send(rec, deadline)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Timeout),
+        };
+        self.observe_broker(writer, started, std::slice::from_ref(&r));
+        r
+    }
+
+    /// `sendSync` / `sendAsync` after the drain and heartbeat checks.
+    pub async fn send_one(&self, snap: &Snapshot, m: Option<Message>, deadline: Instant) -> Code {
+        let Some(m) = m else {
+            return Code::Illegal;
+        };
+        let a = match admit_one(snap, m) {
+            Ok(a) => a,
             Err(code) => return code,
-        }
-    }
-    // One permit per message: n_t per topic, their sum at node level; one refusal refuses all.
-    let mut wants: Vec<(&str, u32)> = Vec::new();
-    for a in &admitted {
-        match wants.iter_mut().find(|(t, _)| *t == a.record.topic) {
-            Some(w) => w.1 += 1,
-            None => wants.push((&a.record.topic, 1)),
-        }
-    }
-    let retry_setting = admitted[0].retry_setting;
-    if let Err(code) = limit_gate(app, &snap, &wants, retry_setting, deadline).await {
-        return code;
-    }
-    // One chain per cluster in batch order: the producer keeps per-partition order itself.
-    let mut chains: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, a) in admitted.iter().enumerate() {
-        chains
-            .entry(a.writer as *const ClusterWriter as usize)
-            .or_default()
-            .push(i);
-    }
-    let sends = chains.values().map(|idx| {
-        let writer = admitted[idx[0]].writer;
-        let recs: Vec<&Record> = idx.iter().map(|&i| &admitted[i].record).collect();
-        async move {
-            let started = Instant::now();
-            let res = writer.send_chain(&recs, deadline).await;
-            observe_broker(app, writer, started, &res);
-            (idx.clone(), res)
-        }
-    });
-    let results = match tokio::time::timeout_at(deadline, join_all(sends)).await {
-        Ok(r) => r,
-        Err(_) => return Code::Timeout,
-    };
-    let mut first_failure: Option<(usize, SendError)> = None;
-    let mut stored = 0usize;
-    for (idx, res) in results {
-        for (i, r) in idx.into_iter().zip(res) {
-            let code = r.as_ref().map_or_else(|e| e.code(), |_| Code::Ok);
-            let topic = admitted[i].record.topic.clone();
-            app.metrics
+        };
+        let topic = a.record.topic.clone();
+        if let Err(code) = self
+            .limit_gate(snap, &[(&topic, 1)], a.retry_setting, deadline)
+            .await
+        {
+            self.metrics
                 .messages
                 .add((topic, code.as_i32().to_string()), 1);
-            match r {
-                Ok(()) => stored += 1,
-                Err(e) if first_failure.as_ref().is_none_or(|(j, _)| i < *j) => {
-                    first_failure = Some((i, e))
-                }
-                Err(_) => {}
+            return code;
+        }
+        let out = outcome_of(self.send_record(a.writer, &a.record, deadline).await);
+        self.metrics
+            .messages
+            .add((topic, out.as_i32().to_string()), 1);
+        out
+    }
+
+    /// `sendBatchSync` (forwarding.md §5).
+    pub async fn send_batch(&self, snap: &Snapshot, ms: Vec<Message>, deadline: Instant) -> Code {
+        self.metrics.rpc_batch_size.get(()).observe(ms.len() as f64);
+        if ms.is_empty() {
+            return Code::Ok;
+        }
+        let mut admitted = Vec::with_capacity(ms.len());
+        for m in ms {
+            match admit_one(snap, m) {
+                Ok(a) => admitted.push(a),
+                Err(code) => return code,
             }
         }
-    }
-    match first_failure {
-        None => Code::Ok,
-        Some((i, e)) => {
-            if stored > 0 {
-                app.metrics
-                    .batch_partial
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::debug!(stored, index = i, "batch partially stored");
+        // One permit per message: n_t per topic, their sum at node level; one refusal refuses all.
+        let mut wants: Vec<(&str, u32)> = Vec::new();
+        for a in &admitted {
+            match wants.iter_mut().find(|(t, _)| *t == a.record.topic) {
+                Some(w) => w.1 += 1,
+                None => wants.push((&a.record.topic, 1)),
             }
-            outcome_of(Err(e))
+        }
+        let retry_setting = admitted[0].retry_setting;
+        if let Err(code) = self.limit_gate(snap, &wants, retry_setting, deadline).await {
+            return code;
+        }
+        // One chain per cluster in batch order: the producer keeps per-partition order itself.
+        let mut chains: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, a) in admitted.iter().enumerate() {
+            chains
+                .entry(a.writer as *const ClusterWriter as usize)
+                .or_default()
+                .push(i);
+        }
+        let sends = chains.values().map(|idx| {
+            let writer = admitted[idx[0]].writer;
+            let recs: Vec<&Record> = idx.iter().map(|&i| &admitted[i].record).collect();
+            async move {
+                let started = Instant::now();
+                let res = writer.send_chain(&recs, deadline).await;
+                self.observe_broker(writer, started, &res);
+                (idx.clone(), res)
+            }
+        });
+        let results = match tokio::time::timeout_at(deadline, join_all(sends)).await {
+            Ok(r) => r,
+            Err(_) => return Code::Timeout,
+        };
+        let mut first_failure: Option<(usize, SendError)> = None;
+        let mut stored = 0usize;
+        for (idx, res) in results {
+            for (i, r) in idx.into_iter().zip(res) {
+                let code = r.as_ref().map_or_else(|e| e.code(), |_| Code::Ok);
+                let topic = admitted[i].record.topic.clone();
+                self.metrics
+                    .messages
+                    .add((topic, code.as_i32().to_string()), 1);
+                match r {
+                    Ok(()) => stored += 1,
+                    Err(e) if first_failure.as_ref().is_none_or(|(j, _)| i < *j) => {
+                        first_failure = Some((i, e))
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        match first_failure {
+            None => Code::Ok,
+            Some((i, e)) => {
+                if stored > 0 {
+                    self.metrics
+                        .batch_partial
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(stored, index = i, "batch partially stored");
+                }
+                outcome_of(Err(e))
+            }
         }
     }
 }

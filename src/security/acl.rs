@@ -8,8 +8,8 @@ use ipnet::IpNet;
 use super::peer::Peer;
 use crate::config::settings::AclSettings;
 use crate::config::ConfigError;
-use crate::forward::admit::HEARTBEAT_TOPIC;
 use crate::proto::Call;
+use crate::proto::HEARTBEAT_TOPIC;
 
 /// ACLs compiled from `acl.*`.
 #[derive(Debug, Default)]

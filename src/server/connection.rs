@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch::{handle_frame, reply_code, FrameResult};
-use crate::app::App;
+use super::Context;
 use crate::proto::codec::read_header;
 use crate::proto::Code;
 use crate::security::tls::{peer_subject, HANDSHAKE_RECORD};
@@ -75,34 +75,34 @@ pub struct ConnLimits {
 /// Serves one accepted connection until it closes. With TLS configured, the first byte tells a
 /// TLS client from a plaintext one (docs/SECURITY.md).
 pub async fn serve(
-    app: Arc<App>,
+    cx: Arc<Context>,
     stream: TcpStream,
     limits: Arc<ConnLimits>,
     close: CancellationToken,
 ) -> CloseReason {
     let addr = stream.peer_addr().ok();
-    let Some(acceptor) = app.security.tls.acceptor() else {
+    let Some(acceptor) = cx.security.tls.acceptor() else {
         let (rd, wr) = stream.into_split();
-        return serve_io(app, rd, wr, Peer::plain(addr), limits, close).await;
+        return serve_io(cx, rd, wr, Peer::plain(addr), limits, close).await;
     };
-    let first = match first_byte(&app, &stream, &close).await {
+    let first = match first_byte(&cx, &stream, &close).await {
         Ok(b) => b,
         Err(reason) => return reason,
     };
     let count = |result: &str| {
         let labels = ("thrift".to_string(), result.to_string());
-        app.metrics.tls_connections.add(labels, 1);
+        cx.metrics.tls_connections.add(labels, 1);
     };
     if first != HANDSHAKE_RECORD {
-        if app.settings.load().tls.required {
+        if cx.live.settings().tls.required {
             count("plaintext_refused");
             return CloseReason::Protocol;
         }
         count("plaintext");
         let (rd, wr) = stream.into_split();
-        return serve_io(app, rd, wr, Peer::plain(addr), limits, close).await;
+        return serve_io(cx, rd, wr, Peer::plain(addr), limits, close).await;
     }
-    let tls = match tokio::time::timeout(frame_timeout(&app), acceptor.accept(stream)).await {
+    let tls = match tokio::time::timeout(frame_timeout(&cx), acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             count("handshake_failed");
@@ -121,19 +121,19 @@ pub async fn serve(
         subject: peer_subject(tls.get_ref().1),
     };
     let (rd, wr) = tokio::io::split(tls);
-    serve_io(app, rd, wr, peer, limits, close).await
+    serve_io(cx, rd, wr, peer, limits, close).await
 }
 
 /// Waits for a connection's first byte without consuming it, within the idle timeout.
 async fn first_byte(
-    app: &App,
+    cx: &Context,
     stream: &TcpStream,
     close: &CancellationToken,
 ) -> Result<u8, CloseReason> {
     if close.is_cancelled() {
         return Err(CloseReason::Shutdown);
     }
-    let secs = app.settings.load().server.idle_timeout_sec;
+    let secs = cx.live.settings().server.idle_timeout_sec;
     let idle = async {
         if secs > 0 {
             tokio::time::sleep(Duration::from_secs(secs)).await
@@ -154,7 +154,7 @@ async fn first_byte(
 
 /// The request loop over a connection's read and write halves.
 async fn serve_io<R, W>(
-    app: Arc<App>,
+    cx: Arc<Context>,
     rd: R,
     mut wr: W,
     peer: Peer,
@@ -175,7 +175,7 @@ where
         let idle = if closing {
             Some(CLOSE_LINGER)
         } else {
-            let secs = app.settings.load().server.idle_timeout_sec;
+            let secs = cx.live.settings().server.idle_timeout_sec;
             (secs > 0).then(|| Duration::from_secs(secs))
         };
         // Wait for the next frame with `fill_buf`, which is cancel-safe (bytes stay buffered),
@@ -203,7 +203,7 @@ where
         };
         // From its first byte on, a frame must arrive within frameReadTimeoutMs: a client that
         // starts a frame and stalls cannot hold its connection (or read budget) forever.
-        let frame_deadline = Instant::now() + frame_timeout(&app);
+        let frame_deadline = Instant::now() + frame_timeout(&cx);
         let len = match tokio::time::timeout_at(frame_deadline, rd.read_i32()).await {
             Ok(Ok(l)) => l,
             Ok(Err(_)) => return CloseReason::Peer,
@@ -212,7 +212,7 @@ where
         if len <= 0 {
             let first = (len as u32 >> 24) as u8;
             if first == 0x80 || first == 0x82 {
-                app.metrics.protocol_errors.add(("unframed".into(),), 1);
+                cx.metrics.protocol_errors.add(("unframed".into(),), 1);
                 if unframed_log_due(peer.ip()) {
                     tracing::warn!(peer = ?peer.addr, "unframed transport not supported");
                 }
@@ -222,9 +222,9 @@ where
             return CloseReason::Protocol;
         }
         let len = len as usize;
-        let max = app.config.load().proxy.carrera.max_read_buffer_bytes;
+        let max = cx.live.snapshot().proxy.carrera.max_read_buffer_bytes;
         if len > max {
-            app.metrics.protocol_errors.add(("oversize".into(),), 1);
+            cx.metrics.protocol_errors.add(("oversize".into(),), 1);
             let skipped = tokio::time::timeout_at(frame_deadline, skip_oversized(&mut rd, len));
             match skipped.await.unwrap_or(Err(CloseReason::Idle)) {
                 Ok(Some(reply)) => {
@@ -242,7 +242,7 @@ where
             Err(reason) => return reason,
         };
         let start = Instant::now();
-        let result = handle_frame(&app, buf, start, &peer).await;
+        let result = handle_frame(&cx, buf, start, &peer).await;
         drop(permit);
         match result {
             FrameResult::Reply(b) => {
@@ -298,8 +298,8 @@ async fn read_payload<R: AsyncRead + Unpin>(
     Ok((buf.freeze(), permit))
 }
 
-fn frame_timeout(app: &App) -> Duration {
-    Duration::from_millis(app.settings.load().server.frame_read_timeout_ms.max(1))
+fn frame_timeout(cx: &Context) -> Duration {
+    Duration::from_millis(cx.live.settings().server.frame_read_timeout_ms.max(1))
 }
 
 async fn write_frame<W: AsyncWrite + Unpin>(wr: &mut W, b: Bytes) -> std::io::Result<()> {

@@ -1,7 +1,6 @@
 //! One frame in, at most one reply frame out: header, method, arguments, handler (wire.md §3).
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,10 +8,10 @@ use bytes::Bytes;
 use futures::FutureExt;
 use tokio::time::Instant;
 
-use crate::app::App;
-use crate::forward::{self, admit::HEARTBEAT_TOPIC};
+use super::Context;
 use crate::proto::codec::{message_type, read_header, Reader};
 use crate::proto::types::{encode_exception, encode_reply, read_call, AppExceptionType};
+use crate::proto::HEARTBEAT_TOPIC;
 use crate::proto::{Call, Code, MessageHeader, Method};
 use crate::security::Peer;
 
@@ -28,7 +27,7 @@ pub enum FrameResult {
 }
 
 fn exception_counted(
-    app: &App,
+    cx: &Context,
     h: &MessageHeader,
     kind: AppExceptionType,
     msg: &str,
@@ -38,7 +37,7 @@ fn exception_counted(
         AppExceptionType::InvalidMessageType => "invalid_type",
         AppExceptionType::ProtocolError => "decode",
     };
-    app.metrics.protocol_errors.add((label.into(),), 1);
+    cx.metrics.protocol_errors.add((label.into(),), 1);
     exception(h, kind, msg)
 }
 
@@ -84,26 +83,26 @@ pub fn reply_code(h: &MessageHeader, code: Code) -> FrameResult {
 
 /// Handles one complete frame payload that was fully read at `start`.
 pub async fn handle_frame(
-    app: &Arc<App>,
+    cx: &Arc<Context>,
     payload: Bytes,
     start: Instant,
     peer: &Peer,
 ) -> FrameResult {
     let Ok((h, pos)) = read_header(&payload) else {
-        app.metrics.protocol_errors.add(("bad_header".into(),), 1);
+        cx.metrics.protocol_errors.add(("bad_header".into(),), 1);
         return FrameResult::Close;
     };
     let proto = match h.protocol {
         crate::proto::Protocol::Compact => "compact",
         crate::proto::Protocol::Binary => "binary",
     };
-    app.metrics.frames.add((proto.into(),), 1);
+    cx.metrics.frames.add((proto.into(),), 1);
     if h.mtype != message_type::CALL && h.mtype != message_type::ONEWAY {
         let why = "invalid message type";
-        return exception_counted(app, &h, AppExceptionType::InvalidMessageType, why);
+        return exception_counted(cx, &h, AppExceptionType::InvalidMessageType, why);
     }
     let Some(method) = Method::from_name(&h.name) else {
-        app.metrics
+        cx.metrics
             .protocol_errors
             .add(("unknown_method".into(),), 1);
         return unknown_method(&h);
@@ -112,20 +111,20 @@ pub async fn handle_frame(
     let call = match read_call(&mut r, method) {
         Ok(c) => c,
         Err(e) => {
-            return exception_counted(app, &h, AppExceptionType::ProtocolError, &e.to_string());
+            return exception_counted(cx, &h, AppExceptionType::ProtocolError, &e.to_string());
         }
     };
     let echo_id = cancel_echo(&call);
     let topic = call_topic(&call);
-    let handled = AssertUnwindSafe(run(app, method, call, start, peer))
+    let handled = AssertUnwindSafe(run(cx, method, call, start, peer))
         .catch_unwind()
         .await;
     let (outcome, id) = handled.unwrap_or_else(|_| {
         tracing::error!(method = method.name(), "handler panicked; answered 10");
         (Code::Failed, echo_id)
     });
-    observe_request(app, method, topic.as_deref(), outcome, start);
-    log_request(app, &h, method, topic.as_deref(), &outcome, start, peer);
+    observe_request(cx, method, topic.as_deref(), outcome, start);
+    log_request(cx, &h, method, topic.as_deref(), &outcome, start, peer);
     if h.mtype == message_type::ONEWAY {
         return FrameResult::NoReply;
     }
@@ -140,8 +139,8 @@ pub async fn handle_frame(
 }
 
 /// The request deadline for a client `timeout` (wire.md §1).
-pub fn sync_deadline(app: &App, start: Instant, timeout: i64) -> Instant {
-    let settings = app.settings.load();
+pub fn sync_deadline(cx: &Context, start: Instant, timeout: i64) -> Instant {
+    let settings = cx.live.settings();
     let f = &settings.forwarding;
     let ms = if timeout > 0 {
         (timeout as u64).min(f.max_timeout_ms)
@@ -161,13 +160,13 @@ fn call_topic(call: &Call) -> Option<String> {
 }
 
 /// Counts an answered request; topics that are not admitted share the label `_other`.
-fn observe_request(app: &App, method: Method, topic: Option<&str>, code: Code, start: Instant) {
+fn observe_request(cx: &Context, method: Method, topic: Option<&str>, code: Code, start: Instant) {
     let label = match topic {
         Some(HEARTBEAT_TOPIC) if method == Method::SendSync => HEARTBEAT_TOPIC.to_string(),
-        Some(t) if app.config.load().topics.admit(t).is_some() => t.to_string(),
+        Some(t) if cx.live.snapshot().topics.admit(t).is_some() => t.to_string(),
         _ => "_other".to_string(),
     };
-    let m = &app.metrics;
+    let m = &cx.metrics;
     m.requests.add(
         (
             method.name().into(),
@@ -183,7 +182,7 @@ fn observe_request(app: &App, method: Method, topic: Option<&str>, code: Code, s
 
 /// The access log line (when enabled) and the sampled failure line of one request.
 fn log_request(
-    app: &App,
+    cx: &Context,
     h: &MessageHeader,
     method: Method,
     topic: Option<&str>,
@@ -196,7 +195,7 @@ fn log_request(
     let code = outcome.as_i32();
     // Topics are client input: bound what reaches the logs.
     let topic: String = topic.unwrap_or("").chars().take(128).collect();
-    let settings = app.settings.load();
+    let settings = cx.live.settings();
     let settings = &settings.logging;
     if settings.access_log {
         tracing::info!(
@@ -205,7 +204,7 @@ fn log_request(
         );
     }
     if code != 0 {
-        if let Some(suppressed) = app.failures.admit(code, settings.failure_logs_per_sec) {
+        if let Some(suppressed) = cx.failures.admit(code, settings.failure_logs_per_sec) {
             tracing::info!(method = method.name(), topic = %topic, code, elapsed_ms, suppressed, "request failed");
         }
     }
@@ -222,53 +221,59 @@ fn cancel_echo(call: &Call) -> String {
 }
 
 async fn run(
-    app: &Arc<App>,
+    cx: &Arc<Context>,
     method: Method,
     call: Call,
     start: Instant,
     peer: &Peer,
 ) -> (Code, String) {
     let echo = cancel_echo(&call);
-    if app.is_draining() {
+    if cx.traffic.is_draining() {
         return (Code::ShuttingDown, echo);
     }
     // ACLs first: a refused client learns nothing about topics or ids (docs/SECURITY.md).
-    let principal = match app.security.acl.load().check(peer, &call) {
+    let principal = match cx.security.acl.load().check(peer, &call) {
         Ok(p) => p,
         Err((who, why)) => {
             let who = who.as_deref().unwrap_or("_none").to_string();
             let labels = (method.name().into(), who, why.label().into());
-            app.metrics.acl_denied.add(labels, 1);
+            cx.metrics.acl_denied.add(labels, 1);
             return (Code::NotWhitelisted, echo);
         }
     };
-    let _guard = app.begin_request();
-    if app.inflight.load(Ordering::Relaxed) > app.settings.load().server.max_inflight_requests {
+    let _guard = cx.traffic.begin_request();
+    if cx.traffic.inflight() > cx.live.settings().server.max_inflight_requests {
         return (Code::RateLimited, echo);
     }
     let async_deadline =
-        start + Duration::from_millis(app.settings.load().forwarding.async_timeout_ms);
+        start + Duration::from_millis(cx.live.settings().forwarding.async_timeout_ms);
     match call {
         Call::SendSync(m, timeout) => {
             if m.as_ref().and_then(|m| m.topic.as_deref()) == Some(HEARTBEAT_TOPIC) {
                 return (Code::Ok, String::new());
             }
-            let deadline = sync_deadline(app, start, timeout);
-            (forward::send_one(app, m, deadline).await, String::new())
+            let deadline = sync_deadline(cx, start, timeout);
+            let snap = cx.live.snapshot_full();
+            (
+                cx.forwarder.send_one(&snap, m, deadline).await,
+                String::new(),
+            )
         }
-        Call::SendAsync(m) => (
-            forward::send_one(app, m, async_deadline).await,
-            String::new(),
-        ),
-        Call::SendBatchSync(ms) => (
-            forward::send_batch(app, ms, async_deadline).await,
-            String::new(),
-        ),
+        Call::SendAsync(m) => {
+            let snap = cx.live.snapshot_full();
+            let code = cx.forwarder.send_one(&snap, m, async_deadline).await;
+            (code, String::new())
+        }
+        Call::SendBatchSync(ms) => {
+            let snap = cx.live.snapshot_full();
+            let code = cx.forwarder.send_batch(&snap, ms, async_deadline).await;
+            (code, String::new())
+        }
         Call::SendDelaySync(m, timeout) => {
-            let deadline = sync_deadline(app, start, timeout);
+            let deadline = sync_deadline(cx, start, timeout);
             match tokio::time::timeout_at(
                 deadline,
-                crate::delay::handle(app, m, deadline, principal.as_deref()),
+                cx.delay.handle(m, deadline, principal.as_deref()),
             )
             .await
             {

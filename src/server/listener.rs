@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{serve, CloseReason, ConnLimits};
-use crate::app::App;
+use super::Context;
 use crate::lifecycle::{Group, Tasks};
 
 /// Binds the Thrift port with the configured backlog.
@@ -27,16 +27,16 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 /// Accepts connections until `stop` is cancelled; each is served by a task of `conns`, which
 /// `close` tells to end.
 pub async fn run(
-    app: Arc<App>,
+    cx: Arc<Context>,
     listener: TcpListener,
     tasks: Tasks,
     conns: Group,
     stop: CancellationToken,
     close: CancellationToken,
 ) {
-    let budget = app
-        .settings
-        .load()
+    let budget = cx
+        .live
+        .settings()
         .server
         .max_inflight_bytes
         .clamp(1, Semaphore::MAX_PERMITS);
@@ -58,21 +58,21 @@ pub async fn run(
                 continue;
             }
         };
-        if app.connections.load(Ordering::Relaxed) >= app.settings.load().server.max_connections {
-            app.metrics.conn_rejected.fetch_add(1, Ordering::Relaxed);
+        if cx.traffic.connections() >= cx.live.settings().server.max_connections {
+            cx.metrics.conn_rejected.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, "connection refused: maxConnections");
             drop(stream);
             continue;
         }
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream).set_keepalive(true);
-        app.connections.fetch_add(1, Ordering::Relaxed);
-        app.metrics.conn_accepted.fetch_add(1, Ordering::Relaxed);
-        let app2 = app.clone();
+        let open = cx.traffic.open_connection();
+        cx.metrics.conn_accepted.fetch_add(1, Ordering::Relaxed);
+        let cx2 = cx.clone();
         let limits = limits.clone();
         let close = close.clone();
         conns.spawn(&tasks, async move {
-            let reason = serve(app2.clone(), stream, limits, close).await;
+            let reason = serve(cx2.clone(), stream, limits, close).await;
             tracing::trace!(%peer, ?reason, "connection closed");
             let label = match reason {
                 CloseReason::Peer => "peer",
@@ -80,8 +80,8 @@ pub async fn run(
                 CloseReason::Protocol => "protocol",
                 CloseReason::Shutdown => "shutdown",
             };
-            app2.metrics.conn_closed.add((label.into(),), 1);
-            app2.connections.fetch_sub(1, Ordering::Relaxed);
+            cx2.metrics.conn_closed.add((label.into(),), 1);
+            drop(open);
         });
     }
 }

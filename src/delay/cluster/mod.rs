@@ -11,7 +11,7 @@ pub mod partition;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -22,9 +22,9 @@ use scheduler::{DelayId, Record};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::App;
+use super::sink::WriterSink;
 use crate::config::settings::Settings;
-use crate::config::snapshot::Snapshot;
+use crate::forward::snapshot::Snapshot;
 use crate::lifecycle::Tasks;
 use journal::Entry;
 
@@ -129,8 +129,8 @@ pub struct Cluster {
     pub stores: Mutex<HashMap<i32, scheduler::JournalStore>>,
     /// Counters.
     pub stats: ClusterStats,
-    /// The proxy (its writer and settings), weak so the cluster does not keep it alive.
-    pub app: Mutex<Weak<App>>,
+    /// What owned partitions fire through (and the settings their schedulers are opened with).
+    pub sink: WriterSink,
     /// Cancelled when the node shuts down (a phase of the process's tasks): no partition is
     /// taken any more and every owned partition stops firing.
     pub stop: CancellationToken,
@@ -144,11 +144,12 @@ const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Cluster {
     /// Checks the settings, creates the journal topic when missing and connects the producer.
-    /// Every task of the node is spawned through `tasks`, and ends with its shutdown.
+    /// Owned partitions fire through `sink`. Every task of the node is spawned through `tasks`,
+    /// and ends with its shutdown.
     pub async fn connect(
         settings: &Settings,
         snap: &Snapshot,
-        default_node: &str,
+        sink: WriterSink,
         tasks: &Tasks,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let cs = &settings.scheduler.cluster;
@@ -163,7 +164,7 @@ impl Cluster {
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
         let node = if cs.node_name.trim().is_empty() {
-            default_node.to_string()
+            sink.live.node().to_string()
         } else {
             cs.node_name.trim().to_string()
         };
@@ -206,7 +207,7 @@ impl Cluster {
             owned: Mutex::new(HashMap::new()),
             stores: Mutex::new(HashMap::new()),
             stats: ClusterStats::default(),
-            app: Mutex::new(Weak::new()),
+            sink,
             stop: tasks.phase(),
             tasks: tasks.clone(),
             membership: Mutex::new(None),
@@ -214,8 +215,7 @@ impl Cluster {
     }
 
     /// Joins the ownership group: from now on this node fires the partitions it is assigned.
-    pub fn start(self: &Arc<Self>, app: &Arc<App>) -> Result<(), ClusterError> {
-        *self.app.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(app);
+    pub fn start(self: &Arc<Self>) -> Result<(), ClusterError> {
         let m = owner::Membership::start(self.clone(), tokio::runtime::Handle::current())?;
         *self.membership.lock().unwrap_or_else(|e| e.into_inner()) = Some(m);
         Ok(())

@@ -189,15 +189,7 @@ async fn apply_replay(
 /// records until the partition is lost. `Ok` when lost, `Err` to start over.
 async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError> {
     let p = o.partition;
-    let Some(app) = cluster
-        .app
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .upgrade()
-    else {
-        return Ok(());
-    };
-    let settings = app.settings.load_full();
+    let settings = cluster.sink.live.settings_full();
     let mut cfg = settings.scheduler.to_config();
     // The cache is shared out over the partitions a node may come to own.
     cfg.cache_bytes = (cfg.cache_bytes / cluster.partitions.max(1) as u64).max(8 << 20);
@@ -280,13 +272,12 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
     }
     let sink = Arc::new(ClusterSink {
         writer: WriterSink {
-            app: Arc::downgrade(&app),
             timeout: Duration::from_millis(settings.scheduler.fire_timeout_ms),
+            ..cluster.sink.clone()
         },
         cluster: Arc::downgrade(cluster),
         owned: o.clone(),
     });
-    drop(app);
     let c2 = cluster.clone();
     let _ = cluster
         .tasks

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::Sender;
+use crate::lifecycle::Tasks;
 use crate::writer::{BatchPolicy, SendError};
 
 /// One waiting message and where its outcome goes.
@@ -48,15 +49,18 @@ pub struct Lane {
     mq: MessageQueue,
     state: Mutex<State>,
     stats: Arc<LaneStats>,
+    /// The lane's dispatcher runs as a task of these (it ends once nothing is waiting).
+    tasks: Tasks,
 }
 
 impl Lane {
     /// An idle lane for `mq`.
-    pub fn new(mq: MessageQueue, stats: Arc<LaneStats>) -> Arc<Lane> {
+    pub fn new(mq: MessageQueue, stats: Arc<LaneStats>, tasks: Tasks) -> Arc<Lane> {
         Arc::new(Lane {
             mq,
             state: Mutex::new(State::default()),
             stats,
+            tasks,
         })
     }
 
@@ -97,7 +101,8 @@ impl Lane {
         };
         if let Some(p) = first {
             let lane = self.clone();
-            tokio::spawn(async move { lane.drive(sender, vec![p]).await });
+            self.tasks
+                .spawn(async move { lane.drive(sender, vec![p]).await });
         }
         rx.await
             .unwrap_or_else(|_| Err(SendError::Failed("lane dropped the message".into())))
@@ -201,7 +206,11 @@ mod tests {
     #[tokio::test]
     async fn idle_lane_sends_at_once_and_busy_lane_packs_within_bounds() {
         let fake = Arc::new(Fake::default());
-        let lane = Lane::new(MessageQueue::from_parts("t", "b", 0), Arc::default());
+        let lane = Lane::new(
+            MessageQueue::from_parts("t", "b", 0),
+            Arc::default(),
+            Tasks::new(),
+        );
         let policy = BatchPolicy {
             max_bytes: 4096,
             threshold: 1024,

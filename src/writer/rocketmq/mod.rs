@@ -25,6 +25,7 @@ use super::retry::RetryPolicy;
 use super::{BatchPolicy, Record, SendError};
 use crate::config::model::RocketmqConfiguration;
 use crate::config::settings::ForwardingSettings;
+use crate::lifecycle::Tasks;
 use lane::{Lane, LaneStats};
 use queues::{Routes, TopicQueues};
 
@@ -133,6 +134,8 @@ pub struct RocketmqCluster {
     lanes: Mutex<HashMap<MessageQueue, Arc<Lane>>>,
     lane_stats: Arc<LaneStats>,
     sticky: Mutex<HashMap<String, MessageQueue>>,
+    /// Route refreshes and lane dispatchers run as tasks of the process.
+    tasks: Tasks,
 }
 
 impl RocketmqCluster {
@@ -142,6 +145,7 @@ impl RocketmqCluster {
         conf: &RocketmqConfiguration,
         fwd: &ForwardingSettings,
         instances: usize,
+        tasks: Tasks,
     ) -> RocketmqCluster {
         RocketmqCluster {
             name: name.into(),
@@ -155,6 +159,7 @@ impl RocketmqCluster {
             lanes: Mutex::new(HashMap::new()),
             lane_stats: Arc::new(LaneStats::default()),
             sticky: Mutex::new(HashMap::new()),
+            tasks,
         }
     }
 
@@ -214,7 +219,7 @@ impl RocketmqCluster {
             if q.claim_refresh(max_age) {
                 let (p, routes, t) = (producers[0].clone(), self.routes.clone(), topic.to_string());
                 let until = Instant::now() + Duration::from_secs(10);
-                tokio::spawn(async move {
+                self.tasks.spawn_until_shutdown(async move {
                     match fetch(&p.inner, &t, until).await {
                         Ok(list) if !list.is_empty() => {
                             routes.put(&t, list);
@@ -263,10 +268,12 @@ impl RocketmqCluster {
         match self.lanes.lock() {
             Ok(mut l) => l
                 .entry(mq.clone())
-                .or_insert_with(|| Lane::new(mq.clone(), self.lane_stats.clone()))
+                .or_insert_with(|| {
+                    Lane::new(mq.clone(), self.lane_stats.clone(), self.tasks.clone())
+                })
                 .clone(),
             // A poisoned map only loses batching, never a message.
-            Err(_) => Lane::new(mq.clone(), self.lane_stats.clone()),
+            Err(_) => Lane::new(mq.clone(), self.lane_stats.clone(), self.tasks.clone()),
         }
     }
 

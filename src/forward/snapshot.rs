@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::model::{ProxyConfig, TopicConfig};
-use super::settings::{Mode, Settings};
-use super::ConfigError;
-use crate::forward::admit::{AutoAdmit, TopicTable};
-use crate::forward::limit::Limiter;
+use super::admit::{AutoAdmit, TopicTable};
+use super::limit::Limiter;
+use crate::config::model::{parse_topic_info, ProxyConfig, TopicConfig};
+use crate::config::settings::{Mode, Settings};
+use crate::config::ConfigError;
+use crate::lifecycle::Tasks;
 use crate::writer::embedded::EmbeddedHandle;
 use crate::writer::kafka::KafkaCluster;
 use crate::writer::rocketmq::RocketmqCluster;
@@ -152,14 +153,24 @@ pub fn embedded_proxy_config(bootstrap: &str) -> ProxyConfig {
     ProxyConfig::parse(&doc.to_string(), false).expect("embedded config is valid")
 }
 
-/// Builds writers for every Kafka cluster of `proxy`; with `embedded`, all point at it. The
-/// previous generation's writers are reused when the Kafka part of the config is unchanged.
-fn build_writers(
-    proxy: &mut ProxyConfig,
-    settings: &Settings,
-    embedded: Option<&EmbeddedHandle>,
-    previous: Option<&Snapshot>,
-) -> Result<Writers, ConfigError> {
+/// What a new generation is built from, besides its documents.
+pub struct Build<'a> {
+    /// carrera.yaml in force.
+    pub settings: &'a Settings,
+    /// This node's name (topic admission by node).
+    pub node: &'a str,
+    /// The embedded cluster every Kafka cluster points at, in embedded mode.
+    pub embedded: Option<&'a EmbeddedHandle>,
+    /// The generation in force, whose writers are reused where their config is unchanged.
+    pub previous: Option<&'a Snapshot>,
+    /// The process's tasks: the writers' background work runs as tasks of these.
+    pub tasks: &'a Tasks,
+}
+
+/// Builds writers for every cluster of `proxy`; with `embedded`, every Kafka cluster points at
+/// it. The previous generation's writers are reused when their part of the config is unchanged.
+fn build_writers(b: &Build<'_>, proxy: &mut ProxyConfig) -> Result<Writers, ConfigError> {
+    let (settings, embedded, previous) = (b.settings, b.embedded, b.previous);
     if let Some(e) = embedded {
         for k in proxy.carrera.kafka.values_mut() {
             k.bootstrap_servers = vec![e.bootstrap().to_string()];
@@ -181,6 +192,7 @@ fn build_writers(
                 conf,
                 &settings.forwarding,
                 proxy.carrera.rocketmq_producers,
+                b.tasks.clone(),
             ))),
         };
         writers.clusters.insert(name.clone(), w);
@@ -222,19 +234,17 @@ fn build_writers(
 
 /// A snapshot from a proxy config document plus ZooKeeper topic documents.
 pub fn from_documents(
-    settings: &Settings,
-    node: &str,
+    b: &Build<'_>,
     mut proxy: ProxyConfig,
     zk_topics: &[TopicConfig],
-    embedded: Option<&EmbeddedHandle>,
-    previous: Option<&Snapshot>,
     source: &'static str,
 ) -> Result<Snapshot, ConfigError> {
+    let (settings, node, previous) = (b.settings, b.node, b.previous);
     let yaml_static: Vec<TopicConfig> = match &settings.default_topic_info_conf {
-        Some(v) => super::model::parse_topic_info(v)?,
+        Some(v) => parse_topic_info(v)?,
         None => Vec::new(),
     };
-    let writers = build_writers(&mut proxy, settings, embedded, previous)?;
+    let writers = build_writers(b, &mut proxy)?;
     let topics = TopicTable::build(&proxy, &yaml_static, zk_topics, node);
     let limiter = proxy.carrera.use_request_limiter.then(|| {
         Limiter::new(
@@ -255,25 +265,21 @@ pub fn from_documents(
     })
 }
 
-/// Loads a snapshot for local or embedded mode (ZooKeeper mode has its own loop, `zk.rs`).
-pub fn load_initial(
-    settings: &Settings,
-    node: &str,
-    embedded: Option<&EmbeddedHandle>,
-    previous: Option<&Snapshot>,
-) -> Result<Snapshot, ConfigError> {
+/// Loads a snapshot for local or embedded mode (ZooKeeper mode has its own loop, `live::zk`).
+pub fn load_initial(b: &Build<'_>) -> Result<Snapshot, ConfigError> {
+    let (settings, embedded, previous) = (b.settings, b.embedded, b.previous);
     match settings.mode() {
         Mode::Local(path) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
             let proxy = ProxyConfig::parse(&text, false)?;
-            from_documents(settings, node, proxy, &[], embedded, previous, "local")
+            from_documents(b, proxy, &[], "local")
         }
         Mode::Embedded => {
             let e =
                 embedded.ok_or_else(|| ConfigError::Invalid("embedded cluster missing".into()))?;
             let mut proxy = embedded_proxy_config(e.bootstrap());
-            let writers = build_writers(&mut proxy, settings, Some(e), previous)?;
+            let writers = build_writers(b, &mut proxy)?;
             let topics = TopicTable::auto(AutoAdmit::new(
                 EMBEDDED_CLUSTER,
                 settings.embedded_delay_topics.clone(),
