@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use scheduler::internals::chrono_now_ms;
+use scheduler::internals::now_ms;
 use scheduler::internals::{Mutation, Store};
 use scheduler::EngineKind;
 use scheduler::{Config, FireMessage, Outcome, Scheduler, Sink, LATENESS_BUCKETS_MS};
@@ -122,7 +122,7 @@ fn record(ns: u32, n: u64, due_ms: i64) -> (String, Record) {
         next_due_ms: due_ms,
         attempts: 0,
         first_failure_ms: 0,
-        created_ms: chrono_now_ms(),
+        created_ms: now_ms(),
         owner: String::new(),
         caught_up: 0,
     };
@@ -471,7 +471,7 @@ fn child_load(args: &[String]) {
         .and_then(|s| s.db())
         .expect("open store");
     let started = Instant::now();
-    let now = chrono_now_ms();
+    let now = now_ms();
     if soon > 0 {
         // Calibrate the apply rate on a scratch store to pick a start time after the load.
         let scratch = tmpdir();
@@ -497,7 +497,7 @@ fn child_load(args: &[String]) {
         // record.
         let n = (pending + overdue + soon) as f64;
         let expect_ms = (per * n * 1000.0 * 3.0).max(n * 0.05) as i64;
-        base_ms = chrono_now_ms() + 3000 + expect_ms;
+        base_ms = now_ms() + 3000 + expect_ms;
     }
     let mut n = 0u64;
     let mut last_report = Instant::now();
@@ -642,7 +642,7 @@ fn mode_adds(clients: usize, secs: f64) -> Report {
                 let mut lat = Vec::with_capacity(1 << 14);
                 let mut i = 0u64;
                 while Instant::now() < end {
-                    let due = chrono_now_ms() + 3_600_000 + (i % 1000) as i64;
+                    let due = now_ms() + 3_600_000 + (i % 1000) as i64;
                     let (id, rec) = record(NS_ADD, ((c as u64) << 32) | i, due);
                     let t = Instant::now();
                     let added = s.add(id, rec).await.expect("add");
@@ -747,7 +747,7 @@ fn mode_fires(pending: u64, rate: u64, secs: f64, dir: Option<&str>, limit: u64)
             tick.tick().await;
             let target = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
             while issued < target {
-                let due = chrono_now_ms() + 1000 + (issued % 1000) as i64;
+                let due = now_ms() + 1000 + (issued % 1000) as i64;
                 last_due = last_due.max(due);
                 let (id, rec) = record(NS_ADD, issued, due);
                 let (s, lat) = (s.clone(), add_lat.clone());
@@ -769,8 +769,8 @@ fn mode_fires(pending: u64, rate: u64, secs: f64, dir: Option<&str>, limit: u64)
         let adds_done_secs = start.elapsed().as_secs_f64();
         // Wait for the remaining fires (bounded: 10 s after the last due time or the last
         // add answer, whichever is later; late adds are already overdue when answered).
-        let wait_until = chrono_now_ms().max(last_due) + 10_000;
-        while sink.count() < added && chrono_now_ms() < wait_until {
+        let wait_until = now_ms().max(last_due) + 10_000;
+        while sink.count() < added && now_ms() < wait_until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let wall = start.elapsed().as_secs_f64();
@@ -848,9 +848,9 @@ fn mode_maxfire(n: u64) -> Report {
         let s = Scheduler::open(dir.path(), cfg(), sink.clone())
             .await
             .expect("open");
-        let lead_ms = base - chrono_now_ms();
+        let lead_ms = base - now_ms();
         // Let the loader fill the wheel, then sample just before the first due time.
-        while chrono_now_ms() < base - 20 {
+        while now_ms() < base - 20 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let (loaded, _) = s.loaded_and_inflight();
@@ -1096,7 +1096,7 @@ fn mode_flush(reps: u64) -> Report {
         .and_then(|s| s.db())
         .expect("open store");
     let mut r = Report::new("flush");
-    let now = chrono_now_ms();
+    let now = now_ms();
     let mut n = 0u64;
     for size in [1u64, 64, 1024] {
         let reps = if size == 1024 { reps.div_ceil(4) } else { reps };

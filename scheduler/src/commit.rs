@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::clock::now_ms;
 use crate::store::{Applied, Db, Mutation, Store, StoreError};
 
 /// Answer of one mutation, sent after its group is durable.
@@ -145,7 +146,7 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<C
                 let _ = p.set_meta("fired_through_ms", &(first_due - 1).to_be_bytes());
             }
         } else {
-            let now = chrono_now_ms();
+            let now = now_ms();
             stats.fired_through_ms.store(now, Ordering::Relaxed);
         }
         let applied_at = Instant::now();
@@ -224,12 +225,4 @@ fn apply_all(store: &Db, group: &[Job]) -> Vec<Reply> {
             _ => store.apply(&j.m).map_err(Arc::new),
         })
         .collect()
-}
-
-/// Wall clock, epoch ms.
-pub fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

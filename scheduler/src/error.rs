@@ -3,8 +3,30 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::kv::EngineError;
 use crate::record::Corrupt;
+
+/// A failure of the engine, with the engine's own message; whether it was an I/O error is
+/// all the store needs to know about it.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct EngineError {
+    source: Box<dyn std::error::Error + Send + Sync>,
+    io: bool,
+}
+
+impl EngineError {
+    pub(crate) fn new(e: impl std::error::Error + Send + Sync + 'static, io: bool) -> EngineError {
+        EngineError {
+            source: Box::new(e),
+            io,
+        }
+    }
+
+    /// An I/O error of the data directory: the engine fails every later write until reopened.
+    pub(crate) fn is_io(&self) -> bool {
+        self.io
+    }
+}
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]

@@ -6,15 +6,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::commit::{chrono_now_ms, CommitStats, Committer};
+use crate::clock::now_ms;
+use crate::commit::{CommitStats, Committer};
 use crate::config::Config;
 use crate::error::{SchedError, StoreError};
 use crate::fire::{self, fire_message};
+use crate::inner::{blocking, Inner};
 use crate::journal::JournalStore;
-use crate::loader::{lock, State};
+use crate::membership::{lock, State};
 use crate::record::Record;
 use crate::scope::TaskScope;
 use crate::sink::{Outcome, Sink};
@@ -25,26 +26,6 @@ use crate::upkeep;
 /// Completions that may wait for the committer at once: about 200 bytes each, and at 10k
 /// fires/s enough for 0.8 s of committer pause.
 const COMPLETIONS_WAITING: usize = 8192;
-
-/// What the scheduler's tasks share.
-pub(crate) struct Inner {
-    pub(crate) store: Store,
-    pub(crate) committer: Committer,
-    pub(crate) cfg: Config,
-    pub(crate) sink: Arc<dyn Sink>,
-    pub(crate) state: Mutex<State>,
-    pub(crate) wake: Notify,
-    pub(crate) fire_slots: Arc<Semaphore>,
-    /// Completions handed to the committer and not yet stored.
-    pub(crate) completion_slots: Arc<Semaphore>,
-    /// Cancelled at shutdown: no new add or fire; the loops end.
-    pub(crate) stop: CancellationToken,
-    /// Every task of this scheduler (the owner's tracker).
-    pub(crate) tasks: TaskTracker,
-    /// The fire tasks alone, which shutdown waits for.
-    pub(crate) fires: TaskTracker,
-    pub(crate) stats: Stats,
-}
 
 /// Lifecycle of an id, for the status API.
 #[derive(Debug, Clone)]
@@ -65,14 +46,6 @@ pub struct Status {
 #[derive(Clone)]
 pub struct Scheduler {
     inner: Arc<Inner>,
-}
-
-/// Runs blocking store work on the blocking pool; a panic there resumes here.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(v) => v,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
 }
 
 impl Scheduler {
@@ -127,7 +100,7 @@ impl Scheduler {
             completion_slots: Arc::new(Semaphore::new(COMPLETIONS_WAITING)),
             cfg,
             sink,
-            state: Mutex::new(State::new(chrono_now_ms())),
+            state: Mutex::new(State::new(now_ms())),
             wake: Notify::new(),
             stop: scope.stop,
             tasks: scope.tracker,
@@ -199,8 +172,7 @@ impl Scheduler {
         topic: String,
         principal: Option<String>,
     ) -> Result<CancelResult, SchedError> {
-        self.cancel_at(id, topic, principal, chrono_now_ms(), None)
-            .await
+        self.cancel_at(id, topic, principal, now_ms(), None).await
     }
 
     /// `cancel` read from the cluster journal at `offset` (requested at `at_ms`), stored with
@@ -305,7 +277,7 @@ impl Scheduler {
             let again = DeadLetter {
                 code: reason.code,
                 msg: reason.message.clone(),
-                dead_ms: chrono_now_ms(),
+                dead_ms: now_ms(),
                 ..d
             };
             blocking(move || {

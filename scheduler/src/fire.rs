@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::commit::chrono_now_ms;
+use crate::clock::now_ms;
 use crate::error::StoreError;
-use crate::facade::{blocking, Inner};
-use crate::loader::{load, lock, InFlight};
+use crate::inner::{blocking, Inner};
+use crate::loader::load;
+use crate::membership::{lock, InFlight};
 use crate::record::Record;
 use crate::sink::{FireMessage, Outcome, Reason};
 use crate::store::{Applied, FireEnd, Mutation};
@@ -32,7 +33,7 @@ pub(crate) async fn drive(inner: Arc<Inner>) {
             }
             continue;
         }
-        let now = chrono_now_ms();
+        let now = now_ms();
         load(&inner, now).await;
         let expired = {
             let mut st = lock(&inner.state);
@@ -87,7 +88,7 @@ pub(crate) async fn drive(inner: Arc<Inner>) {
             }
         }
         let next = lock(&inner.state).wheel.next_expiration();
-        let now = chrono_now_ms();
+        let now = now_ms();
         let period = inner.cfg.near_window_ms.clamp(10, 1000);
         let wait_ms = match next {
             Some(n) => (n as i64 - now).clamp(0, period),
@@ -152,7 +153,7 @@ async fn fire_one(
     };
     // Never early: the wall clock may have moved back since the wheel expired.
     loop {
-        let now = chrono_now_ms();
+        let now = now_ms();
         if now >= due {
             break;
         }
@@ -166,10 +167,10 @@ async fn fire_one(
         }
     }
     let k = rec.next_index;
-    let handed = chrono_now_ms();
+    let handed = now_ms();
     inner.stats.observe_lateness((handed - due).max(0) as u64);
     let outcome = inner.sink.fire(fire_message(&rec, k)).await;
-    let now = chrono_now_ms();
+    let now = now_ms();
     let dead = |reason: Reason| FireEnd::Dead {
         code: reason.code,
         msg: reason.message,

@@ -1,20 +1,24 @@
 //! The embedded delay-message scheduler: a durable store (redb or sled, `kv/`) mutated by one
 //! group-committing writer (`commit.rs`), a near-window timing wheel fed by a loader
-//! (`loader.rs`, which states the wheel-membership protocol), and batched firing through a
-//! sink (`fire.rs`) whose typed outcome the caller decides.
+//! (`loader.rs`; the wheel-membership protocol is stated in `membership.rs`), and batched firing
+//! through a sink (`fire.rs`) whose typed outcome the caller decides.
 //!
-//! Modules and their arrows: `facade` (the `Scheduler`) → `fire`, `loader`, `upkeep` →
-//! `commit` → `store` → `kv` (the engines); `journal` → `store`; `config`, `sink`, `stats`,
-//! `record`, `wheel` and `error` are leaves.
+//! Modules and their arrows, with no circle: `facade` (the `Scheduler`) → `fire` → `loader`,
+//! `upkeep` → `inner` (what the tasks share) → `membership`, `commit` → `store` → `kv` (the
+//! engines) → `error`; `journal` → `store`; `config`, `sink`, `stats`, `record`, `wheel`,
+//! `clock` and `scope` are leaves.
 
+mod clock;
 mod commit;
 mod config;
 mod error;
 mod facade;
 mod fire;
+mod inner;
 mod journal;
 mod kv;
 mod loader;
+mod membership;
 mod record;
 mod scope;
 mod sink;
@@ -38,6 +42,6 @@ pub use store::{CancelResult, DeadLetter, DoneEntry, Final};
 /// The store alone, for this crate's own crash tests and benchmarks: not part of the API.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::commit::chrono_now_ms;
+    pub use crate::clock::now_ms;
     pub use crate::store::{Db, FireEnd, Mutation, Store};
 }

@@ -4,10 +4,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::commit::chrono_now_ms;
+use crate::clock::now_ms;
 use crate::error::StoreError;
-use crate::facade::Inner;
-use crate::loader::lock;
+use crate::inner::Inner;
+use crate::membership::lock;
 use crate::store::Mutation;
 
 /// How often `drive` looks again while the store is failed.
@@ -50,7 +50,7 @@ pub(crate) async fn recover(inner: Arc<Inner>) {
             Ok(Ok(pending)) => {
                 // The reopened store is the truth: what the wheel holds may describe writes
                 // that never became durable.
-                lock(&inner.state).reload(chrono_now_ms());
+                lock(&inner.state).reload(now_ms());
                 inner.wake.notify_one();
                 match pending {
                     Ok(n) => inner.stats.pending.store(n, Ordering::Relaxed),
@@ -85,7 +85,7 @@ pub(crate) async fn trim(inner: Arc<Inner>) {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             _ = inner.stop.cancelled() => return,
         }
-        let now = chrono_now_ms();
+        let now = now_ms();
         let m = Mutation::Trim {
             before_ms: now - inner.cfg.done_retention_sec.saturating_mul(1000),
             dead_before_ms: now - inner.cfg.dead_retention_sec.saturating_mul(1000),

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use scheduler::internals::chrono_now_ms;
+use scheduler::internals::now_ms;
 use scheduler::{
     CancelResult, Config, DelayId, FireMessage, Outcome, Reason, Record, Scheduler, Sink,
 };
@@ -20,7 +20,7 @@ struct TestSink {
 
 impl Sink for TestSink {
     fn fire(&self, m: FireMessage) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
-        let now = chrono_now_ms();
+        let now = now_ms();
         let code = {
             let mut s = self.script.lock().unwrap();
             if s.is_empty() {
@@ -72,7 +72,7 @@ fn record(
         next_due_ms: ts_ms,
         attempts: 0,
         first_failure_ms: 0,
-        created_ms: chrono_now_ms(),
+        created_ms: now_ms(),
         owner: String::new(),
         caught_up: 0,
     };
@@ -98,7 +98,7 @@ async fn wait_for(sink: &TestSink, n: usize, bound: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_shot_fires_once_not_early_and_cancel_holds() {
     let (_d, s, sink) = open(Config::default()).await;
-    let now = chrono_now_ms();
+    let now = now_ms();
     let (id_a, a) = record(
         "t",
         2,
@@ -167,7 +167,7 @@ async fn one_shot_fires_once_not_early_and_cancel_holds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loop_fires_times_with_spacing_and_occurrence_keys() {
     let (_d, s, sink) = open(Config::default()).await;
-    let now = chrono_now_ms();
+    let now = now_ms();
     let (id, r) = record(
         "t",
         3,
@@ -197,7 +197,7 @@ async fn failures_retry_with_backoff_and_permanent_ones_dead_letter() {
     };
     let (_d, s, sink) = open(cfg).await;
     *sink.script.lock().unwrap() = vec![10, 12, 0];
-    let now = chrono_now_ms();
+    let now = now_ms();
     let (id, r) = record(
         "t",
         2,
@@ -220,7 +220,7 @@ async fn failures_retry_with_backoff_and_permanent_ones_dead_letter() {
     // A permanent failure dead-letters one occurrence; the loop goes on.
     sink.fired.lock().unwrap().clear();
     *sink.script.lock().unwrap() = vec![11];
-    let now = chrono_now_ms();
+    let now = now_ms();
     let (lid, l) = record(
         "t",
         3,
@@ -268,7 +268,7 @@ async fn wheel_capacity_bounds_memory_not_correctness() {
         ..Config::default()
     };
     let (_d, s, sink) = open(cfg).await;
-    let now = chrono_now_ms();
+    let now = now_ms();
     for i in 0..300 {
         let (id, r) = record(
             "t",
@@ -299,7 +299,7 @@ async fn fire_pacing_spreads_a_burst() {
         ..Config::default()
     };
     let (_d, s, sink) = open(cfg).await;
-    let due = chrono_now_ms() + 200;
+    let due = now_ms() + 200;
     for i in 0..100 {
         let (id, r) = record(
             "t",
@@ -335,7 +335,7 @@ async fn adds_racing_the_loader_all_fire() {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..250u64 {
-                let due = chrono_now_ms() + 60 + ((t * 250 + i) % 80) as i64;
+                let due = now_ms() + 60 + ((t * 250 + i) % 80) as i64;
                 let (id, r) = record(
                     "t",
                     2,
@@ -375,7 +375,7 @@ async fn retries_past_the_budget_dead_letter_with_the_sinks_reason() {
         "t",
         2,
         // Already overdue: the first failure is past the (zero) budget whatever the lateness.
-        chrono_now_ms() - 1000,
+        now_ms() - 1000,
         0,
         0,
         "00000000-0000-0000-0000-0000000000dd",

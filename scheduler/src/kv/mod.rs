@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use crate::error::StoreError;
+use crate::error::{EngineError, StoreError};
 use crate::record::Corrupt;
 
 mod probe;
@@ -84,29 +84,6 @@ impl EngineKind {
                 None
             },
         )
-    }
-}
-
-/// A failure of the engine, with the engine's own message; whether it was an I/O error is
-/// all the store needs to know about it.
-#[derive(Debug, thiserror::Error)]
-#[error("{source}")]
-pub struct EngineError {
-    source: Box<dyn std::error::Error + Send + Sync>,
-    io: bool,
-}
-
-impl EngineError {
-    fn new(e: impl std::error::Error + Send + Sync + 'static, io: bool) -> EngineError {
-        EngineError {
-            source: Box::new(e),
-            io,
-        }
-    }
-
-    /// An I/O error of the data directory: the engine fails every later write until reopened.
-    pub(crate) fn is_io(&self) -> bool {
-        self.io
     }
 }
 

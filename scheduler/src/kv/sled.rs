@@ -72,14 +72,33 @@ fn remove_unfinished_snapshots(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// How long `open` waits for a lock held by this process's previous handle.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Between two attempts.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl SledKv {
     pub(super) fn open(path: &Path, cache_bytes: u64) -> Result<SledKv, StoreError> {
         remove_unfinished_snapshots(path)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
-            .cache_capacity(cache_bytes)
-            .open()?;
+            .cache_capacity(cache_bytes);
+        // A store of this process closed a moment ago (a reopen after an I/O error, a test) may
+        // still be locked by sled's flusher thread until its next tick (500 ms): wait that out.
+        // Another process's lock is still refused, one second later.
+        let mut waited = std::time::Duration::ZERO;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && waited < LOCK_WAIT =>
+                {
+                    std::thread::sleep(LOCK_RETRY);
+                    waited += LOCK_RETRY;
+                }
+                r => break r?,
+            }
+        };
         let t = |i: usize| db.open_tree(TREE_NAMES[i]);
         let trees = [t(0)?, t(1)?, t(2)?, t(3)?, t(4)?, t(5)?];
         Ok(SledKv {

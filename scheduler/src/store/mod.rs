@@ -187,7 +187,7 @@ impl Store {
             shared.kind,
             shared.health.clone(),
         )?;
-        db.set_meta(PROBE_KEY, &crate::commit::chrono_now_ms().to_be_bytes())?;
+        db.set_meta(PROBE_KEY, &crate::clock::now_ms().to_be_bytes())?;
         db.flush()?;
         self.set_current(Some(Arc::new(db)));
         shared.health.failed.store(false, Ordering::Release);
