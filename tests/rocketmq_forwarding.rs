@@ -187,20 +187,13 @@ async fn batches_keep_order_per_queue_and_pack_with_auto_batch() {
     assert_eq!(random.len(), 1, "a batch's random messages share one queue");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_small_messages_share_lane_requests_and_all_arrive() {
-    let ns = rmq::namesrv();
-    let topic = unique_topic("rlane");
-    rmq::create_topic(&topic, 1);
-    let p = proxy(
-        &ns,
-        &[(&topic, ",\"autoBatch\":true")],
-        "\"useAutoBatch\":true,",
-    );
+/// 16 synchronous clients send 25 messages each to one queue of `topic`: the lane packs them
+/// into batch requests, every message arrives once, and each client's order holds.
+async fn sixteen_clients_share_lane_requests(ns: &str, topic: &str, p: &Proxy) {
     let mut tasks = Vec::new();
     for client in 0..16 {
         let mut c = p.client().await;
-        let topic = topic.clone();
+        let topic = topic.to_string();
         tasks.push(tokio::spawn(async move {
             for i in 0..25 {
                 let m = Message {
@@ -216,10 +209,7 @@ async fn concurrent_small_messages_share_lane_requests_and_all_arrive() {
     for t in tasks {
         t.await.expect("client task");
     }
-    let (status, body) = p.http_get("/status").expect("status");
-    assert_eq!(status, 200);
-    let v: serde_json::Value = serde_json::from_str(&body).expect("status json");
-    let w = &v["clusters"]["R_test"]["writer"];
+    let w = lane_figures(p);
     let requests = w["laneRequests"].as_u64().expect("laneRequests");
     let batched = w["laneBatchedMessages"]
         .as_u64()
@@ -233,7 +223,7 @@ async fn concurrent_small_messages_share_lane_requests_and_all_arrive() {
         400,
         "every message left in exactly one lane request: {w}"
     );
-    let got = rmq::consume(&ns, &topic, 400, Duration::from_secs(30)).await;
+    let got = rmq::consume(ns, topic, 400, Duration::from_secs(30)).await;
     assert_eq!(got.len(), 400, "every acknowledged message arrived once");
     let mut per_client: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for g in &got {
@@ -252,6 +242,66 @@ async fn concurrent_small_messages_share_lane_requests_and_all_arrive() {
             "one synchronous client's messages stay in order ({c})"
         );
     }
+}
+
+/// The lane figures of cluster `R_test` in `/status`.
+fn lane_figures(p: &Proxy) -> serde_json::Value {
+    let (status, body) = p.http_get("/status").expect("status");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("status json");
+    v["clusters"]["R_test"]["writer"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_small_messages_share_lane_requests_and_all_arrive() {
+    let ns = rmq::namesrv();
+    let topic = unique_topic("rlane");
+    rmq::create_topic(&topic, 1);
+    let p = proxy(
+        &ns,
+        &[(&topic, ",\"autoBatch\":true")],
+        "\"useAutoBatch\":true,",
+    );
+    sixteen_clients_share_lane_requests(&ns, &topic, &p).await;
+}
+
+/// Issue 16: a topic without auto-batch coalesces too while its lane is busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordinary_topic_coalesces_while_its_lane_is_busy() {
+    let ns = rmq::namesrv();
+    let topic = unique_topic("rcoal");
+    rmq::create_topic(&topic, 1);
+    let p = proxy(&ns, &[(&topic, "")], "");
+    sixteen_clients_share_lane_requests(&ns, &topic, &p).await;
+}
+
+/// A lone synchronous client always finds its lane idle: every message is its own request,
+/// sent at once (no batch window), in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_client_never_waits_for_a_batch() {
+    let ns = rmq::namesrv();
+    let topic = unique_topic("rlone");
+    rmq::create_topic(&topic, 1);
+    let p = proxy(&ns, &[(&topic, "")], "");
+    let mut c = p.client().await;
+    for i in 0..30 {
+        let m = Message {
+            partition_id: 0,
+            ..msg(&topic, format!("lone-{i:02}").as_bytes())
+        };
+        let (code, _, _) = call(&mut c, &Call::SendSync(Some(m), 5000)).await;
+        assert_eq!(code, 0);
+    }
+    let w = lane_figures(&p);
+    assert_eq!(w["laneRequests"].as_u64(), Some(30), "{w}");
+    assert_eq!(w["laneBatchRequests"].as_u64(), Some(0), "{w}");
+    let got = rmq::consume(&ns, &topic, 30, Duration::from_secs(30)).await;
+    let bodies: Vec<String> = got
+        .iter()
+        .map(|g| String::from_utf8_lossy(&g.body).into_owned())
+        .collect();
+    let want: Vec<String> = (0..30).map(|i| format!("lone-{i:02}")).collect();
+    assert_eq!(bodies, want, "all arrived once, in order");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -228,6 +228,9 @@ pub struct ForwardingSettings {
     pub warm_up_timeout_ms: u64,
     /// Producer flush bound at shutdown.
     pub producer_flush_timeout_ms: u64,
+    /// RocketMQ: concurrent single messages to one queue share a request while its lane is busy,
+    /// for every topic (auto-batch topics keep their own bounds).
+    pub rocketmq_coalesce: bool,
 }
 
 impl Default for ForwardingSettings {
@@ -245,6 +248,7 @@ impl Default for ForwardingSettings {
             kafka_message_timeout_ms: 10_000,
             warm_up_timeout_ms: 10_000,
             producer_flush_timeout_ms: 5000,
+            rocketmq_coalesce: true,
         }
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::retry::RetryPolicy;
-use super::{BatchPolicy, Record, SendError};
+use super::{BatchPolicy, Record, SendError, SendOpts};
 use crate::config::model::RocketmqConfiguration;
 use crate::config::settings::ForwardingSettings;
 use crate::lifecycle::Tasks;
@@ -136,6 +136,27 @@ pub struct RocketmqCluster {
     sticky: Mutex<HashMap<String, MessageQueue>>,
     /// Route refreshes and lane dispatchers run as tasks of the process.
     tasks: Tasks,
+    /// `forwarding.rocketmqCoalesce`: single messages of any topic share busy lanes.
+    coalesce: bool,
+}
+
+/// Bounds of a busy lane's batch for topics without auto-batch (issue 16): the broker accepts
+/// 4 MiB requests, and a quarter MiB of bodies already amortises a request over dozens of small
+/// messages while keeping one request's latency low.
+pub const COALESCE: BatchPolicy = BatchPolicy {
+    max_bytes: 256 << 10,
+    threshold: 64 << 10,
+    max_messages: 32,
+};
+
+/// The lane a single message's first attempt goes through, if any: an auto-batch topic's
+/// small bodies use the auto-batch bounds (forwarding.md §8); with coalescing on, every other
+/// body below `COALESCE.threshold` uses `COALESCE`. Either way an idle lane sends at once.
+fn lane_policy(opts: &SendOpts, body_len: usize, coalesce: bool) -> Option<BatchPolicy> {
+    if let (true, Some(p)) = (opts.topic_auto_batch, opts.auto_batch) {
+        return (body_len < p.threshold).then_some(p);
+    }
+    (coalesce && body_len < COALESCE.threshold).then_some(COALESCE)
 }
 
 impl RocketmqCluster {
@@ -160,6 +181,7 @@ impl RocketmqCluster {
             lane_stats: Arc::new(LaneStats::default()),
             sticky: Mutex::new(HashMap::new()),
             tasks,
+            coalesce: fwd.rocketmq_coalesce,
         }
     }
 
@@ -366,10 +388,7 @@ impl RocketmqCluster {
     /// Sends one record (sendSync, sendAsync, delay fires).
     pub async fn send(&self, rec: &Record, deadline: Instant) -> Result<(), SendError> {
         let msg = message::build(rec)?;
-        let lane = rec
-            .opts
-            .auto_batch
-            .filter(|p| rec.opts.topic_auto_batch && rec.body.len() < p.threshold);
+        let lane = lane_policy(&rec.opts, rec.body.len(), self.coalesce);
         self.send_unit(
             Unit {
                 topic: &rec.topic,
@@ -554,5 +573,39 @@ async fn fetch(
             tracing::debug!(%topic, error = ?e, "route lookup failed");
             Err(SendError::from_rocketmq_route(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(auto_batch: Option<BatchPolicy>, topic_auto_batch: bool) -> SendOpts {
+        SendOpts {
+            strong_order: false,
+            auto_batch,
+            topic_auto_batch,
+        }
+    }
+
+    #[test]
+    fn every_small_message_gets_a_lane_and_auto_batch_topics_keep_their_bounds() {
+        let ab = BatchPolicy {
+            max_bytes: 4096,
+            threshold: 1024,
+            max_messages: 32,
+        };
+        assert_eq!(lane_policy(&opts(Some(ab), true), 100, true), Some(ab));
+        // An auto-batch topic's large body is sent singly (forwarding.md §8), coalescing or not.
+        assert_eq!(lane_policy(&opts(Some(ab), true), 2000, true), None);
+        // Ordinary topics coalesce below COALESCE.threshold, unless turned off.
+        assert_eq!(
+            lane_policy(&opts(Some(ab), false), 2000, true),
+            Some(COALESCE)
+        );
+        assert_eq!(lane_policy(&opts(None, false), 100, true), Some(COALESCE));
+        assert_eq!(lane_policy(&opts(None, false), 64 << 10, true), None);
+        assert_eq!(lane_policy(&opts(None, false), 100, false), None);
+        assert_eq!(lane_policy(&opts(None, true), 100, false), None);
     }
 }
