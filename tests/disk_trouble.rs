@@ -8,6 +8,11 @@
 //!    a loop; nothing fires before its due time (adds answered 10 included); every cancel
 //!    answered 0 holds.
 //!
+//! 5. a flush that does not return (the filesystem frozen with `fsfreeze`, which blocks every
+//!    write and fsync until thawed, as a hung device does) is detected: `/ready` 503 with
+//!    "delay store stuck", adds and cancels answered 10 instead of the client's timeout, the
+//!    `pproxy_delay_store_stuck` gauge at 1 and an error line; all of it clears once thawed.
+//!
 //! The data directory is a mount point made by the test, so it needs root (CI runs as root).
 //! As another user the test prints SKIPPED and returns; as root a mount failure fails it.
 //! Fires are read back from the real Kafka of `scripts/stack.sh` (PPROXY_TEST_KAFKA).
@@ -719,4 +724,116 @@ async fn read_only_case(yaml: &str) {
         fsck.status.code()
     );
     conclude(&kafka, &topic, proxy, disk, &l, "read-only").await;
+}
+
+/// Waits (at most 10 s) for a log line containing `what` (the watcher looks every 250 ms).
+async fn wait_log(proxy: &Proxy, what: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !proxy.log().contains(what) {
+        assert!(Instant::now() < until, "no log line says {what:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Thaws the frozen filesystem when dropped, so a failing test never leaves it frozen (a frozen
+/// filesystem would also keep the killed pproxy in uninterruptible sleep).
+struct Frozen(String);
+
+impl Frozen {
+    fn freeze(mnt: &str) -> Frozen {
+        must("fsfreeze", &["-f", mnt]);
+        Frozen(mnt.to_string())
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = run("fsfreeze", &["-u", &self.0]);
+    }
+}
+
+/// Issue 20: a flush that never returns, caused for real by freezing the data directory's
+/// filesystem, is detected, answered 10 at once, reported, and clears when the flush returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_flush_is_reported_answered_10_and_clears_when_it_returns() {
+    stuck_case("").await;
+}
+
+/// The same on the sled engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_a_stuck_flush_is_reported_answered_10_and_clears_when_it_returns() {
+    stuck_case("  storeEngine: sled\n").await;
+}
+
+/// `engine`: an extra line of the `scheduler` section.
+async fn stuck_case(engine: &str) {
+    if !root_or_skip("stuck_flush") {
+        return;
+    }
+    let kafka = kafka_bootstrap();
+    let disk = Disk::ext4(48);
+    let yaml = format!("scheduler:\n  storeStuckAfterMs: 1000\n{engine}");
+    let (proxy, topic) = start(&kafka, &disk, "diskstuck", &yaml).await;
+    let load = Load::start(&proxy, &topic, seed(), 4);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(load.counts(0)[0] > 0, "adds answered 0 before the freeze");
+
+    load.set_phase(1);
+    let mnt = disk.mnt.to_str().unwrap_or_default().to_string();
+    let frozen = Frozen::freeze(&mnt);
+    let frozen_at = Instant::now();
+    wait_ready(&proxy, "stuck", |code, body| {
+        code == 503 && body.contains("delay store stuck")
+    })
+    .await;
+    let stuck_after = frozen_at.elapsed();
+    // A new add on a new connection, with a client timeout far beyond the bound: answered 10
+    // (refused), not 12 (the timeout it would reach by waiting for the commit).
+    let mut c = Client::connect(&proxy.addr, Protocol::Compact, Duration::from_secs(30))
+        .await
+        .expect("connect");
+    let due = chrono::Utc::now().timestamp_millis() + 60_000;
+    let add = Call::SendDelaySync(
+        Some(looped_or_once_add(&topic, "stuck-probe", due, false)),
+        20_000,
+    );
+    let asked = Instant::now();
+    let reply = c.call(&add).await.expect("answered");
+    let answered_in = asked.elapsed();
+    assert!(
+        matches!(reply, Reply::Result { code: 10, .. }),
+        "an add while stuck is refused with 10: {reply:?}"
+    );
+    let (_, metrics) = proxy.http_get("/metrics").expect("metrics");
+    assert!(
+        metrics.contains("pproxy_delay_store_stuck 1"),
+        "the gauge says so"
+    );
+    let v = status(&proxy);
+    assert!(
+        v["scheduler"]["storeStuckMs"].as_i64() >= Some(1000),
+        "status says for how long: {v}"
+    );
+    wait_log(&proxy, "delay store stuck").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    drop(frozen);
+    let thawed_at = Instant::now();
+    load.set_phase(2);
+    wait_ready(&proxy, "thawed", |code, _| code == 200).await;
+    let ready_after = thawed_at.elapsed();
+    let (_, metrics) = proxy.http_get("/metrics").expect("metrics");
+    assert!(
+        metrics.contains("pproxy_delay_store_stuck 0"),
+        "the gauge clears"
+    );
+    let (l, _, first_ok) = after_repair(&proxy, load, thawed_at).await;
+    wait_log(&proxy, "delay store no longer stuck").await;
+    println!(
+        "stuck flush: /ready 503 {stuck_after:?} after the freeze; an add answered 10 in \
+         {answered_in:?}; thawed: ready after {ready_after:?}, first add answered 0 after \
+         {first_ok:?}; during the freeze {:?} [add 0, add 10, cancel 0, cancel 10]",
+        l.counts[1]
+    );
+    conclude(&kafka, &topic, proxy, disk, &l, "stuck flush").await;
 }

@@ -48,6 +48,8 @@ pub struct CommitStats {
     pub flush_us_sum: AtomicU64,
     /// Flushes issued by the committer.
     pub flushes: AtomicU64,
+    /// When the group in progress started, epoch ms; 0 while the committer waits for work.
+    pub group_started_ms: AtomicI64,
 }
 
 /// Upper bounds (µs) of the group-duration buckets.
@@ -123,6 +125,10 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<C
     // blocking_recv: this is a dedicated thread, not a runtime worker.
     while let Some(first) = rx.blocking_recv() {
         let started = Instant::now();
+        // max(1): 0 means idle, and a clock before 1970 must not read as idle.
+        stats
+            .group_started_ms
+            .store(now_ms().max(1), Ordering::Release);
         group.push(first);
         while group.len() < max_group {
             match rx.try_recv() {
@@ -193,6 +199,7 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<C
             }
         }
         drop(pinned);
+        stats.group_started_ms.store(0, Ordering::Release);
         stats.groups.fetch_add(1, Ordering::Relaxed);
         stats.mutations.fetch_add(n, Ordering::Relaxed);
         let us = started.elapsed().as_micros() as u64;

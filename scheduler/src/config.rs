@@ -35,6 +35,9 @@ pub struct Config {
     pub engine: EngineKind,
     /// Fire pacing, fires per second; 0 = unlimited.
     pub fire_max_tps: u64,
+    /// A commit group in flight longer than this means the store is stuck (a flush that does not
+    /// return): adds and cancels are refused at once until it returns; 0 = never.
+    pub stuck_after_ms: i64,
 }
 
 impl Default for Config {
@@ -59,6 +62,7 @@ impl Default for Config {
             cache_bytes: 128 << 20,
             engine: EngineKind::default(),
             fire_max_tps: 0,
+            stuck_after_ms: 5000,
         }
     }
 }

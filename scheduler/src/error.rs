@@ -83,4 +83,8 @@ pub enum SchedError {
     /// Shutting down.
     #[error("scheduler stopped")]
     Stopped,
+    /// The store is stuck: a commit group has been in flight this many ms (a flush that does not
+    /// return); refused at once instead of queueing behind it.
+    #[error("storage stuck: a commit has been in flight for {0} ms")]
+    Stuck(i64),
 }

@@ -1,5 +1,6 @@
 //! The scheduler's facade: open or start, add, cancel, status, dead letters, shutdown.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ use crate::scope::TaskScope;
 use crate::sink::{Outcome, Sink};
 use crate::stats::Stats;
 use crate::store::{Applied, CancelResult, DeadLetter, DoneEntry, Mutation, Store};
-use crate::upkeep;
+use crate::upkeep::{self, stuck_ms, STUCK_POLL};
 
 /// Completions that may wait for the committer at once: about 200 bytes each, and at 10k
 /// fires/s enough for 0.8 s of committer pause.
@@ -111,6 +112,7 @@ impl Scheduler {
         inner.tasks.spawn(fire::drive(inner.clone()));
         inner.tasks.spawn(upkeep::trim(inner.clone()));
         inner.tasks.spawn(upkeep::recover(inner.clone()));
+        inner.tasks.spawn(upkeep::watch_stuck(inner.clone()));
         Ok(Scheduler { inner })
     }
 
@@ -140,6 +142,11 @@ impl Scheduler {
         if inner.stop.is_cancelled() {
             return Err(SchedError::Stopped);
         }
+        // A client waits for this answer: refuse at once rather than queue behind a commit that
+        // does not return. Journaled mutations (already answered) queue and apply once it does.
+        if let (None, Some(ms)) = (offset, self.store_stuck_ms()) {
+            return Err(SchedError::Stuck(ms));
+        }
         if offset.is_none()
             && inner.cfg.max_pending > 0
             && inner.stats.pending.load(Ordering::Relaxed) >= inner.cfg.max_pending as i64
@@ -153,16 +160,19 @@ impl Scheduler {
             },
             offset,
         );
-        let applied = inner.committer.commit(m).await?;
-        match applied {
-            Applied::Added { due_ms } => {
-                inner.stats.pending.fetch_add(1, Ordering::Relaxed);
-                inner.stats.adds.fetch_add(1, Ordering::Relaxed);
-                inner.schedule_if_loaded(due_ms, id);
-                Ok(true)
+        let inner = inner.clone();
+        let work = async move {
+            match inner.committer.commit(m).await? {
+                Applied::Added { due_ms } => {
+                    inner.stats.pending.fetch_add(1, Ordering::Relaxed);
+                    inner.stats.adds.fetch_add(1, Ordering::Relaxed);
+                    inner.schedule_if_loaded(due_ms, id);
+                    Ok(true)
+                }
+                _ => Ok(false),
             }
-            _ => Ok(false),
-        }
+        };
+        self.answer(work, offset.is_none()).await
     }
 
     /// Cancels a canonical id for `topic`. Answers after the flush.
@@ -198,6 +208,11 @@ impl Scheduler {
         offset: Option<u64>,
     ) -> Result<CancelResult, SchedError> {
         let inner = &self.inner;
+        // A client waits for this answer: refuse at once rather than queue behind a commit that
+        // does not return. Journaled mutations (already answered) queue and apply once it does.
+        if let (None, Some(ms)) = (offset, self.store_stuck_ms()) {
+            return Err(SchedError::Stuck(ms));
+        }
         let m = journaled(
             Mutation::Cancel {
                 id: id.clone(),
@@ -207,21 +222,52 @@ impl Scheduler {
             },
             offset,
         );
-        let applied = inner.committer.commit(m).await?;
-        let Applied::Cancel(result) = applied else {
-            return Ok(CancelResult::Unknown);
+        let inner = inner.clone();
+        let work = async move {
+            let Applied::Cancel(result) = inner.committer.commit(m).await? else {
+                return Ok(CancelResult::Unknown);
+            };
+            inner.stats.cancels[result as usize - 1].fetch_add(1, Ordering::Relaxed);
+            if result == CancelResult::Cancelled {
+                inner.stats.pending.fetch_sub(1, Ordering::Relaxed);
+                let mut st = lock(&inner.state);
+                st.wheel.remove(&id);
+                if let Some(f) = st.inflight.get_mut(&id) {
+                    // Not yet handed to the writer: the fire task drops it (guarantee 4).
+                    f.cancelled = true;
+                }
+            }
+            Ok(result)
         };
-        inner.stats.cancels[result as usize - 1].fetch_add(1, Ordering::Relaxed);
-        if result == CancelResult::Cancelled {
-            inner.stats.pending.fetch_sub(1, Ordering::Relaxed);
-            let mut st = lock(&inner.state);
-            st.wheel.remove(&id);
-            if let Some(f) = st.inflight.get_mut(&id) {
-                // Not yet handed to the writer: the fire task drops it (guarantee 4).
-                f.cancelled = true;
+        self.answer(work, offset.is_none()).await
+    }
+
+    /// Awaits `work` (a commit and what follows it). With `refuse_when_stuck` (a client waits
+    /// for the answer), a store that gets stuck meanwhile answers `Stuck` at once, and `work`
+    /// finishes as a task of the scheduler once the commit returns, so an add that lands after
+    /// all is still counted and scheduled.
+    async fn answer<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, SchedError>> + Send + 'static,
+        refuse_when_stuck: bool,
+    ) -> Result<T, SchedError> {
+        if !refuse_when_stuck || self.inner.cfg.stuck_after_ms <= 0 {
+            return work.await;
+        }
+        let mut work = Box::pin(work);
+        loop {
+            match tokio::time::timeout(STUCK_POLL, &mut work).await {
+                Ok(r) => return r,
+                Err(_) => {
+                    if let Some(ms) = self.store_stuck_ms() {
+                        self.inner.tasks.spawn(async move {
+                            let _ = work.await;
+                        });
+                        return Err(SchedError::Stuck(ms));
+                    }
+                }
             }
         }
-        Ok(result)
     }
 
     /// Status of a canonical id.
@@ -322,6 +368,12 @@ impl Scheduler {
     /// nothing fires).
     pub fn store_failed(&self) -> bool {
         self.inner.store.is_failed()
+    }
+
+    /// How long the commit group in flight has been running, ms, once that is longer than
+    /// `stuck_after_ms` (the store is stuck: adds and cancels are refused); else `None`.
+    pub fn store_stuck_ms(&self) -> Option<i64> {
+        stuck_ms(&self.inner.committer.stats, self.inner.cfg.stuck_after_ms)
     }
 
     /// Times the store was reopened after an I/O error.

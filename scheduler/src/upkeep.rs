@@ -1,10 +1,12 @@
-//! Upkeep beside the drive loop: reopening a failed store, trimming by retention.
+//! Upkeep beside the drive loop: reopening a failed store, trimming by retention, watching for a
+//! stuck store.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::now_ms;
+use crate::commit::CommitStats;
 use crate::error::StoreError;
 use crate::inner::Inner;
 use crate::membership::lock;
@@ -78,6 +80,53 @@ pub(crate) async fn recover(inner: Arc<Inner>) {
     }
 }
 
+/// How long the commit group in flight has run, ms, if that is at least `bound` ms (0: never).
+pub(crate) fn stuck_ms(stats: &CommitStats, bound: i64) -> Option<i64> {
+    let started = stats.group_started_ms.load(Ordering::Acquire);
+    if bound <= 0 || started == 0 {
+        return None;
+    }
+    let ms = now_ms() - started;
+    (ms >= bound).then_some(ms)
+}
+
+/// How often `watch_stuck` looks at the committer.
+pub(crate) const STUCK_POLL: Duration = Duration::from_millis(250);
+
+/// Says in the log when the store gets stuck (a commit group in flight longer than
+/// `stuck_after_ms`: a flush that does not return, as after an ext4 abort or a frozen or hung
+/// device) and when it returns. Meanwhile adds and cancels are refused (`SchedError::Stuck`)
+/// and `store_stuck_ms` answers, for `/ready` and the metrics.
+pub(crate) async fn watch_stuck(inner: Arc<Inner>) {
+    let mut stuck_since: Option<i64> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(STUCK_POLL) => {}
+            _ = inner.stop.cancelled() => return,
+        }
+        let now = stuck_ms(&inner.committer.stats, inner.cfg.stuck_after_ms);
+        match (stuck_since, now) {
+            (None, Some(ms)) => {
+                tracing::error!(
+                    in_flight_ms = ms,
+                    bound_ms = inner.cfg.stuck_after_ms,
+                    "delay store stuck: a commit has not returned; adds and cancels answer 10 \
+                     until it does"
+                );
+                stuck_since = Some(now_ms() - ms);
+            }
+            (Some(since), None) => {
+                tracing::warn!(
+                    stuck_ms = now_ms() - since,
+                    "delay store no longer stuck: the commit returned"
+                );
+                stuck_since = None;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Trims finished ids and dead letters past retention, once a minute.
 pub(crate) async fn trim(inner: Arc<Inner>) {
     loop {
@@ -92,5 +141,29 @@ pub(crate) async fn trim(inner: Arc<Inner>) {
             limit: 10_000,
         };
         let _ = inner.committer.commit(m).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stuck_only_past_the_bound_and_never_when_idle_or_off() {
+        let stats = CommitStats::default();
+        assert_eq!(stuck_ms(&stats, 1000), None, "idle committer");
+        stats
+            .group_started_ms
+            .store(now_ms() - 300, Ordering::Release);
+        assert_eq!(
+            stuck_ms(&stats, 1000),
+            None,
+            "a group younger than the bound"
+        );
+        stats
+            .group_started_ms
+            .store(now_ms() - 2500, Ordering::Release);
+        assert!(stuck_ms(&stats, 1000).is_some_and(|ms| ms >= 2500));
+        assert_eq!(stuck_ms(&stats, 0), None, "0 turns detection off");
     }
 }

@@ -325,6 +325,8 @@ pub struct SchedulerSettings {
     pub max_pending: u64,
     /// Mutations per group commit.
     pub max_commit_group: usize,
+    /// A delay-store commit in flight longer than this marks the store stuck, ms (0 = never).
+    pub store_stuck_after_ms: i64,
     /// Store cache (sled page cache or redb page cache), MiB.
     pub store_cache_mb: u64,
     /// Engine of a new delay store: `redb` (default) or `sled` (`fjall` was removed in issue 17
@@ -399,6 +401,7 @@ impl Default for SchedulerSettings {
             dead_retention_sec: 604_800,
             max_pending: 0,
             max_commit_group: 4096,
+            store_stuck_after_ms: 5000,
             store_cache_mb: 128,
             store_engine: "redb".into(),
             cluster: ClusterSettings::default(),
@@ -430,6 +433,7 @@ impl SchedulerSettings {
             // Checked by `Settings::parse`: an unknown name never gets this far.
             engine: scheduler::EngineKind::parse(&self.store_engine).unwrap_or_default(),
             fire_max_tps: self.fire_max_tps,
+            stuck_after_ms: self.store_stuck_after_ms.max(0),
         }
     }
 }

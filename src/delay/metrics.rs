@@ -63,6 +63,12 @@ pub(super) fn scheduler(out: &mut String, s: &scheduler::Scheduler) {
             "1 from an I/O error of the delay store until it is reopened (adds and cancels answer 10).",
             f64::from(u8::from(s.store_failed())),
         );
+        gauge(
+            out,
+            "pproxy_delay_store_stuck",
+            "1 while a delay-store commit has been in flight longer than scheduler.storeStuckAfterMs (adds and cancels answer 10).",
+            f64::from(u8::from(s.store_stuck_ms().is_some())),
+        );
         sample(
             out,
             "pproxy_delay_store_reopens_total",

@@ -13,7 +13,7 @@ use crate::proto::{Code, DelayMessage};
 fn sched_failure(e: &SchedError) -> Code {
     match e {
         SchedError::Full => Code::RateLimited,
-        SchedError::Store(_) | SchedError::Stopped => {
+        SchedError::Store(_) | SchedError::Stopped | SchedError::Stuck(_) => {
             tracing::warn!(error = %e, "delay storage failure");
             Code::Failed
         }

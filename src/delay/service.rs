@@ -134,6 +134,15 @@ impl DelayService {
             None => Some("scheduler not open"),
             // Adds and cancels answer 10 until the store is reopened (disk full, read-only).
             Some(Backend::Single(s)) if s.store_failed() => Some("delay store failed"),
+            // ... or until its commit in flight returns (a flush that hangs).
+            Some(_)
+                if self
+                    .local_schedulers()
+                    .iter()
+                    .any(|s| s.store_stuck_ms().is_some()) =>
+            {
+                Some("delay store stuck")
+            }
             Some(_) => None,
         }
     }
@@ -151,6 +160,7 @@ impl DelayService {
             "dead": sched.dead_count(),
             "firedThroughLagMs": fired_through_lag_ms(sched),
             "storeFailed": sched.store_failed(),
+            "storeStuckMs": sched.store_stuck_ms(),
             "storeReopens": sched.store_reopens(),
         }))
     }
