@@ -620,3 +620,62 @@ async fn announced_but_unsent_frames_neither_stall_others_nor_live_forever() {
         expect_closed(s).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout_and_others_are_served() {
+    // Issue 20: a client pipelines heartbeats and never reads a reply. Its receive buffer (made
+    // small) and then pproxy's send buffer fill, the reply write blocks, and after
+    // writeTimeoutMs the connection is closed. Meanwhile another client is served.
+    let p = Proxy::start(
+        "server:\n  bindAddr: 127.0.0.1\n  adminBindAddr: 127.0.0.1\n  writeTimeoutMs: 1000\n",
+    );
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let s = socket
+        .connect(p.addr.parse().expect("addr"))
+        .await
+        .expect("connect");
+    let hb = msg("carrera_heartbeat", b"");
+    let frame = raw_call(
+        Protocol::Compact,
+        b"sendSync",
+        message_type::CALL,
+        1,
+        Some(&hb),
+    );
+    let (_rd, mut wr) = s.into_split();
+    // Writes until pproxy stops reading (it is blocked writing) and then closes: the write
+    // fails, or stays blocked until the test ends.
+    let writer = tokio::spawn(async move {
+        let mut sent = 0u64;
+        while wr.write_all(&frame).await.is_ok() {
+            sent += 1;
+        }
+        sent
+    });
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, metrics) = p.http_get("/metrics").expect("metrics");
+        if metrics.contains("pproxy_connections_closed_total{reason=\"write_timeout\"} 1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the non-reading peer was never closed:\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("closed"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let mut good = Client::connect(&p.addr, Protocol::Compact, Duration::from_secs(1))
+            .await
+            .expect("connect");
+        let (code, _, _) = call(&mut good, &Call::SendSync(Some(hb.clone()), 1000)).await;
+        assert_eq!(code, 0, "another client is served meanwhile");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    writer.abort();
+}

@@ -170,6 +170,9 @@ pub struct ServerSettings {
     pub shutdown_drain_ms: u64,
     /// A started frame must be complete within this time, or the connection is closed.
     pub frame_read_timeout_ms: u64,
+    /// A reply must be written within this time, or the connection is closed (a peer that
+    /// stopped reading); 0 = never.
+    pub write_timeout_ms: u64,
     /// POST admin endpoints only from loopback.
     pub admin_mutations_loopback_only: bool,
     /// Bearer token the POST admin endpoints require; empty = none.
@@ -192,6 +195,7 @@ impl Default for ServerSettings {
             idle_timeout_sec: 0,
             shutdown_drain_ms: 10_000,
             frame_read_timeout_ms: 10_000,
+            write_timeout_ms: 10_000,
             admin_mutations_loopback_only: true,
             admin_token: String::new(),
             admin_token_for_reads: false,

@@ -62,6 +62,9 @@ pub enum CloseReason {
     Protocol,
     /// Process shutdown.
     Shutdown,
+    /// The peer stopped reading its replies: one could not be written within
+    /// `server.writeTimeoutMs`.
+    WriteTimeout,
 }
 
 /// Shared limits of all connections.
@@ -228,8 +231,8 @@ where
             let skipped = tokio::time::timeout_at(frame_deadline, skip_oversized(&mut rd, len));
             match skipped.await.unwrap_or(Err(CloseReason::Idle)) {
                 Ok(Some(reply)) => {
-                    if write_frame(&mut wr, reply).await.is_err() {
-                        return CloseReason::Peer;
+                    if let Err(reason) = write_reply(&cx, &mut wr, reply, &peer).await {
+                        return reason;
                     }
                     continue;
                 }
@@ -246,9 +249,8 @@ where
         drop(permit);
         match result {
             FrameResult::Reply(b) => {
-                if let Err(e) = write_frame(&mut wr, b).await {
-                    tracing::debug!(peer = ?peer.addr, error = %e, "reply not delivered");
-                    return CloseReason::Peer;
+                if let Err(reason) = write_reply(&cx, &mut wr, b, &peer).await {
+                    return reason;
                 }
             }
             FrameResult::NoReply => {}
@@ -300,6 +302,34 @@ async fn read_payload<R: AsyncRead + Unpin>(
 
 fn frame_timeout(cx: &Context) -> Duration {
     Duration::from_millis(cx.live.settings().server.frame_read_timeout_ms.max(1))
+}
+
+/// Writes one reply within `server.writeTimeoutMs` (0: no bound). A peer that stops reading
+/// fills its socket buffers and would hold this connection's task, its frame buffer and its
+/// read budget for good: past the bound the connection is closed; other connections do not
+/// wait for it (each has its own task).
+async fn write_reply<W: AsyncWrite + Unpin>(
+    cx: &Context,
+    wr: &mut W,
+    b: Bytes,
+    peer: &Peer,
+) -> Result<(), CloseReason> {
+    let ms = cx.live.settings().server.write_timeout_ms;
+    let written = if ms == 0 {
+        write_frame(wr, b).await
+    } else {
+        match tokio::time::timeout(Duration::from_millis(ms), write_frame(wr, b)).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::debug!(peer = ?peer.addr, bound_ms = ms, "peer not reading its replies");
+                return Err(CloseReason::WriteTimeout);
+            }
+        }
+    };
+    written.map_err(|e| {
+        tracing::debug!(peer = ?peer.addr, error = %e, "reply not delivered");
+        CloseReason::Peer
+    })
 }
 
 async fn write_frame<W: AsyncWrite + Unpin>(wr: &mut W, b: Bytes) -> std::io::Result<()> {

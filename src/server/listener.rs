@@ -79,6 +79,7 @@ pub async fn run(
                 CloseReason::Idle => "idle",
                 CloseReason::Protocol => "protocol",
                 CloseReason::Shutdown => "shutdown",
+                CloseReason::WriteTimeout => "write_timeout",
             };
             cx2.metrics.conn_closed.add((label.into(),), 1);
             drop(open);
