@@ -194,10 +194,11 @@ where
         ("GET", "/metrics") => (200, pages::metrics(&app)),
         _ => (404, json!({"error": "not found"}).to_string()),
     };
-    let ctype = if path == "/health" {
-        "text/plain"
-    } else {
-        "application/json"
+    let ctype = match path {
+        "/health" => "text/plain",
+        // The Prometheus text exposition format 0.0.4.
+        "/metrics" => "text/plain; version=0.0.4; charset=utf-8",
+        _ => "application/json",
     };
     respond(&mut stream, status, ctype, &body).await
 }

@@ -516,6 +516,11 @@ impl Consumed {
 
 /// A blocking GET on a local admin port (also of a process that may be gone): (status, body).
 pub fn admin_get(port: u16, path: &str) -> Option<(u16, String)> {
+    admin_get_full(port, path).map(|(status, _, body)| (status, body))
+}
+
+/// A blocking GET on the admin port: (status, response head, body).
+pub fn admin_get_full(port: u16, path: &str) -> Option<(u16, String, String)> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -527,8 +532,8 @@ pub fn admin_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    Some((status, body))
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((out.as_str(), ""));
+    Some((status, head.to_string(), body.to_string()))
 }
 
 /// The occurrence ids and due times of an add the proxy answered with `id`, due at `due` ms:
