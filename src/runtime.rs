@@ -250,6 +250,9 @@ pub async fn serve(
         phases.connections.clone(),
     ));
     traffic.set_listening();
+    tasks.spawn_until_shutdown(crate::server::trim::after_connection_storms(
+        traffic.clone(),
+    ));
     delay.start().map_err(|e| RunError::Fatal(e.to_string()))?;
     let reloader = Reloader {
         live: live.clone(),

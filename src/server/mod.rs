@@ -4,6 +4,7 @@ pub mod connection;
 pub mod dispatch;
 pub mod listener;
 pub mod traffic;
+pub mod trim;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! What the Thrift port carries now: open connections, requests in progress, and whether the
 //! node is still taking new ones (the drain reads and sets this; `/ready` and `/status` show it).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,8 @@ pub struct Traffic {
     /// Woken when `inflight` drops to zero.
     idle: Notify,
     connections: AtomicUsize,
+    /// Connections closed since start.
+    closed: AtomicU64,
     started: Instant,
 }
 
@@ -28,6 +30,7 @@ impl Traffic {
             inflight: AtomicUsize::new(0),
             idle: Notify::new(),
             connections: AtomicUsize::new(0),
+            closed: AtomicU64::new(0),
             started: Instant::now(),
         })
     }
@@ -89,6 +92,11 @@ impl Traffic {
         ConnectionGuard(self.clone())
     }
 
+    /// Connections closed since start.
+    pub fn closed_total(&self) -> u64 {
+        self.closed.load(Ordering::Relaxed)
+    }
+
     /// Time since the process started serving.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
@@ -115,5 +123,6 @@ impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         let before = self.0.connections.fetch_sub(1, Ordering::Relaxed);
         debug_assert!(before > 0, "a connection closed that never opened");
+        self.0.closed.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -155,6 +155,17 @@ impl Proxy {
         panic!("pproxy not ready in {bound:?}:\n{}", self.log());
     }
 
+    /// The process's resident memory (`VmRSS`), KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    }
+
     /// The process log so far.
     pub fn log(&self) -> String {
         let console =
