@@ -245,7 +245,9 @@ where
             Err(reason) => return reason,
         };
         let start = Instant::now();
-        let result = handle_frame(&cx, buf, start, &peer).await;
+        // Boxed: a request in progress needs about 12 KB of future state; inline, every idle
+        // connection's task would carry that much for good.
+        let result = Box::pin(handle_frame(&cx, buf, start, &peer)).await;
         drop(permit);
         match result {
             FrameResult::Reply(b) => {
