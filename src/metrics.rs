@@ -423,23 +423,28 @@ pub fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
 }
 
 /// Renders a histogram kept as per-bucket (non-cumulative) counts plus a final +Inf bucket.
+/// Bounds and the sum are kept in integer units (ms, µs, counts); `unit` of them make one of
+/// the exposed unit (1000 for ms shown as seconds).
 pub fn raw_histogram(
     out: &mut String,
     name: &str,
     help: &str,
-    bounds: &[f64],
+    bounds: &[u64],
+    unit: f64,
     counts: &[AtomicU64],
-    sum: f64,
+    sum: &AtomicU64,
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
     let mut cum = 0;
     for (b, c) in bounds.iter().zip(counts) {
         cum += c.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cum}");
+        let le = *b as f64 / unit;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cum}");
     }
     if let Some(last) = counts.get(bounds.len()) {
         cum += last.load(Ordering::Relaxed);
     }
+    let sum = sum.load(Ordering::Relaxed) as f64 / unit;
     let _ = writeln!(
         out,
         "{name}_bucket{{le=\"+Inf\"}} {cum}\n{name}_sum {sum}\n{name}_count {cum}"

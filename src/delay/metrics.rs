@@ -76,41 +76,32 @@ pub(super) fn scheduler(out: &mut String, s: &scheduler::Scheduler) {
             "counter",
             s.store_reopens() as f64,
         );
-        let ms_bounds: Vec<f64> = scheduler::LATENESS_BUCKETS_MS
-            .iter()
-            .map(|b| *b as f64 / 1000.0)
-            .collect();
         raw_histogram(
             out,
             "pproxy_delay_fire_lateness_seconds",
             "Hand-off time minus due time.",
-            &ms_bounds,
+            &scheduler::LATENESS_BUCKETS_MS,
+            1000.0,
             &st.lateness,
-            st.lateness_sum_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            &st.lateness_sum_ms,
         );
-        let us_bounds: Vec<f64> = scheduler::GROUP_US_BUCKETS
-            .iter()
-            .map(|b| *b as f64 / 1e6)
-            .collect();
         raw_histogram(
             out,
             "pproxy_delay_commit_duration_seconds",
             "Group commit including flush.",
-            &us_bounds,
+            &scheduler::GROUP_US_BUCKETS,
+            1e6,
             &cs.group_us_hist,
-            cs.group_us_sum.load(Ordering::Relaxed) as f64 / 1e6,
+            &cs.group_us_sum,
         );
-        let size_bounds: Vec<f64> = scheduler::GROUP_SIZE_BUCKETS
-            .iter()
-            .map(|b| *b as f64)
-            .collect();
         raw_histogram(
             out,
             "pproxy_delay_commit_group_size",
             "Mutations per group commit.",
-            &size_bounds,
+            &scheduler::GROUP_SIZE_BUCKETS,
+            1.0,
             &cs.group_size_hist,
-            cs.group_size_sum.load(Ordering::Relaxed) as f64,
+            &cs.group_size_sum,
         );
     }
 }
