@@ -142,11 +142,7 @@ impl Scheduler {
         if inner.stop.is_cancelled() {
             return Err(SchedError::Stopped);
         }
-        // A client waits for this answer: refuse at once rather than queue behind a commit that
-        // does not return. Journaled mutations (already answered) queue and apply once it does.
-        if let (None, Some(ms)) = (offset, self.store_stuck_ms()) {
-            return Err(SchedError::Stuck(ms));
-        }
+        self.refuse_if_stuck(offset)?;
         if offset.is_none()
             && inner.cfg.max_pending > 0
             && inner.stats.pending.load(Ordering::Relaxed) >= inner.cfg.max_pending as i64
@@ -208,11 +204,7 @@ impl Scheduler {
         offset: Option<u64>,
     ) -> Result<CancelResult, SchedError> {
         let inner = &self.inner;
-        // A client waits for this answer: refuse at once rather than queue behind a commit that
-        // does not return. Journaled mutations (already answered) queue and apply once it does.
-        if let (None, Some(ms)) = (offset, self.store_stuck_ms()) {
-            return Err(SchedError::Stuck(ms));
-        }
+        self.refuse_if_stuck(offset)?;
         let m = journaled(
             Mutation::Cancel {
                 id: id.clone(),
@@ -240,6 +232,16 @@ impl Scheduler {
             Ok(result)
         };
         self.answer(work, offset.is_none()).await
+    }
+
+    /// A client waits for the answer of a mutation without a journal `offset`: refuse it at once
+    /// rather than queue it behind a commit that does not return. Journaled mutations (already
+    /// answered) queue and apply once it does.
+    fn refuse_if_stuck(&self, offset: Option<u64>) -> Result<(), SchedError> {
+        match (offset, self.store_stuck_ms()) {
+            (None, Some(ms)) => Err(SchedError::Stuck(ms)),
+            _ => Ok(()),
+        }
     }
 
     /// Awaits `work` (a commit and what follows it). With `refuse_when_stuck` (a client waits
