@@ -4,7 +4,8 @@
 #
 #   scripts/setup.sh            build prerequisites
 #   scripts/setup.sh --tests    also what the test suite needs (python3-venv, thrift-compiler,
-#                               jq, openssl, curl, a JDK for the Apache servers, and what --deb
+#                               jq, openssl, curl, a JDK for the Apache servers, Debian's
+#                               prometheus, and what --deb
 #                               needs, since the suite builds and installs the Debian package)
 #   scripts/setup.sh --deb      also what `./build.sh --deb` needs (cargo-deb, dpkg-dev)
 set -euo pipefail
@@ -34,12 +35,14 @@ if [ "${1:-}" = "--tests" ]; then
   have losetup || need+=(mount)
   python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
   have java || need+=(openjdk-17-jre-headless)
+  have prometheus || need+=(prometheus) # tests/prometheus.rs: a real server scrapes pproxy
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${need[@]}" >/dev/null
+  # Without recommends: prometheus would bring its node exporter and web assets.
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 have cargo || { echo "setup: cargo (Rust 1.95) is required: https://rustup.rs" >&2; exit 1; }
 # The version is pinned so a package built today builds the same way tomorrow.

@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::security::Security;
 use crate::server::traffic::Traffic;
 use crate::writer::embedded::EmbeddedHandle;
+use prometheus_client::registry::Registry;
 
 /// Fatal start-up failures, with the process exit code each maps to.
 #[derive(Debug, thiserror::Error)]
@@ -155,8 +156,12 @@ pub async fn serve(
     } else {
         None
     };
+    // Every family is registered here; the collectors of values read at scrape time join below.
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::new(&mut registry));
     let (snapshot, zk_docs) = if settings.mode() == Mode::ZooKeeper {
-        let (snap, docs) = crate::live::zk::initial(&settings, &node, &tasks).await;
+        let (snap, docs) =
+            crate::live::zk::initial(&settings, &node, &tasks, &metrics.broker).await;
         (snap, Some(docs))
     } else {
         (
@@ -166,6 +171,7 @@ pub async fn serve(
                 embedded: embedded.as_ref(),
                 previous: None,
                 tasks: &tasks,
+                broker: &metrics.broker,
             })?,
             None,
         )
@@ -190,7 +196,6 @@ pub async fn serve(
         .await;
     // Each layer gets what it uses; nothing below the runtime sees the whole.
     let live = LiveConfig::new(settings, snapshot, node, embedded);
-    let metrics = Arc::new(Metrics::default());
     let traffic = Traffic::new();
     let failures = Arc::new(FailureSampler::default());
     let forwarder = Forwarder::new(metrics.clone());
@@ -204,6 +209,10 @@ pub async fn serve(
         OpenError::Store(path, why) => RunError::Store(path, why),
         OpenError::Cluster(why) => RunError::Fatal(why),
     })?;
+    registry.register_collector(Box::new(crate::server::traffic::Gauges(traffic.clone())));
+    registry.register_collector(Box::new(crate::live::Gauges(live.clone())));
+    registry.register_collector(Box::new(crate::delay::Gauges(delay.clone())));
+    let registry = Arc::new(registry);
 
     if admin_port != 0 {
         let l = crate::admin::bind(admin_addr)
@@ -213,6 +222,7 @@ pub async fn serve(
             live: live.clone(),
             traffic: traffic.clone(),
             metrics: metrics.clone(),
+            registry,
             security: security.clone(),
             delay: delay.clone(),
         });

@@ -255,4 +255,17 @@ async fn rocketmq_broker_outage_under_load() {
         acked.len(),
         stored.len()
     );
+    // The outage's fast failures were retried, and the metric says so (issue 18).
+    let (_, page) = p.http_get("/metrics").expect("scrape");
+    let retries: f64 = page
+        .lines()
+        .filter(|l| {
+            l.starts_with(r#"pproxy_broker_retries_total{backend="rocketmq",cluster="R_test""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        retries > 0.0,
+        "no retries counted during the outage:\n{page}"
+    );
 }

@@ -39,8 +39,16 @@ async fn injected_broker_errors_map_to_result_codes() {
         kafka_message_timeout_ms: 3000,
         ..Default::default()
     };
-    let cluster =
-        KafkaCluster::new("K", &conf, &fwd, &Default::default(), 1, None).expect("cluster");
+    let cluster = KafkaCluster::new(
+        "K",
+        &conf,
+        &fwd,
+        &Default::default(),
+        1,
+        None,
+        pproxy::metrics::ClusterMetrics::unregistered(),
+    )
+    .expect("cluster");
     let deadline = || Instant::now() + Duration::from_secs(5);
 
     // Warm metadata with a clean send first; each injected error is followed by a clean send.

@@ -13,10 +13,13 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::delay::DelayService;
 use crate::live::LiveConfig;
+use crate::metrics::labels::{Reason, Tls};
+use crate::metrics::scrape::{render, Format};
 use crate::metrics::Metrics;
 use crate::security::tls::HANDSHAKE_RECORD;
 use crate::security::Security;
 use crate::server::traffic::Traffic;
+use prometheus_client::registry::Registry;
 
 /// What the admin endpoints read and act on.
 pub struct Admin {
@@ -26,6 +29,8 @@ pub struct Admin {
     pub traffic: Arc<Traffic>,
     /// The proxy's own metric families.
     pub metrics: Arc<Metrics>,
+    /// Every family and collector, rendered by `/metrics`.
+    pub registry: Arc<Registry>,
     /// TLS (with `server.adminTls`).
     pub security: Arc<Security>,
     /// Delay status, dead letters, re-drive and purge.
@@ -66,9 +71,12 @@ async fn accept_one(app: Arc<Admin>, stream: TcpStream) -> std::io::Result<()> {
     let Some(acceptor) = acceptor else {
         return handle(app, stream, loopback).await;
     };
-    let count = |result: &str| {
-        let labels = ("admin".to_string(), result.to_string());
-        app.metrics.tls_connections.add(labels, 1);
+    let count = |result: &'static str| {
+        let labels = Tls {
+            port: "admin",
+            result,
+        };
+        app.metrics.tls_connections.get_or_create(&labels).inc();
     };
     let mut first = [0u8; 1];
     if stream.peek(&mut first).await? == 0 {
@@ -115,6 +123,14 @@ fn refusal(
     None
 }
 
+/// The value of header `name` in a request head.
+fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
 /// Whether the request head carries `Authorization: Bearer <token>`; compared in constant time.
 fn bearer_matches(head: &str, token: &str) -> bool {
     let given = head.lines().skip(1).find_map(|l| {
@@ -149,7 +165,10 @@ where
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     if let Some((status, why)) = refusal(&app, method, path, loopback, &head) {
-        app.metrics.admin_denied.add((why.into(),), 1);
+        app.metrics
+            .admin_denied
+            .get_or_create(&Reason { reason: why })
+            .inc();
         let body = match why {
             "loopback" => json!({"error": "mutations only from loopback"}),
             _ => json!({"error": "a valid bearer token is required"}),
@@ -191,13 +210,15 @@ where
             }
         }
         ("GET", "/status") => (200, pages::status_json(&app).to_string()),
-        ("GET", "/metrics") => (200, pages::metrics(&app)),
+        ("GET", "/metrics") => {
+            let format = Format::negotiate(header(&head, "accept"));
+            let body = render(&app.registry, format);
+            return respond(&mut stream, 200, format.content_type(), &body).await;
+        }
         _ => (404, json!({"error": "not found"}).to_string()),
     };
     let ctype = match path {
         "/health" => "text/plain",
-        // The Prometheus text exposition format 0.0.4.
-        "/metrics" => "text/plain; version=0.0.4; charset=utf-8",
         _ => "application/json",
     };
     respond(&mut stream, status, ctype, &body).await

@@ -1,11 +1,8 @@
 //! The admin pages: readiness, `/status`, the `/metrics` page, and the delay endpoints.
 
-use std::fmt::Write as _;
-
 use serde_json::json;
 
 use super::Admin;
-use crate::metrics::gauge;
 
 pub(super) fn not_ready_reasons(app: &Admin) -> Vec<&'static str> {
     let mut r = Vec::new();
@@ -86,43 +83,4 @@ pub(super) async fn delay_dead_action(app: &Admin, rest: &str) -> (u16, String) 
         return (400, json!({"error": "k must be a number"}).to_string());
     };
     app.delay.dead_action(id.to_string(), k, action).await
-}
-
-/// Renders the whole `/metrics` page: the proxy's own families plus gauges read now.
-pub(super) fn metrics(app: &Admin) -> String {
-    let mut out = String::with_capacity(16 * 1024);
-    let _ = writeln!(
-        out,
-        "# HELP pproxy_build_info Build information.\n# TYPE pproxy_build_info gauge\npproxy_build_info{{version=\"{}\",commit=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION"),
-        env!("PPROXY_GIT_COMMIT")
-    );
-    app.metrics.render(&mut out);
-    gauge(
-        &mut out,
-        "pproxy_inflight_requests",
-        "Requests in progress.",
-        app.traffic.inflight() as f64,
-    );
-    gauge(
-        &mut out,
-        "pproxy_connections",
-        "Open Thrift connections.",
-        app.traffic.connections() as f64,
-    );
-    let snap = app.live.snapshot();
-    gauge(
-        &mut out,
-        "pproxy_config_generation",
-        "Current configuration generation.",
-        snap.generation as f64,
-    );
-    gauge(
-        &mut out,
-        "pproxy_topics_admitted",
-        "Admitted topics.",
-        snap.topics.all().len() as f64,
-    );
-    app.delay.render_metrics(&mut out);
-    out
 }

@@ -1,175 +1,253 @@
-//! The delay families of `/metrics`: one scheduler's in single-node mode, the owned partitions'
-//! and the journal's in cluster mode.
+//! The delay families of `/metrics`, read at scrape time: one scheduler's in single-node mode;
+//! in cluster mode the same families summed over the partitions this node owns, plus the
+//! journal's counters.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 
 use super::cluster::Cluster;
-use crate::metrics::{gauge, raw_histogram, sample};
+use super::service::{fired_through_lag_ms, Backend, DelayService};
+use crate::metrics::scrape::{counter, counters, gauge, raw_histogram};
 
-/// Single-node mode: the scheduler's families.
-pub(super) fn scheduler(out: &mut String, s: &scheduler::Scheduler) {
-    {
-        let st = s.stats();
-        let (loaded, inflight) = s.loaded_and_inflight();
+/// The delay collector: registered once, it reads whichever backend is open at scrape time.
+pub struct Gauges(pub Arc<DelayService>);
+
+impl std::fmt::Debug for Gauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("delay::Gauges")
+    }
+}
+
+impl Collector for Gauges {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        match self.0.backend() {
+            Some(Backend::Single(s)) => Totals::of(std::slice::from_ref(s)).encode(&mut e),
+            Some(Backend::Cluster(c)) => cluster(&mut e, c),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One or more schedulers' figures, summed (the fired-through lag is the largest).
+#[derive(Default)]
+struct Totals {
+    pending: i64,
+    loaded: usize,
+    inflight: usize,
+    dead: usize,
+    skipped: u64,
+    lag_ms: i64,
+    store_errors: u64,
+    store_failed: bool,
+    store_stuck: bool,
+    reopens: u64,
+    lateness: Vec<u64>,
+    lateness_sum_ms: u64,
+    commit_us: Vec<u64>,
+    commit_us_sum: u64,
+    group: Vec<u64>,
+    group_sum: u64,
+}
+
+/// Adds per-bucket counts into `into`.
+fn add_buckets(into: &mut Vec<u64>, counts: &[AtomicU64]) {
+    into.resize(counts.len(), 0);
+    for (i, c) in counts.iter().enumerate() {
+        into[i] += c.load(Ordering::Relaxed);
+    }
+}
+
+impl Totals {
+    fn of(schedulers: &[scheduler::Scheduler]) -> Totals {
+        let mut t = Totals::default();
+        // Empty histograms still show their buckets.
+        t.lateness
+            .resize(scheduler::LATENESS_BUCKETS_MS.len() + 1, 0);
+        t.commit_us.resize(scheduler::GROUP_US_BUCKETS.len() + 1, 0);
+        t.group.resize(scheduler::GROUP_SIZE_BUCKETS.len() + 1, 0);
+        for s in schedulers {
+            let st = s.stats();
+            let cs = s.commit_stats();
+            let (loaded, inflight) = s.loaded_and_inflight();
+            t.pending += st.pending.load(Ordering::Relaxed);
+            t.loaded += loaded;
+            t.inflight += inflight;
+            t.dead += s.dead_count();
+            t.skipped += st.skipped.load(Ordering::Relaxed);
+            t.lag_ms = t.lag_ms.max(fired_through_lag_ms(s));
+            t.store_errors += cs.errors.load(Ordering::Relaxed);
+            t.store_failed |= s.store_failed();
+            t.store_stuck |= s.store_stuck_ms().is_some();
+            t.reopens += s.store_reopens();
+            add_buckets(&mut t.lateness, &st.lateness);
+            t.lateness_sum_ms += st.lateness_sum_ms.load(Ordering::Relaxed);
+            add_buckets(&mut t.commit_us, &cs.group_us_hist);
+            t.commit_us_sum += cs.group_us_sum.load(Ordering::Relaxed);
+            add_buckets(&mut t.group, &cs.group_size_hist);
+            t.group_sum += cs.group_size_sum.load(Ordering::Relaxed);
+        }
+        t
+    }
+
+    fn encode(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let flag = |b: bool| i64::from(b);
         gauge(
-            out,
+            e,
             "pproxy_delay_pending",
             "Pending delay records.",
-            st.pending.load(Ordering::Relaxed) as f64,
-        );
+            self.pending,
+        )?;
         gauge(
-            out,
+            e,
             "pproxy_delay_loaded",
             "Delay records in the in-memory wheel.",
-            loaded as f64,
-        );
+            self.loaded as i64,
+        )?;
         gauge(
-            out,
+            e,
             "pproxy_delay_inflight",
             "Delay fires in flight.",
-            inflight as f64,
-        );
+            self.inflight as i64,
+        )?;
         gauge(
-            out,
+            e,
             "pproxy_delay_dead_letters",
             "Dead letters kept.",
-            s.dead_count() as f64,
-        );
-        sample(
-            out,
-            "pproxy_delay_skipped_total",
+            self.dead as i64,
+        )?;
+        counter(
+            e,
+            "pproxy_delay_skipped",
             "Loop occurrences skipped by catch-up.",
-            "counter",
-            st.skipped.load(Ordering::Relaxed) as f64,
-        );
-        let cs = s.commit_stats();
-        let lag = super::service::fired_through_lag_ms(s) as f64 / 1000.0;
+            self.skipped,
+        )?;
         gauge(
-            out,
+            e,
             "pproxy_delay_fired_through_lag_seconds",
             "Now minus the fired-through watermark.",
-            lag,
-        );
-        sample(
-            out,
-            "pproxy_delay_store_errors_total",
+            self.lag_ms as f64 / 1000.0,
+        )?;
+        counter(
+            e,
+            "pproxy_delay_store_errors",
             "Delay storage failures.",
-            "counter",
-            cs.errors.load(Ordering::Relaxed) as f64,
-        );
+            self.store_errors,
+        )?;
         gauge(
-            out,
+            e,
             "pproxy_delay_store_failed",
             "1 from an I/O error of the delay store until it is reopened (adds and cancels answer 10).",
-            f64::from(u8::from(s.store_failed())),
-        );
+            flag(self.store_failed),
+        )?;
         gauge(
-            out,
+            e,
             "pproxy_delay_store_stuck",
             "1 while a delay-store commit has been in flight longer than scheduler.storeStuckAfterMs (adds and cancels answer 10).",
-            f64::from(u8::from(s.store_stuck_ms().is_some())),
-        );
-        sample(
-            out,
-            "pproxy_delay_store_reopens_total",
+            flag(self.store_stuck),
+        )?;
+        counter(
+            e,
+            "pproxy_delay_store_reopens",
             "Reopens of the delay store after an I/O error.",
-            "counter",
-            s.store_reopens() as f64,
-        );
+            self.reopens,
+        )?;
         raw_histogram(
-            out,
+            e,
             "pproxy_delay_fire_lateness_seconds",
             "Hand-off time minus due time.",
             &scheduler::LATENESS_BUCKETS_MS,
             1000.0,
-            &st.lateness,
-            &st.lateness_sum_ms,
-        );
+            &self.lateness,
+            self.lateness_sum_ms,
+        )?;
         raw_histogram(
-            out,
+            e,
             "pproxy_delay_commit_duration_seconds",
             "Group commit including flush.",
             &scheduler::GROUP_US_BUCKETS,
             1e6,
-            &cs.group_us_hist,
-            &cs.group_us_sum,
-        );
+            &self.commit_us,
+            self.commit_us_sum,
+        )?;
         raw_histogram(
-            out,
+            e,
             "pproxy_delay_commit_group_size",
             "Mutations per group commit.",
             &scheduler::GROUP_SIZE_BUCKETS,
             1.0,
-            &cs.group_size_hist,
-            &cs.group_size_sum,
-        );
+            &self.group,
+            self.group_sum,
+        )
     }
 }
 
-/// Cluster mode: owned partitions, journal appends and what owners applied.
-pub(super) fn cluster(out: &mut String, c: &Cluster) {
-    let owned = c.owned.lock().unwrap_or_else(|e| e.into_inner());
-    let active = owned.values().filter(|o| o.may_fire()).count();
-    let pending: i64 = owned
-        .values()
-        .filter_map(|o| o.engine())
-        .map(|e| e.stats().pending.load(Ordering::Relaxed))
-        .sum();
-    drop(owned);
-    sample(
-        out,
+/// The journal record kinds counted by `pproxy_delay_cluster_journal_appends_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JournalKind {
+    kind: &'static str,
+}
+
+/// Cluster mode: the owned partitions' schedulers summed, and the journal's counters.
+fn cluster(e: &mut DescriptorEncoder, c: &Cluster) -> std::fmt::Result {
+    let engines: Vec<scheduler::Scheduler> = {
+        let owned = c.owned.lock().unwrap_or_else(|e| e.into_inner());
+        owned.values().filter_map(|o| o.engine()).collect()
+    };
+    gauge(
+        e,
         "pproxy_delay_cluster_partitions_owned",
         "Journal partitions this node owns and fires.",
-        "gauge",
-        active as f64,
-    );
-    sample(
-        out,
-        "pproxy_delay_pending",
-        "Pending delay records (of the partitions this node owns).",
-        "gauge",
-        pending as f64,
-    );
+        engines.len() as i64,
+    )?;
+    Totals::of(&engines).encode(e)?;
     let st = &c.stats;
-    out.push_str("# HELP pproxy_delay_cluster_journal_appends_total Journal records acknowledged by the broker.\n# TYPE pproxy_delay_cluster_journal_appends_total counter\n");
-    for (i, kind) in ["add", "cancel", "fired", "claim"].iter().enumerate() {
-        out.push_str(&format!(
-            "pproxy_delay_cluster_journal_appends_total{{kind=\"{kind}\"}} {}\n",
-            st.appends[i].load(Ordering::Relaxed)
-        ));
-    }
+    let appends: Vec<(JournalKind, u64)> = ["add", "cancel", "fired", "claim"]
+        .iter()
+        .zip(&st.appends)
+        .map(|(kind, n)| (JournalKind { kind }, n.load(Ordering::Relaxed)))
+        .collect();
+    counters(
+        e,
+        "pproxy_delay_cluster_journal_appends",
+        "Journal records acknowledged by the broker.",
+        &appends,
+    )?;
     for (name, help, v) in [
         (
-            "pproxy_delay_cluster_journal_append_errors_total",
+            "pproxy_delay_cluster_journal_append_errors",
             "Journal appends that failed.",
             &st.append_errors,
         ),
         (
-            "pproxy_delay_cluster_applied_total",
+            "pproxy_delay_cluster_applied",
             "Journal records applied to owned partitions.",
             &st.applied,
         ),
         (
-            "pproxy_delay_cluster_foreign_fired_total",
+            "pproxy_delay_cluster_foreign_fired",
             "Fired markers of an older owner seen after this node's claim.",
             &st.foreign_fired,
         ),
         (
-            "pproxy_delay_cluster_partitions_gained_total",
+            "pproxy_delay_cluster_partitions_gained",
             "Partitions assigned to this node.",
             &st.gained,
         ),
         (
-            "pproxy_delay_cluster_partitions_lost_total",
+            "pproxy_delay_cluster_partitions_lost",
             "Partitions revoked from this node.",
             &st.lost,
         ),
         (
-            "pproxy_delay_cluster_tombstones_total",
+            "pproxy_delay_cluster_tombstones",
             "Tombstones appended to the journal for finished ids.",
             &st.tombstones,
         ),
     ] {
-        sample(out, name, help, "counter", v.load(Ordering::Relaxed) as f64);
+        counter(e, name, help, v.load(Ordering::Relaxed))?;
     }
+    Ok(())
 }

@@ -11,6 +11,7 @@ pub mod sink;
 pub mod status;
 pub mod validate;
 
+pub use metrics::Gauges;
 pub use scheduler::{to_ms, MS_THRESHOLD};
 pub use service::DelayService;
 pub use validate::{build_add, validate};

@@ -8,6 +8,7 @@ use scheduler::{CancelResult, DelayId, SchedError};
 use super::cluster;
 use super::service::{Backend, DelayService};
 use super::{build_add, validate};
+use crate::metrics::labels::{DelayAdd, TopicResult};
 use crate::proto::{Code, DelayMessage};
 
 fn sched_failure(e: &SchedError) -> Code {
@@ -46,7 +47,7 @@ impl DelayService {
             Err(code) => return (code, echo),
         };
         // Adds and cancels both take a permit of the delay topic's buckets (delay.md §3 step 18).
-        let topic = route.name.as_str();
+        let topic: &str = &route.name;
         let setting = route.limiter_failure_retry_interval;
         if let Err(code) = self
             .forwarder
@@ -73,11 +74,14 @@ impl DelayService {
         if m.action == 1 {
             let num = snap.proxy.carrera.inner_topic_num;
             let (id, rec) = build_add(m, num, now_ms, principal);
-            let labels = (rec.topic.clone(), rec.id.dtype.to_string());
+            let labels = DelayAdd {
+                topic: route.name.clone(),
+                r#type: rec.id.dtype,
+            };
             return match sched.add(id.clone(), rec).await {
                 Ok(new) => {
                     if new {
-                        self.metrics.delay_adds.add(labels, 1);
+                        self.metrics.delay_adds.get_or_create(&labels).inc();
                     }
                     (Code::Ok, id)
                 }
@@ -91,7 +95,11 @@ impl DelayService {
             .cancel(canonical, topic.clone(), principal.map(str::to_string))
             .await;
         if let Ok(r) = &result {
-            self.metrics.delay_cancels.add((topic, r.name().into()), 1);
+            let labels = TopicResult {
+                topic: route.name.clone(),
+                result: r.name(),
+            };
+            self.metrics.delay_cancels.get_or_create(&labels).inc();
         }
         match result {
             Ok(CancelResult::TopicMismatch) => (Code::IllegalDelayId, echo),

@@ -265,15 +265,6 @@ impl DelayService {
         }
     }
 
-    /// The delay families of `/metrics`.
-    pub fn render_metrics(&self, out: &mut String) {
-        match self.backend() {
-            Some(Backend::Single(s)) => super::metrics::scheduler(out, s),
-            Some(Backend::Cluster(c)) => super::metrics::cluster(out, c),
-            None => {}
-        }
-    }
-
     /// Step 3 of the drain: no new fires; those in flight finish within `bound`; the store
     /// persists. A cluster node also leaves the group, handing its partitions over at once.
     pub async fn shutdown(&self, bound: Duration) {

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::forward::{route, Forwarder, FROM_CHRONOS};
 use crate::live::LiveConfig;
+use crate::metrics::labels::TopicResult;
 use crate::metrics::Metrics;
 use crate::proto::{Code, Message};
 use crate::writer::Record;
@@ -99,9 +100,11 @@ async fn fire(sink: WriterSink, m: FireMessage) -> Outcome {
         Outcome::Permanent { .. } => "dead",
         Outcome::Retry { .. } => "retry",
     };
-    sink.metrics
-        .delay_fired
-        .add((rec.topic.clone(), result.into()), 1);
+    let labels = TopicResult {
+        topic: route.name.clone(),
+        result,
+    };
+    sink.metrics.delay_fired.get_or_create(&labels).inc();
     out
 }
 

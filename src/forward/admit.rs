@@ -14,7 +14,7 @@ pub use crate::proto::HEARTBEAT_TOPIC;
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicRoute {
     /// Topic name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Candidate broker clusters, sorted by name, deduplicated.
     pub clusters: Vec<String>,
     /// Only delay writes allowed.
@@ -180,7 +180,7 @@ fn route_for(
         .min()
         .unwrap_or(DEFAULT_SIZE_LIMIT);
     Some(TopicRoute {
-        name: t.topic.clone(),
+        name: t.topic.as_str().into(),
         clusters,
         delay_topic: t.delay_topic,
         auto_batch: t.auto_batch,

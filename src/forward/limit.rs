@@ -114,7 +114,7 @@ impl Limiter {
             node: Pair::new(node_tps as f64, ratio),
             topics: topics
                 .iter()
-                .map(|t| (t.name.clone(), Pair::new(t.max_tps as f64, ratio)))
+                .map(|t| (t.name.to_string(), Pair::new(t.max_tps as f64, ratio)))
                 .collect(),
             ratio,
             last_warn_log: Mutex::new(HashMap::new()),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use tokio::time::Instant;
 
-use crate::metrics::Metrics;
+use crate::metrics::{labels, Metrics, SendOutcome};
 use crate::proto::{Code, Message};
 use crate::writer::{BatchPolicy, ClusterWriter, Record, SendError};
 use limit::Decision;
@@ -75,11 +75,15 @@ fn admit_one<'a>(snap: &'a Snapshot, m: Message) -> Result<Admitted<'a>, Code> {
     })
 }
 
-fn count_limit(metrics: &Metrics, topic: &str, d: Decision, result: &str) {
-    let add = |scope: &str, r: &str| {
-        metrics
-            .rate_limit
-            .add((scope.into(), topic.into(), r.into()), 1);
+fn count_limit(metrics: &Metrics, topic: &str, d: Decision, result: &'static str) {
+    // Only decisions other than plain admission are counted, so the label is made only then.
+    let add = |scope: &'static str, result: &'static str| {
+        let labels = labels::Limit {
+            scope,
+            topic: topic.into(),
+            result,
+        };
+        metrics.rate_limit.get_or_create(&labels).inc();
     };
     match d {
         Decision::Warned { topic: t, node: n } => {
@@ -171,20 +175,15 @@ impl Forwarder {
         started: Instant,
         results: &[Result<(), SendError>],
     ) {
-        let m = &self.metrics;
-        let (backend, cluster) = (writer.backend().to_string(), writer.name().to_string());
-        m.broker_duration
-            .get((backend.clone(), cluster.clone()))
-            .observe(started.elapsed().as_secs_f64());
+        let m = writer.metrics();
+        m.attempt(started.elapsed().as_secs_f64());
         for r in results {
-            let outcome = match r {
-                Ok(()) => "ok",
-                Err(SendError::Timeout) => "timeout",
-                Err(SendError::Retriable(_)) => "retriable",
-                Err(_) => "error",
-            };
-            m.broker_sends
-                .add((backend.clone(), cluster.clone(), outcome.into()), 1);
+            m.sent(match r {
+                Ok(()) => SendOutcome::Ok,
+                Err(SendError::Timeout) => SendOutcome::Timeout,
+                Err(SendError::Retriable(_)) => SendOutcome::Retriable,
+                Err(_) => SendOutcome::Error,
+            });
         }
     }
 
@@ -218,21 +217,17 @@ impl Forwarder {
             .limit_gate(snap, &[(&topic, 1)], a.retry_setting, deadline)
             .await
         {
-            self.metrics
-                .messages
-                .add((topic, code.as_i32().to_string()), 1);
+            self.metrics.message(topic, code.as_i32());
             return code;
         }
         let out = outcome_of(self.send_record(a.writer, &a.record, deadline).await);
-        self.metrics
-            .messages
-            .add((topic, out.as_i32().to_string()), 1);
+        self.metrics.message(topic, out.as_i32());
         out
     }
 
     /// `sendBatchSync` (forwarding.md §5).
     pub async fn send_batch(&self, snap: &Snapshot, ms: Vec<Message>, deadline: Instant) -> Code {
-        self.metrics.rpc_batch_size.get(()).observe(ms.len() as f64);
+        self.metrics.rpc_batch_size.observe(ms.len() as f64);
         if ms.is_empty() {
             return Code::Ok;
         }
@@ -246,7 +241,7 @@ impl Forwarder {
         // One permit per message: n_t per topic, their sum at node level; one refusal refuses all.
         let mut wants: Vec<(&str, u32)> = Vec::new();
         for a in &admitted {
-            match wants.iter_mut().find(|(t, _)| *t == a.record.topic) {
+            match wants.iter_mut().find(|(t, _)| *t == &*a.record.topic) {
                 Some(w) => w.1 += 1,
                 None => wants.push((&a.record.topic, 1)),
             }
@@ -283,9 +278,7 @@ impl Forwarder {
             for (i, r) in idx.into_iter().zip(res) {
                 let code = r.as_ref().map_or_else(|e| e.code(), |_| Code::Ok);
                 let topic = admitted[i].record.topic.clone();
-                self.metrics
-                    .messages
-                    .add((topic, code.as_i32().to_string()), 1);
+                self.metrics.message(topic, code.as_i32());
                 match r {
                     Ok(()) => stored += 1,
                     Err(e) if first_failure.as_ref().is_none_or(|(j, _)| i < *j) => {
@@ -299,9 +292,7 @@ impl Forwarder {
             None => Code::Ok,
             Some((i, e)) => {
                 if stored > 0 {
-                    self.metrics
-                        .batch_partial
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics.batch_partial.inc();
                     tracing::debug!(stored, index = i, "batch partially stored");
                 }
                 outcome_of(Err(e))

@@ -10,6 +10,7 @@ use crate::config::model::{parse_topic_info, ProxyConfig, TopicConfig};
 use crate::config::settings::{Mode, Settings};
 use crate::config::ConfigError;
 use crate::lifecycle::Tasks;
+use crate::metrics::BrokerMetrics;
 use crate::writer::embedded::EmbeddedHandle;
 use crate::writer::kafka::KafkaCluster;
 use crate::writer::rocketmq::RocketmqCluster;
@@ -73,7 +74,7 @@ impl Snapshot {
                 per_cluster
                     .entry(cl.clone())
                     .or_default()
-                    .push(t.name.clone());
+                    .push(t.name.to_string());
             }
         }
         let jobs = per_cluster.into_iter().filter_map(|(cl, topics)| {
@@ -102,7 +103,7 @@ impl Snapshot {
             .iter()
             .map(|t| {
                 json!({
-                    "topic": t.name, "clusters": t.clusters, "delayTopic": t.delay_topic,
+                    "topic": &*t.name, "clusters": t.clusters, "delayTopic": t.delay_topic,
                     "autoBatch": t.auto_batch, "strongOrder": t.strong_order,
                     "sizeLimit": t.size_limit, "maxTps": t.max_tps,
                 })
@@ -165,6 +166,8 @@ pub struct Build<'a> {
     pub previous: Option<&'a Snapshot>,
     /// The process's tasks: the writers' background work runs as tasks of these.
     pub tasks: &'a Tasks,
+    /// The broker families new writers take their cluster's series from.
+    pub broker: &'a BrokerMetrics,
 }
 
 /// Builds writers for every cluster of `proxy`; with `embedded`, every Kafka cluster points at
@@ -193,6 +196,7 @@ fn build_writers(b: &Build<'_>, proxy: &mut ProxyConfig) -> Result<Writers, Conf
                 &settings.forwarding,
                 proxy.carrera.rocketmq_producers,
                 b.tasks.clone(),
+                b.broker.cluster("rocketmq", name),
             ))),
         };
         writers.clusters.insert(name.clone(), w);
@@ -223,6 +227,7 @@ fn build_writers(b: &Build<'_>, proxy: &mut ProxyConfig) -> Result<Writers, Conf
             &settings.kafka_overrides,
             proxy.carrera.kafka_producers,
             embedded.cloned(),
+            b.broker.cluster("kafka", name),
         )
         .map_err(|e| ConfigError::Producer(name.clone(), e.to_string()))?;
         writers

@@ -8,10 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
 
 use crate::config::settings::Settings;
 use crate::forward::snapshot::Snapshot;
 use crate::lifecycle::Tasks;
+use crate::metrics::scrape::gauge;
 use crate::writer::embedded::EmbeddedHandle;
 
 /// The settings and configuration generation in force, and what a new generation is built
@@ -105,4 +108,33 @@ pub fn same_writers(a: &Snapshot, b: &Snapshot) -> bool {
             .clusters
             .iter()
             .all(|(k, w)| b.writers.get(k).is_some_and(|x| x.same(w)))
+}
+
+/// `/metrics` gauges of the configuration in force, read at scrape time.
+pub struct Gauges(pub Arc<LiveConfig>);
+
+impl std::fmt::Debug for Gauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("live::Gauges")
+    }
+}
+
+impl Collector for Gauges {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let snap = self.0.snapshot();
+        let generation = snap.generation as i64;
+        gauge(
+            &mut e,
+            "pproxy_config_generation",
+            "Current configuration generation.",
+            generation,
+        )?;
+        let admitted = snap.topics.all().len() as i64;
+        gauge(
+            &mut e,
+            "pproxy_topics_admitted",
+            "Admitted topics.",
+            admitted,
+        )
+    }
 }

@@ -10,7 +10,7 @@ use crate::config::settings::{Mode, Settings};
 use crate::config::{ConfigError, LOG_TARGET as CONFIG_TARGET};
 use crate::forward::snapshot::{load_initial, Build};
 use crate::lifecycle::Tasks;
-use crate::metrics::Metrics;
+use crate::metrics::{labels, Metrics};
 use crate::security::Security;
 
 /// Keeps the running values of the keys that need a restart (marked S in config.md §2.2).
@@ -53,7 +53,7 @@ impl Reloader {
     pub async fn reload(
         &self,
         config_path: Option<&Path>,
-        source: &str,
+        source: &'static str,
     ) -> Result<u64, ConfigError> {
         let result = self.apply(config_path).await;
         let label = if result.is_ok() {
@@ -61,9 +61,11 @@ impl Reloader {
         } else {
             "rejected"
         };
-        self.metrics
-            .config_reloads
-            .add((source.into(), label.into()), 1);
+        let labels = labels::Reload {
+            source,
+            result: label,
+        };
+        self.metrics.config_reloads.get_or_create(&labels).inc();
         match &result {
             Ok(g) => {
                 tracing::info!(target: CONFIG_TARGET, generation = g, source, "configuration applied")
@@ -87,6 +89,7 @@ impl Reloader {
         };
         let security = Security::prepare(&settings)?;
         let (s2, l2, tasks) = (settings.clone(), live.clone(), self.tasks.clone());
+        let broker = self.metrics.broker.clone();
         // Reads the local file and creates producers: keep it off the runtime threads.
         let snap = tokio::task::spawn_blocking(move || {
             let prev = l2.snapshot_full();
@@ -96,6 +99,7 @@ impl Reloader {
                 embedded: l2.embedded(),
                 previous: Some(&prev),
                 tasks: &tasks,
+                broker: &broker,
             })
         })
         .await

@@ -1,7 +1,6 @@
 //! ZooKeeper mode's loops: the first configuration (ZooKeeper, else the cache) and the watch
 //! that applies every change as a new generation (config.md §3, §8).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,17 +12,23 @@ use crate::config::zk::{connect, parse, read, read_cache, write_cache, Documents
 use crate::config::LOG_TARGET as CONFIG_TARGET;
 use crate::forward::snapshot::{from_documents, Build, Snapshot};
 use crate::lifecycle::Tasks;
-use crate::metrics::Metrics;
+use crate::metrics::{labels, BrokerMetrics, Metrics};
 
 /// The first snapshot: from ZooKeeper within `zk.startupWaitMs`, else from the cache, else keep
 /// trying every 5 s (the Thrift port stays closed meanwhile).
-pub async fn initial(s: &Settings, node: &str, tasks: &Tasks) -> (Snapshot, Option<Documents>) {
+pub async fn initial(
+    s: &Settings,
+    node: &str,
+    tasks: &Tasks,
+    broker: &BrokerMetrics,
+) -> (Snapshot, Option<Documents>) {
     let build = Build {
         settings: s,
         node,
         embedded: None,
         previous: None,
         tasks,
+        broker,
     };
     let started = tokio::time::Instant::now();
     let startup_wait = Duration::from_millis(s.zk.startup_wait_ms);
@@ -76,11 +81,11 @@ pub async fn watch(
     loop {
         let s = live.settings_full();
         let Some(client) = connect(&s, Duration::from_secs(10)).await else {
-            metrics.zk_connected.store(false, Ordering::Release);
+            metrics.zk_connected.set(0);
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        metrics.zk_connected.store(true, Ordering::Release);
+        metrics.zk_connected.set(1);
         let mut state = client.state_watcher();
         loop {
             let s = live.settings_full();
@@ -115,7 +120,7 @@ pub async fn watch(
                 }
             }
         }
-        metrics.zk_connected.store(false, Ordering::Release);
+        metrics.zk_connected.set(0);
     }
 }
 
@@ -142,6 +147,7 @@ async fn apply(
             embedded: None,
             previous: Some(&old),
             tasks,
+            broker: &metrics.broker,
         };
         from_documents(&build, proxy, &topics, "zk")
     });
@@ -149,18 +155,22 @@ async fn apply(
         Ok(snap) => {
             let flush = Duration::from_millis(s.forwarding.producer_flush_timeout_ms);
             let generation = live.install(snap, flush, tasks);
-            metrics
-                .config_reloads
-                .add(("zk".into(), "applied".into()), 1);
+            let labels = labels::Reload {
+                source: "zk",
+                result: "applied",
+            };
+            metrics.config_reloads.get_or_create(&labels).inc();
             tracing::info!(target: CONFIG_TARGET, generation, topics = docs.topics.len(), "ZooKeeper configuration applied");
             if let Err(e) = write_cache(s, docs) {
                 tracing::warn!(target: CONFIG_TARGET, error = %e, "config cache not written");
             }
         }
         Err(e) => {
-            metrics
-                .config_reloads
-                .add(("zk".into(), "rejected".into()), 1);
+            let labels = labels::Reload {
+                source: "zk",
+                result: "rejected",
+            };
+            metrics.config_reloads.get_or_create(&labels).inc();
             tracing::error!(target: CONFIG_TARGET, error = %e, "ZooKeeper configuration rejected; previous kept");
         }
     }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dispatch::{handle_frame, reply_code, FrameResult};
 use super::Context;
+use crate::metrics::labels::{self, Kind};
 use crate::proto::codec::read_header;
 use crate::proto::Code;
 use crate::security::tls::{peer_subject, HANDSHAKE_RECORD};
@@ -92,9 +93,12 @@ pub async fn serve(
         Ok(b) => b,
         Err(reason) => return reason,
     };
-    let count = |result: &str| {
-        let labels = ("thrift".to_string(), result.to_string());
-        cx.metrics.tls_connections.add(labels, 1);
+    let count = |result: &'static str| {
+        let labels = labels::Tls {
+            port: "thrift",
+            result,
+        };
+        cx.metrics.tls_connections.get_or_create(&labels).inc();
     };
     if first != HANDSHAKE_RECORD {
         if cx.live.settings().tls.required {
@@ -215,7 +219,10 @@ where
         if len <= 0 {
             let first = (len as u32 >> 24) as u8;
             if first == 0x80 || first == 0x82 {
-                cx.metrics.protocol_errors.add(("unframed".into(),), 1);
+                cx.metrics
+                    .protocol_errors
+                    .get_or_create(&Kind { kind: "unframed" })
+                    .inc();
                 if unframed_log_due(peer.ip()) {
                     tracing::warn!(peer = ?peer.addr, "unframed transport not supported");
                 }
@@ -227,7 +234,10 @@ where
         let len = len as usize;
         let max = cx.live.snapshot().proxy.carrera.max_read_buffer_bytes;
         if len > max {
-            cx.metrics.protocol_errors.add(("oversize".into(),), 1);
+            cx.metrics
+                .protocol_errors
+                .get_or_create(&Kind { kind: "oversize" })
+                .inc();
             let skipped = tokio::time::timeout_at(frame_deadline, skip_oversized(&mut rd, len));
             match skipped.await.unwrap_or(Err(CloseReason::Idle)) {
                 Ok(Some(reply)) => {

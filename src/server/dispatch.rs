@@ -9,6 +9,7 @@ use futures::FutureExt;
 use tokio::time::Instant;
 
 use super::Context;
+use crate::metrics::labels::{self, Kind};
 use crate::proto::codec::{message_type, read_header, Reader};
 use crate::proto::types::{encode_exception, encode_reply, read_call, AppExceptionType};
 use crate::proto::HEARTBEAT_TOPIC;
@@ -37,7 +38,10 @@ fn exception_counted(
         AppExceptionType::InvalidMessageType => "invalid_type",
         AppExceptionType::ProtocolError => "decode",
     };
-    cx.metrics.protocol_errors.add((label.into(),), 1);
+    cx.metrics
+        .protocol_errors
+        .get_or_create(&Kind { kind: label })
+        .inc();
     exception(h, kind, msg)
 }
 
@@ -89,14 +93,20 @@ pub async fn handle_frame(
     peer: &Peer,
 ) -> FrameResult {
     let Ok((h, pos)) = read_header(&payload) else {
-        cx.metrics.protocol_errors.add(("bad_header".into(),), 1);
+        cx.metrics
+            .protocol_errors
+            .get_or_create(&Kind { kind: "bad_header" })
+            .inc();
         return FrameResult::Close;
     };
     let proto = match h.protocol {
         crate::proto::Protocol::Compact => "compact",
         crate::proto::Protocol::Binary => "binary",
     };
-    cx.metrics.frames.add((proto.into(),), 1);
+    cx.metrics
+        .frames
+        .get_or_create(&labels::Protocol { protocol: proto })
+        .inc();
     if h.mtype != message_type::CALL && h.mtype != message_type::ONEWAY {
         let why = "invalid message type";
         return exception_counted(cx, &h, AppExceptionType::InvalidMessageType, why);
@@ -104,7 +114,10 @@ pub async fn handle_frame(
     let Some(method) = Method::from_name(&h.name) else {
         cx.metrics
             .protocol_errors
-            .add(("unknown_method".into(),), 1);
+            .get_or_create(&Kind {
+                kind: "unknown_method",
+            })
+            .inc();
         return unknown_method(&h);
     };
     let mut r = Reader::new(&payload, pos, h.protocol);
@@ -162,22 +175,23 @@ fn call_topic(call: &Call) -> Option<String> {
 /// Counts an answered request; topics that are not admitted share the label `_other`.
 fn observe_request(cx: &Context, method: Method, topic: Option<&str>, code: Code, start: Instant) {
     let label = match topic {
-        Some(HEARTBEAT_TOPIC) if method == Method::SendSync => HEARTBEAT_TOPIC.to_string(),
-        Some(t) if cx.live.snapshot().topics.admit(t).is_some() => t.to_string(),
-        _ => "_other".to_string(),
+        Some(HEARTBEAT_TOPIC) if method == Method::SendSync => heartbeat_label(),
+        Some(t) => match cx.live.snapshot().topics.admit(t) {
+            Some(route) => route.name.clone(),
+            None => labels::other_topic(),
+        },
+        None => labels::other_topic(),
     };
-    let m = &cx.metrics;
-    m.requests.add(
-        (
-            method.name().into(),
-            label.clone(),
-            code.as_i32().to_string(),
-        ),
-        1,
-    );
-    m.request_duration
-        .get((method.name().into(), label))
-        .observe(start.elapsed().as_secs_f64());
+    let seconds = start.elapsed().as_secs_f64();
+    cx.metrics
+        .request(method.name(), label, code.as_i32(), seconds);
+}
+
+/// The topic label of heartbeats.
+fn heartbeat_label() -> labels::Topic {
+    static HEARTBEAT: std::sync::LazyLock<labels::Topic> =
+        std::sync::LazyLock::new(|| HEARTBEAT_TOPIC.into());
+    HEARTBEAT.clone()
 }
 
 /// The access log line (when enabled) and the sampled failure line of one request.
@@ -235,9 +249,12 @@ async fn run(
     let principal = match cx.security.acl.load().check(peer, &call) {
         Ok(p) => p,
         Err((who, why)) => {
-            let who = who.as_deref().unwrap_or("_none").to_string();
-            let labels = (method.name().into(), who, why.label().into());
-            cx.metrics.acl_denied.add(labels, 1);
+            let labels = labels::AclDenied {
+                method: method.name(),
+                principal: who.as_deref().unwrap_or("_none").into(),
+                reason: why.label(),
+            };
+            cx.metrics.acl_denied.get_or_create(&labels).inc();
             return (Code::NotWhitelisted, echo);
         }
     };

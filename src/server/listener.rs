@@ -1,7 +1,6 @@
 //! Accept loop: connection cap, socket options, shutdown (wire.md §2).
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket};
@@ -11,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::connection::{serve, CloseReason, ConnLimits};
 use super::Context;
 use crate::lifecycle::{Group, Tasks};
+use crate::metrics::labels::Reason;
 
 /// Binds the Thrift port with the configured backlog.
 pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
@@ -59,7 +59,7 @@ pub async fn run(
             }
         };
         if cx.traffic.connections() >= cx.live.settings().server.max_connections {
-            cx.metrics.conn_rejected.fetch_add(1, Ordering::Relaxed);
+            cx.metrics.conn_rejected.inc();
             tracing::debug!(%peer, "connection refused: maxConnections");
             drop(stream);
             continue;
@@ -67,7 +67,7 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream).set_keepalive(true);
         let open = cx.traffic.open_connection();
-        cx.metrics.conn_accepted.fetch_add(1, Ordering::Relaxed);
+        cx.metrics.conn_accepted.inc();
         let cx2 = cx.clone();
         let limits = limits.clone();
         let close = close.clone();
@@ -81,7 +81,10 @@ pub async fn run(
                 CloseReason::Shutdown => "shutdown",
                 CloseReason::WriteTimeout => "write_timeout",
             };
-            cx2.metrics.conn_closed.add((label.into(),), 1);
+            cx2.metrics
+                .conn_closed
+                .get_or_create(&Reason { reason: label })
+                .inc();
             drop(open);
         });
     }

@@ -5,8 +5,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::metrics::scrape::gauge;
 
 /// Connection and request counts of one running proxy, and its draining flag.
 pub struct Traffic {
@@ -124,5 +128,33 @@ impl Drop for ConnectionGuard {
         let before = self.0.connections.fetch_sub(1, Ordering::Relaxed);
         debug_assert!(before > 0, "a connection closed that never opened");
         self.0.closed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// `/metrics` gauges of the Thrift port, read at scrape time.
+pub struct Gauges(pub Arc<Traffic>);
+
+impl std::fmt::Debug for Gauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("traffic::Gauges")
+    }
+}
+
+impl Collector for Gauges {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let inflight = self.0.inflight() as i64;
+        gauge(
+            &mut e,
+            "pproxy_inflight_requests",
+            "Requests in progress.",
+            inflight,
+        )?;
+        let open = self.0.connections() as i64;
+        gauge(
+            &mut e,
+            "pproxy_connections",
+            "Open Thrift connections.",
+            open,
+        )
     }
 }

@@ -16,6 +16,7 @@ use super::embedded::EmbeddedHandle;
 use super::{partition_for, Record, SendError};
 use crate::config::model::KafkaConfiguration;
 use crate::config::settings::ForwardingSettings;
+use crate::metrics::ClusterMetrics;
 
 /// Backoff between submissions while librdkafka's local queue is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
@@ -36,6 +37,7 @@ pub struct KafkaCluster {
     producers: Vec<FutureProducer>,
     cache: PartitionCache,
     embedded: Option<EmbeddedHandle>,
+    metrics: ClusterMetrics,
 }
 
 fn hostname() -> String {
@@ -108,6 +110,7 @@ impl KafkaCluster {
         overrides: &BTreeMap<String, BTreeMap<String, String>>,
         instances: usize,
         embedded: Option<EmbeddedHandle>,
+        metrics: ClusterMetrics,
     ) -> Result<Self, KafkaError> {
         let start = chrono::Utc::now().timestamp_millis();
         let producers = (0..instances.max(1))
@@ -122,12 +125,18 @@ impl KafkaCluster {
                 fetch_timeout: Duration::from_millis(conf.metadata_fetch_timeout as u64),
             },
             embedded,
+            metrics,
         })
     }
 
     /// Cluster name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// This cluster's broker series.
+    pub fn metrics(&self) -> &ClusterMetrics {
+        &self.metrics
     }
 
     /// Number of producer instances.
@@ -163,7 +172,9 @@ impl KafkaCluster {
             if wait.is_zero() {
                 return Err(SendError::Timeout);
             }
-            match self.fetch_count(topic, wait).await {
+            let fetched = self.fetch_count(topic, wait).await;
+            self.metrics.route_refresh(fetched.is_ok());
+            match fetched {
                 Ok(n) => {
                     if let Ok(mut c) = self.cache.counts.write() {
                         c.insert(topic.to_string(), (n, Instant::now()));

@@ -12,13 +12,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::metrics::ClusterMetrics;
+
 pub use error::SendError;
 
 /// One message as the writer sends it.
 #[derive(Debug, Clone)]
 pub struct Record {
-    /// Target topic.
-    pub topic: String,
+    /// Target topic (shared with its route: a record costs no copy of the name).
+    pub topic: Arc<str>,
     /// Record key (Kafka) / KEYS (RocketMQ).
     pub key: Option<String>,
     /// Body bytes, unchanged.
@@ -125,6 +127,14 @@ impl ClusterWriter {
         match self {
             ClusterWriter::Kafka(k) => k.name(),
             ClusterWriter::Rocketmq(r) => r.name(),
+        }
+    }
+
+    /// This cluster's broker series.
+    pub fn metrics(&self) -> &ClusterMetrics {
+        match self {
+            ClusterWriter::Kafka(k) => k.metrics(),
+            ClusterWriter::Rocketmq(r) => r.metrics(),
         }
     }
 

@@ -582,3 +582,19 @@ pub fn consumer_from_beginning(bootstrap: &str, topic: &str) -> BaseConsumer {
     consumer.assign(&tpl).expect("assign");
     consumer
 }
+
+/// Whether the program `bin` (what provides it: `what`) is on the PATH. Without it the test is
+/// skipped with one line saying why, unless `PPROXY_REQUIRE_STACK=1` (scripts/test.sh sets it),
+/// which makes a missing tool a failure.
+pub fn tool_available(bin: &str, what: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(bin).is_file()));
+    if !found {
+        assert!(
+            std::env::var("PPROXY_REQUIRE_STACK").as_deref() != Ok("1"),
+            "{bin} is required (PPROXY_REQUIRE_STACK=1): install {what}"
+        );
+        eprintln!("skipped: {bin} not found; install {what}");
+    }
+    found
+}

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::Sender;
 use crate::lifecycle::Tasks;
+use crate::metrics::ClusterMetrics;
 use crate::writer::{BatchPolicy, SendError};
 
 /// One waiting message and where its outcome goes.
@@ -33,15 +34,29 @@ struct State {
     policy: Option<BatchPolicy>,
 }
 
-/// Dispatch counts of a cluster's lanes, for `/status`.
-#[derive(Default, Debug)]
+/// Dispatch counts of a cluster's lanes, for `/status`, and its series for `/metrics`.
+#[derive(Debug)]
 pub struct LaneStats {
+    /// The cluster's broker series (batch sizes).
+    pub metrics: ClusterMetrics,
     /// Requests sent by lanes.
     pub requests: AtomicU64,
     /// Of those, batch requests (two messages or more).
     pub batch_requests: AtomicU64,
     /// Messages carried by batch requests.
     pub batched_messages: AtomicU64,
+}
+
+impl LaneStats {
+    /// Zero counts, observing into `metrics`.
+    pub fn new(metrics: ClusterMetrics) -> LaneStats {
+        LaneStats {
+            metrics,
+            requests: AtomicU64::new(0),
+            batch_requests: AtomicU64::new(0),
+            batched_messages: AtomicU64::new(0),
+        }
+    }
 }
 
 /// One lane.
@@ -120,6 +135,8 @@ impl Lane {
                     .max()
                     .unwrap_or_else(Instant::now);
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                let bytes = group.iter().map(|p| p.body_len).sum();
+                self.stats.metrics.batch(group.len(), bytes);
                 if group.len() > 1 {
                     self.stats.batch_requests.fetch_add(1, Ordering::Relaxed);
                     self.stats
@@ -208,7 +225,7 @@ mod tests {
         let fake = Arc::new(Fake::default());
         let lane = Lane::new(
             MessageQueue::from_parts("t", "b", 0),
-            Arc::default(),
+            Arc::new(LaneStats::new(ClusterMetrics::unregistered())),
             Tasks::new(),
         );
         let policy = BatchPolicy {

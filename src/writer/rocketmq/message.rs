@@ -13,9 +13,7 @@ const LIBRARY_PROPERTY_BYTES: usize = "WAIT".len() + "true".len() + "UNIQ_KEY".l
 
 /// Builds the message of `rec`; 11-class errors for what the broker could not decode.
 pub fn build(rec: &Record) -> Result<Message, SendError> {
-    let mut b = Message::builder()
-        .topic(rec.topic.as_str())
-        .body(rec.body.clone());
+    let mut b = Message::builder().topic(&*rec.topic).body(rec.body.clone());
     let mut props_len = LIBRARY_PROPERTY_BYTES;
     if let Some(k) = rec.key.as_deref().filter(|k| !k.is_empty()) {
         props_len += "KEYS".len() + k.len() + 2;

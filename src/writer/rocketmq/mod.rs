@@ -26,6 +26,7 @@ use super::{BatchPolicy, Record, SendError, SendOpts};
 use crate::config::model::RocketmqConfiguration;
 use crate::config::settings::ForwardingSettings;
 use crate::lifecycle::Tasks;
+use crate::metrics::ClusterMetrics;
 use lane::{Lane, LaneStats};
 use queues::{Routes, TopicQueues};
 
@@ -167,6 +168,7 @@ impl RocketmqCluster {
         fwd: &ForwardingSettings,
         instances: usize,
         tasks: Tasks,
+        metrics: ClusterMetrics,
     ) -> RocketmqCluster {
         RocketmqCluster {
             name: name.into(),
@@ -178,7 +180,7 @@ impl RocketmqCluster {
             producers: OnceCell::new(),
             routes: Arc::new(Routes::default()),
             lanes: Mutex::new(HashMap::new()),
-            lane_stats: Arc::new(LaneStats::default()),
+            lane_stats: Arc::new(LaneStats::new(metrics)),
             sticky: Mutex::new(HashMap::new()),
             tasks,
             coalesce: fwd.rocketmq_coalesce,
@@ -188,6 +190,11 @@ impl RocketmqCluster {
     /// Cluster name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// This cluster's broker series.
+    pub fn metrics(&self) -> &ClusterMetrics {
+        &self.lane_stats.metrics
     }
 
     /// Lane and route figures for `/status`.
@@ -240,9 +247,12 @@ impl RocketmqCluster {
         if let Some(q) = self.routes.get(topic).filter(|q| !q.is_stale()) {
             if q.claim_refresh(max_age) {
                 let (p, routes, t) = (producers[0].clone(), self.routes.clone(), topic.to_string());
+                let metrics = self.metrics().clone();
                 let until = Instant::now() + Duration::from_secs(10);
                 self.tasks.spawn_until_shutdown(async move {
-                    match fetch(&p.inner, &t, until).await {
+                    let fetched = fetch(&p.inner, &t, until).await;
+                    metrics.route_refresh(matches!(&fetched, Ok(l) if !l.is_empty()));
+                    match fetched {
                         Ok(list) if !list.is_empty() => {
                             routes.put(&t, list);
                         }
@@ -257,17 +267,18 @@ impl RocketmqCluster {
             return Ok(q);
         }
         let known = self.routes.get(topic).is_some();
-        let fetched = fetch(&producers[0].inner, topic, deadline)
-            .await
-            .and_then(|list| {
-                if list.is_empty() {
-                    Err(SendError::TopicNotExist(format!(
-                        "no writable queue for {topic}"
-                    )))
-                } else {
-                    Ok(list)
-                }
-            });
+        let fetched = fetch(&producers[0].inner, topic, deadline).await;
+        self.metrics()
+            .route_refresh(matches!(&fetched, Ok(l) if !l.is_empty()));
+        let fetched = fetched.and_then(|list| {
+            if list.is_empty() {
+                Err(SendError::TopicNotExist(format!(
+                    "no writable queue for {topic}"
+                )))
+            } else {
+                Ok(list)
+            }
+        });
         match fetched {
             Ok(list) => Ok(self.routes.put(topic, list)),
             // A topic that had a route and lost it is an outage (its brokers are down and
@@ -379,7 +390,10 @@ impl RocketmqCluster {
             };
             attempt += 1;
             match self.retry.next_attempt(&e, attempt, deadline) {
-                Some(at) => tokio::time::sleep_until(at).await,
+                Some(at) => {
+                    self.metrics().retry(e.is_connection());
+                    tokio::time::sleep_until(at).await
+                }
                 None => return Err(e),
             }
         }
@@ -430,7 +444,7 @@ impl RocketmqCluster {
                 }
             };
             let mq = if r.partition_id < -1 {
-                match random_queue.get(r.topic.as_str()) {
+                match random_queue.get(&*r.topic) {
                     Some(m) => Some(m.clone()),
                     None => {
                         let m = self.routes.pick(&q, -2, 0, false, None);
@@ -444,7 +458,7 @@ impl RocketmqCluster {
                 self.routes.pick(&q, r.partition_id, r.hash_id, false, None)
             };
             let Some(mq) = mq else {
-                out[i] = Err(SendError::TopicNotExist(r.topic.clone()));
+                out[i] = Err(SendError::TopicNotExist(r.topic.to_string()));
                 continue;
             };
             match groups.iter_mut().find(|(m, _)| *m == mq) {
