@@ -355,3 +355,53 @@ async fn a_sixty_second_outage_under_load() {
         "every acknowledged message stored"
     );
 }
+
+/// `pproxy check-config` in ZooKeeper mode reads this node's documents once and prints what
+/// they admit (exit 0); with ZooKeeper unreachable it exits 3 (operations.md §7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_reads_zookeeper_once() {
+    let kafka = kafka_bootstrap();
+    let zk_addr = zk_addr();
+    let topic = unique_topic("zkcheck");
+    let port = free_port();
+    let node = format!("127.0.0.1:{port}");
+    let c = client(&zk_addr).await;
+    put(
+        &c,
+        &format!("{ROOT}/pproxy/{node}"),
+        &proxy_doc(&node, &kafka, &[&topic]),
+    )
+    .await;
+    put(&c, &format!("{ROOT}/topic/{topic}"), &topic_doc(&node)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let check = |zk: &str| {
+        let yaml = dir.path().join("carrera.yaml");
+        std::fs::write(
+            &yaml,
+            format!("host: 127.0.0.1\nport: {port}\nzookeeperAddr: {zk}\n"),
+        )
+        .expect("yaml");
+        std::process::Command::new(env!("CARGO_BIN_EXE_pproxy"))
+            .args(["check-config", "-c"])
+            .arg(&yaml)
+            .output()
+            .expect("run check-config")
+    };
+    let out = check(&zk_addr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("topic {topic} -> K")), "{stdout}");
+    assert!(stdout.contains("cluster K: kafka"), "{stdout}");
+    let out = check(&format!("127.0.0.1:{}", free_port()));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
