@@ -50,7 +50,8 @@ if ! cargo "+$TOOLCHAIN" fuzz --version >/dev/null 2>&1; then
 fi
 
 # The same flags for build and run: `cargo fuzz run` rebuilds when they differ.
-build_args=(-s "$SANITIZER")
+# `proxy`: the targets over pproxy's parsers and dispatch (thrift_call needs only pproxy-wire).
+build_args=(-s "$SANITIZER" --features proxy)
 case "$PROFILE" in
     release) ;;
     dev) build_args+=(--dev) ;;

@@ -4,7 +4,6 @@
 
 pub mod admin;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod delay;
 pub mod forward;
@@ -13,8 +12,12 @@ pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
-pub mod proto;
 pub mod runtime;
 pub mod security;
 pub mod server;
 pub mod writer;
+
+/// The wire contract (crate `pproxy-wire`).
+pub use pproxy_wire as proto;
+/// The Thrift client (crate `pproxy-wire`).
+pub use pproxy_wire::client;

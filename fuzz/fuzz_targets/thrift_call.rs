@@ -5,9 +5,9 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use pproxy::proto::codec::{read_header, Reader};
-use pproxy::proto::types::{encode_call, read_call};
-use pproxy::proto::{Call, Method, Protocol};
+use pproxy_wire::codec::{read_header, Reader};
+use pproxy_wire::types::{encode_call, read_call};
+use pproxy_wire::{Call, Method, Protocol};
 
 const METHODS: [Method; 4] = [
     Method::SendSync,

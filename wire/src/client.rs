@@ -6,8 +6,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::proto::types::{decode_reply, encode_call, Reply};
-use crate::proto::{Call, Protocol};
+use crate::types::{decode_reply, encode_call, Reply};
+use crate::{Call, Protocol};
 
 /// Client-side failures.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,7 @@ impl Client {
     }
 
     /// Connects to `addr` and runs a TLS handshake for `server_name` (TLS port, docs/SECURITY.md).
+    #[cfg(feature = "tls")]
     pub async fn connect_tls(
         addr: &str,
         protocol: Protocol,
@@ -58,7 +59,7 @@ impl Client {
         connector: &tokio_rustls::TlsConnector,
         server_name: &str,
     ) -> Result<Client, ClientError> {
-        let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(server_name.to_string())
             .map_err(|e| ClientError::Io(std::io::Error::other(e)))?;
         let fut = async {
             let tcp = TcpStream::connect(addr).await?;

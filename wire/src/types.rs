@@ -553,8 +553,8 @@ pub fn decode_reply(payload: &Bytes) -> Result<(Bytes, Reply), DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::codec::read_header;
-    use crate::proto::codes::Code;
+    use crate::codec::read_header;
+    use crate::codes::Code;
 
     fn sample() -> Message {
         Message {
