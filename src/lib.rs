@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod delay;
 pub mod forward;
+pub mod http;
 pub mod lifecycle;
 pub mod live;
 pub mod logging;
