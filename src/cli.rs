@@ -1,10 +1,10 @@
 //! Helpers of the operator CLI: time and duration arguments, one Thrift call, one admin GET.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::client::{Client, ClientError};
+use crate::http::client::HttpError;
+use crate::http::{self, header, Method};
 use crate::proto::types::Reply;
 use crate::proto::{Call, Protocol};
 
@@ -60,36 +60,32 @@ pub async fn call_once(
 }
 
 /// A blocking `GET` on the admin endpoint (`http://host:port`): (status, body).
-pub fn admin_get(base: &str, path: &str) -> std::io::Result<(u16, String)> {
+pub fn admin_get(base: &str, path: &str) -> Result<(u16, String), HttpError> {
     admin_request(base, "GET", path)
 }
 
 /// A blocking request on the admin endpoint: (status, body). `PPROXY_ADMIN_TOKEN`, when set, is
 /// sent as the bearer token (`server.adminToken`).
-pub fn admin_request(base: &str, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+pub fn admin_request(base: &str, method: &str, path: &str) -> Result<(u16, String), HttpError> {
     let hostport = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = TcpStream::connect(hostport)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let method = Method::from_bytes(method.as_bytes()).map_err(hyper::http::Error::from)?;
     let auth = match std::env::var("PPROXY_ADMIN_TOKEN") {
-        Ok(t) if !t.is_empty() => format!("Authorization: Bearer {t}\r\n"),
-        _ => String::new(),
+        Ok(t) if !t.is_empty() => Some(format!("Bearer {t}")),
+        _ => None,
     };
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\n{auth}Content-Length: 0\r\n\r\n"
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other("bad HTTP answer"))?;
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    let headers: Vec<_> = auth
+        .iter()
+        .map(|a| (header::AUTHORIZATION, a.as_str()))
+        .collect();
+    let answer = http::client::blocking(http::client::request(
+        method,
+        hostport,
+        path,
+        &headers,
+        None,
+        http::client::TIMEOUT,
+    ))?;
+    Ok((answer.status.as_u16(), answer.text()))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod delay;
 pub mod forward;
+pub mod http;
 pub mod lifecycle;
 pub mod live;
 pub mod logging;

@@ -576,17 +576,10 @@ mod tests {
             }
         }
         let r = restarted.expect("the store stayed locked for 5 s");
-        let mut http = tokio::net::TcpStream::connect(&r.admin)
+        let body = crate::http::client::get(&r.admin, &format!("/delay/{id}"), &[], None)
             .await
-            .expect("admin");
-        let req = format!("GET /delay/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        tokio::io::AsyncWriteExt::write_all(&mut http, req.as_bytes())
-            .await
-            .expect("write");
-        let mut body = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut http, &mut body)
-            .await
-            .expect("read");
+            .expect("admin")
+            .text();
         assert!(
             body.contains("\"pending\""),
             "status of {id} after the restart: {body}"

@@ -22,12 +22,11 @@ async fn families_exist_and_counters_move() {
     let p = Proxy::start("embeddedDelayTopics: [m_delay]\n");
     let (_, before) = p.http_get("/metrics").expect("scrape");
     // What a Prometheus server expects of the text format (it was application/json).
-    let (_, head, _) = admin_get_full(p.admin_port, "/metrics").expect("scrape");
-    assert!(
-        head.lines()
-            .any(|l| l
-                .eq_ignore_ascii_case("content-type: text/plain; version=0.0.4; charset=utf-8")),
-        "exposition format 0.0.4: {head}"
+    let (_, headers, _) = admin_get_full(p.admin_port, "/metrics").expect("scrape");
+    assert_eq!(
+        headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("text/plain; version=0.0.4; charset=utf-8"),
+        "exposition format 0.0.4: {headers:?}"
     );
     let mut c = p.client().await;
     for _ in 0..3 {

@@ -15,6 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use pproxy::client::Client;
+use pproxy::http::client::{self, Answer, Tls};
+use pproxy::http::{header, Method};
 use pproxy::proto::{Call, DelayMessage, Protocol};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
@@ -572,31 +574,23 @@ async fn certificate_reload_under_load() {
     );
 }
 
-/// A raw HTTP/1.1 request over any stream: (status, body).
-async fn http<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
-    mut s: S,
+/// One admin request on a fresh connection (TLS when given): the whole answer.
+async fn http(
+    addr: SocketAddr,
+    tls: Option<&Tls>,
     method: &str,
     path: &str,
     token: Option<&str>,
-) -> (u16, String) {
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    s.flush().await.expect("flush");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(T, s.read_to_end(&mut out)).await;
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        out.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
-    )
+) -> Answer {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<_> = auth
+        .iter()
+        .map(|a| (header::AUTHORIZATION, a.as_str()))
+        .collect();
+    let method = Method::from_bytes(method.as_bytes()).expect("method");
+    client::request(method, &addr.to_string(), path, &headers, tls, T)
+        .await
+        .expect("admin answer")
 }
 
 /// This host's first non-loopback IPv4 address, if it has one (no packet is sent).
@@ -613,47 +607,61 @@ async fn admin_token_loopback_and_tls() {
     let files = server_files(&pki, &pki.leaf("pproxy"));
     let base = "server:\n  bindAddr: 127.0.0.1\n  adminBindAddr: 0.0.0.0\n  adminToken: s3cret\n  adminTls: true\n";
     let p = Proxy::start_with_files(&format!("{base}{}", tls_yaml("")), &files);
-    let local = || TcpStream::connect(("127.0.0.1", p.admin_port));
-    let code = |method: &'static str, path: &'static str, token: Option<&'static str>| async move {
-        let s = TcpStream::connect(("127.0.0.1", p.admin_port))
+    let local = SocketAddr::from(([127, 0, 0, 1], p.admin_port));
+    // A client that never finishes its request head is cut at the connection's 10 s bound.
+    let stuck = tokio::spawn(async move {
+        let mut s = TcpStream::connect(local).await.expect("connect");
+        s.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n")
             .await
-            .expect("connect");
-        http(s, method, path, token).await.0
+            .expect("write");
+        let start = tokio::time::Instant::now();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(T, s.read_to_end(&mut out)).await;
+        start.elapsed()
+    });
+    let code = |method: &'static str, path: &'static str, token: Option<&'static str>| async move {
+        http(local, None, method, path, token).await.status.as_u16()
     };
     let post = "/loglevel?filter=info";
 
-    assert_eq!(code("POST", post, None).await, 401);
+    let refused = http(local, None, "POST", post, None).await;
+    assert_eq!(refused.status.as_u16(), 401);
+    assert_eq!(refused.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(refused.header("content-type"), Some("application/json"));
+    assert_eq!(
+        refused.text(),
+        r#"{"error":"a valid bearer token is required"}"#
+    );
     assert_eq!(code("POST", post, Some("wrong")).await, 401);
     assert_eq!(code("POST", post, Some("s3cret")).await, 200);
     assert_eq!(code("GET", "/status", None).await, 200);
+    keep_alive_and_head_limit(local).await;
 
-    let connector = pki.connector(None);
-    let name = || ServerName::try_from("127.0.0.1").expect("name");
+    let tls = Tls {
+        connector: pki.connector(None),
+        name: ServerName::try_from("127.0.0.1").expect("name"),
+    };
     // Loopback over TLS works too.
-    let tls = connector
-        .connect(name(), local().await.expect("c"))
-        .await
-        .expect("TLS");
-    assert_eq!(http(tls, "GET", "/status", None).await.0, 200);
+    assert_eq!(
+        http(local, Some(&tls), "GET", "/status", None).await.status,
+        200
+    );
     match host_ip() {
         None => {
             eprintln!("admin_token_loopback_and_tls: no non-loopback address; remote cases not run")
         }
         Some(ip) => {
-            let remote = || TcpStream::connect(SocketAddr::new(ip, p.admin_port));
-            let (code, body) = http(remote().await.expect("c"), "GET", "/status", None).await;
-            assert_eq!(code, 403, "remote plaintext admin: {body}");
-            let tls = connector
-                .connect(name(), remote().await.expect("c"))
-                .await
-                .expect("TLS");
-            assert_eq!(http(tls, "GET", "/status", None).await.0, 200);
-            let tls = connector
-                .connect(name(), remote().await.expect("c"))
-                .await
-                .expect("TLS");
-            let (code, _) = http(tls, "POST", post, Some("s3cret")).await;
-            assert_eq!(code, 403, "mutations stay loopback-only, token or not");
+            let remote = SocketAddr::new(ip, p.admin_port);
+            let a = http(remote, None, "GET", "/status", None).await;
+            assert_eq!(a.status, 403, "remote plaintext admin: {}", a.text());
+            assert_eq!(
+                http(remote, Some(&tls), "GET", "/status", None)
+                    .await
+                    .status,
+                200
+            );
+            let a = http(remote, Some(&tls), "POST", post, Some("s3cret")).await;
+            assert_eq!(a.status, 403, "mutations stay loopback-only, token or not");
         }
     }
 
@@ -667,11 +675,7 @@ async fn admin_token_loopback_and_tls() {
     std::fs::write(&conf, text).expect("conf");
     p.hup();
     let until = tokio::time::Instant::now() + T;
-    while http(local().await.expect("c"), "GET", "/status", None)
-        .await
-        .0
-        != 401
-    {
+    while http(local, None, "GET", "/status", None).await.status != 401 {
         assert!(
             tokio::time::Instant::now() < until,
             "adminTokenForReads not applied"
@@ -682,18 +686,59 @@ async fn admin_token_loopback_and_tls() {
     assert_eq!(code("GET", "/health", None).await, 200);
     assert_eq!(code("GET", "/ready", None).await, 200);
     assert!(metric_token(&p) >= 3);
+    let took = stuck.await.expect("stuck client");
+    assert!(
+        took >= Duration::from_secs(9) && took <= Duration::from_millis(11_500),
+        "a stuck client was cut after {took:?}"
+    );
+}
+
+/// Two requests on one connection of the admin port, then a request head over its 16 KiB limit.
+async fn keep_alive_and_head_limit(admin: SocketAddr) {
+    let mut s = TcpStream::connect(admin).await.expect("connect");
+    let mut buf = vec![0u8; 64 * 1024];
+    for _ in 0..2 {
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = String::new();
+        while !answer.ends_with("\r\n\r\nOK") {
+            let n = tokio::time::timeout(T, s.read(&mut buf))
+                .await
+                .expect("answer in time")
+                .expect("read");
+            assert!(n > 0, "closed after {answer:?}");
+            answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("content-type: text/plain\r\n"),
+            "{answer}"
+        );
+    }
+    let mut s = TcpStream::connect(admin).await.expect("connect");
+    let big = "a".repeat(20 * 1024);
+    let req = format!("GET /status HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+    // The server may close before it has read the whole head.
+    let _ = s.write_all(req.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(T, s.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.is_empty() || out.starts_with("HTTP/1.1 431 "),
+        "head over the limit: {out}"
+    );
 }
 
 /// `pproxy_admin_denied_total{reason="token"}`, read with the token.
 fn metric_token(p: &Proxy) -> u64 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", p.admin_port)).expect("connect");
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\r\n"
+    let addr = format!("127.0.0.1:{}", p.admin_port);
+    let auth = [(header::AUTHORIZATION, "Bearer s3cret")];
+    let scrape = client::blocking(client::get(&addr, "/metrics", &auth, None)).expect("scrape");
+    sample(
+        &scrape.text(),
+        r#"pproxy_admin_denied_total{reason="token"}"#,
     )
-    .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    sample(&out, r#"pproxy_admin_denied_total{reason="token"}"#)
 }

@@ -1,5 +1,6 @@
 //! Admin HTTP: `/health`, `/ready`, `/status`, `/metrics` and the delay endpoints
-//! (operations.md §4). Minimal HTTP/1.1, one request per connection.
+//! (operations.md §4), served by [`crate::http::server`] (keep-alive, bounded by
+//! [`Limits::ADMIN`]).
 
 mod pages;
 
@@ -8,13 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
 use crate::delay::DelayService;
+use crate::http::server::{serve, Limits};
+use crate::http::{
+    header, json, with_header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode,
+};
 use crate::live::LiveConfig;
 use crate::metrics::labels::{Reason, Tls};
-use crate::metrics::scrape::{render, Format};
 use crate::metrics::Metrics;
 use crate::security::tls::HANDSHAKE_RECORD;
 use crate::security::Security;
@@ -47,7 +52,10 @@ pub async fn run(app: Arc<Admin>, listener: TcpListener, tasks: crate::lifecycle
         };
         let app = app.clone();
         tasks.spawn_until_shutdown(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(10), accept_one(app, stream)).await;
+            // One bound for the TLS handshake and the requests together: a stuck client is cut
+            // after 10 s (plus the grace of a response in progress) whichever part it stalls in.
+            let deadline = Instant::now() + Limits::ADMIN.lifetime;
+            let _ = accept_one(app, stream, deadline).await;
         });
     }
 }
@@ -59,7 +67,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// With `server.adminTls`, a TLS client gets TLS; plaintext is served to loopback clients only, so
 /// `control.sh` and the CLI on the host keep working.
-async fn accept_one(app: Arc<Admin>, stream: TcpStream) -> std::io::Result<()> {
+async fn accept_one(app: Arc<Admin>, stream: TcpStream, deadline: Instant) -> std::io::Result<()> {
     let loopback = stream
         .peer_addr()
         .map(|a| a.ip().to_canonical().is_loopback())
@@ -69,7 +77,8 @@ async fn accept_one(app: Arc<Admin>, stream: TcpStream) -> std::io::Result<()> {
         false => None,
     };
     let Some(acceptor) = acceptor else {
-        return handle(app, stream, loopback).await;
+        handle(app, stream, loopback, deadline).await;
+        return Ok(());
     };
     let count = |result: &'static str| {
         let labels = Tls {
@@ -79,173 +88,132 @@ async fn accept_one(app: Arc<Admin>, stream: TcpStream) -> std::io::Result<()> {
         app.metrics.tls_connections.get_or_create(&labels).inc();
     };
     let mut first = [0u8; 1];
-    if stream.peek(&mut first).await? == 0 {
+    if tokio::time::timeout_at(deadline, stream.peek(&mut first)).await?? == 0 {
         return Ok(());
     }
     if first[0] == HANDSHAKE_RECORD {
-        let Ok(tls) = acceptor.accept(stream).await else {
+        // Out of time: dropped uncounted, as before.
+        let Ok(accepted) = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await else {
+            return Ok(());
+        };
+        let Ok(tls) = accepted else {
             count("handshake_failed");
             return Ok(());
         };
         count("tls");
-        return handle(app.clone(), tls, loopback).await;
+        handle(app.clone(), tls, loopback, deadline).await;
+        return Ok(());
     }
     if !loopback {
         count("plaintext_refused");
-        let mut stream = stream;
-        let body = json!({"error": "the admin port serves remote clients over TLS only"});
-        return respond(&mut stream, 403, "application/json", &body.to_string()).await;
+        let refuse = |_| async {
+            let body = json!({"error": "the admin port serves remote clients over TLS only"});
+            // Closed once sent: nothing else is served on this connection.
+            let r = json(StatusCode::FORBIDDEN, &body);
+            with_header(r, header::CONNECTION, HeaderValue::from_static("close"))
+        };
+        let _ = serve(stream, &limits_until(deadline), refuse).await;
+        return Ok(());
     }
     count("plaintext");
-    handle(app, stream, loopback).await
+    handle(app, stream, loopback, deadline).await;
+    Ok(())
+}
+
+/// The admin limits, with the connection's lifetime ending at `deadline`.
+fn limits_until(deadline: Instant) -> Limits {
+    Limits {
+        lifetime: deadline.saturating_duration_since(Instant::now()),
+        ..Limits::ADMIN
+    }
+}
+
+/// Serves admin requests on one accepted connection until `deadline`.
+async fn handle<S>(app: Arc<Admin>, stream: S, loopback: bool, deadline: Instant)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // Errors are the peer's: gone, too slow, or not speaking HTTP.
+    let limits = limits_until(deadline);
+    let _ = serve(stream, &limits, |req| route(&app, req, loopback)).await;
+}
+
+/// Refusals first, then the endpoint for (method, path).
+async fn route(app: &Admin, req: Request, loopback: bool) -> Response {
+    let path = req.uri().path();
+    let query = req.uri().query().unwrap_or("");
+    if let Some(why) = refusal(app, req.method(), path, loopback, req.headers()) {
+        app.metrics
+            .admin_denied
+            .get_or_create(&Reason { reason: why })
+            .inc();
+        return match why {
+            "loopback" => json(
+                StatusCode::FORBIDDEN,
+                &json!({"error": "mutations only from loopback"}),
+            ),
+            _ => {
+                let body = json!({"error": "a valid bearer token is required"});
+                let r = json(StatusCode::UNAUTHORIZED, &body);
+                with_header(
+                    r,
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer"),
+                )
+            }
+        };
+    }
+    match (req.method(), path) {
+        (&Method::GET, "/health") => pages::health(),
+        (&Method::GET, "/ready") => pages::ready(app),
+        (&Method::GET, "/status") => pages::status(app),
+        (&Method::GET, "/metrics") => pages::metrics(app, req.headers()),
+        (&Method::GET, "/delay/dead") => pages::delay_dead(app, query).await,
+        (&Method::GET, "/delay/cluster") => pages::delay_cluster(app),
+        (&Method::GET, p) if p.starts_with("/delay/") => {
+            let forwarded = req
+                .headers()
+                .contains_key(crate::delay::cluster::forward::FORWARDED_HEADER);
+            pages::delay_status(app, &p["/delay/".len()..], forwarded).await
+        }
+        (&Method::POST, "/loglevel") => pages::loglevel(query),
+        (&Method::POST, p) if p.starts_with("/delay/dead/") => {
+            pages::delay_dead_action(app, &p["/delay/dead/".len()..]).await
+        }
+        _ => json(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
+    }
 }
 
 /// Why an admin request is refused before it runs.
 fn refusal(
     app: &Admin,
-    method: &str,
+    method: &Method,
     path: &str,
     loopback: bool,
-    head: &str,
-) -> Option<(u16, &'static str)> {
+    headers: &HeaderMap,
+) -> Option<&'static str> {
     let settings = app.live.settings();
     let server = &settings.server;
-    let mutating = method == "POST";
+    let mutating = method == Method::POST;
     if mutating && server.admin_mutations_loopback_only && !loopback {
-        return Some((403, "loopback"));
+        return Some("loopback");
     }
     let public = matches!(path, "/health" | "/ready");
     let needs_token =
         !server.admin_token.is_empty() && (mutating || (server.admin_token_for_reads && !public));
-    if needs_token && !bearer_matches(head, &server.admin_token) {
-        return Some((401, "token"));
+    if needs_token && !bearer_matches(headers, &server.admin_token) {
+        return Some("token");
     }
     None
 }
 
-/// The value of header `name` in a request head.
-fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
-    head.lines().skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-/// Whether the request head carries `Authorization: Bearer <token>`; compared in constant time.
-fn bearer_matches(head: &str, token: &str) -> bool {
-    let given = head.lines().skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        if !k.trim().eq_ignore_ascii_case("authorization") {
-            return None;
-        }
-        let v = v.trim();
-        let (scheme, rest) = v.split_once(' ')?;
+/// Whether the request carries `Authorization: Bearer <token>`; compared in constant time.
+fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let given = headers.get_all(header::AUTHORIZATION).iter().find_map(|v| {
+        let (scheme, rest) = v.to_str().ok()?.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
     });
     let Some(given) = given else { return false };
     let (a, b) = (given.as_bytes(), token.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn handle<S>(app: Arc<Admin>, mut stream: S, loopback: bool) -> std::io::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 || buf.len() > 16 * 1024 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (path, query) = path.split_once('?').unwrap_or((path, ""));
-    if let Some((status, why)) = refusal(&app, method, path, loopback, &head) {
-        app.metrics
-            .admin_denied
-            .get_or_create(&Reason { reason: why })
-            .inc();
-        let body = match why {
-            "loopback" => json!({"error": "mutations only from loopback"}),
-            _ => json!({"error": "a valid bearer token is required"}),
-        };
-        return respond(&mut stream, status, "application/json", &body.to_string()).await;
-    }
-    let (status, body) = match (method, path) {
-        ("GET", "/delay/dead") => pages::delay_dead(&app, query).await,
-        ("GET", "/delay/cluster") => app.delay.cluster_json(),
-        ("GET", p) if p.starts_with("/delay/") => {
-            let forwarded = head.lines().any(|l| {
-                l.split_once(':').is_some_and(|(k, _)| {
-                    k.trim()
-                        .eq_ignore_ascii_case(crate::delay::cluster::forward::FORWARDED_HEADER)
-                })
-            });
-            pages::delay_status(&app, &p["/delay/".len()..], forwarded).await
-        }
-        ("POST", "/loglevel") => {
-            match pages::query_param(query, "filter").map(crate::logging::set_filter) {
-                Some(Ok(())) => (
-                    200,
-                    json!({"filter": pages::query_param(query, "filter")}).to_string(),
-                ),
-                Some(Err(e)) => (400, json!({"error": e}).to_string()),
-                None => (400, json!({"error": "give ?filter=<filter>"}).to_string()),
-            }
-        }
-        ("POST", p) if p.starts_with("/delay/dead/") => {
-            pages::delay_dead_action(&app, &p["/delay/dead/".len()..]).await
-        }
-        ("GET", "/health") => (200, "OK".to_string()),
-        ("GET", "/ready") => {
-            let reasons = pages::not_ready_reasons(&app);
-            if reasons.is_empty() {
-                (200, json!({"ready": true}).to_string())
-            } else {
-                (503, json!({"ready": false, "reasons": reasons}).to_string())
-            }
-        }
-        ("GET", "/status") => (200, pages::status_json(&app).to_string()),
-        ("GET", "/metrics") => {
-            let format = Format::negotiate(header(&head, "accept"));
-            let body = render(&app.registry, format);
-            return respond(&mut stream, 200, format.content_type(), &body).await;
-        }
-        _ => (404, json!({"error": "not found"}).to_string()),
-    };
-    let ctype = match path {
-        "/health" => "text/plain",
-        _ => "application/json",
-    };
-    respond(&mut stream, status, ctype, &body).await
-}
-
-async fn respond<S>(stream: &mut S, status: u16, ctype: &str, body: &str) -> std::io::Result<()>
-where
-    S: AsyncWrite + Unpin,
-{
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Not Found",
-    };
-    let auth = if status == 401 {
-        "WWW-Authenticate: Bearer\r\n"
-    } else {
-        ""
-    };
-    let resp = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(resp.as_bytes()).await?;
-    stream.shutdown().await
 }

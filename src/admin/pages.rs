@@ -1,10 +1,62 @@
-//! The admin pages: readiness, `/status`, the `/metrics` page, and the delay endpoints.
+//! The admin pages: readiness, `/status`, the `/metrics` page, and the delay endpoints. Each
+//! answers a whole [`Response`], its content type included.
 
 use serde_json::json;
 
 use super::Admin;
+use crate::http::{header, json, respond, HeaderMap, Response, StatusCode, TEXT};
+use crate::metrics::scrape::{render, Format};
 
-pub(super) fn not_ready_reasons(app: &Admin) -> Vec<&'static str> {
+/// A JSON body the delay service already rendered, with its status code.
+fn rendered((status, body): (u16, String)) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    respond(status, crate::http::JSON, body)
+}
+
+/// `GET /health`.
+pub(super) fn health() -> Response {
+    respond(StatusCode::OK, TEXT, "OK")
+}
+
+/// `GET /ready`: 503 with the reasons while not ready.
+pub(super) fn ready(app: &Admin) -> Response {
+    let reasons = not_ready_reasons(app);
+    if reasons.is_empty() {
+        json(StatusCode::OK, &json!({"ready": true}))
+    } else {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"ready": false, "reasons": reasons}),
+        )
+    }
+}
+
+/// `GET /status`.
+pub(super) fn status(app: &Admin) -> Response {
+    json(StatusCode::OK, &status_json(app))
+}
+
+/// `GET /delay/cluster`.
+pub(super) fn delay_cluster(app: &Admin) -> Response {
+    rendered(app.delay.cluster_json())
+}
+
+/// `POST /loglevel?filter=<filter>`.
+pub(super) fn loglevel(query: &str) -> Response {
+    match query_param(query, "filter").map(crate::logging::set_filter) {
+        Some(Ok(())) => json(
+            StatusCode::OK,
+            &json!({"filter": query_param(query, "filter")}),
+        ),
+        Some(Err(e)) => json(StatusCode::BAD_REQUEST, &json!({"error": e})),
+        None => json(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "give ?filter=<filter>"}),
+        ),
+    }
+}
+
+fn not_ready_reasons(app: &Admin) -> Vec<&'static str> {
     let mut r = Vec::new();
     if app.traffic.is_draining() {
         r.push("draining");
@@ -16,7 +68,7 @@ pub(super) fn not_ready_reasons(app: &Admin) -> Vec<&'static str> {
     r
 }
 
-pub(super) fn status_json(app: &Admin) -> serde_json::Value {
+fn status_json(app: &Admin) -> serde_json::Value {
     let snap = app.live.snapshot();
     let mut v = json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -41,7 +93,7 @@ pub(super) fn status_json(app: &Admin) -> serde_json::Value {
     v
 }
 
-pub(super) fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -50,16 +102,16 @@ pub(super) fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// `GET /delay/{id}`: the lifecycle of any add or occurrence id (operations.md §4).
-pub(super) async fn delay_status(app: &Admin, raw_id: &str, forwarded: bool) -> (u16, String) {
+pub(super) async fn delay_status(app: &Admin, raw_id: &str, forwarded: bool) -> Response {
     let service = &app.delay;
     let settings = app.live.settings();
     let token =
         (!settings.server.admin_token.is_empty()).then_some(settings.server.admin_token.as_str());
-    service.status(raw_id, forwarded, token).await
+    rendered(service.status(raw_id, forwarded, token).await)
 }
 
 /// `GET /delay/dead?topic=&limit=`.
-pub(super) async fn delay_dead(app: &Admin, query: &str) -> (u16, String) {
+pub(super) async fn delay_dead(app: &Admin, query: &str) -> Response {
     let service = &app.delay;
     let topic = query_param(query, "topic")
         .filter(|t| !t.is_empty())
@@ -67,20 +119,34 @@ pub(super) async fn delay_dead(app: &Admin, query: &str) -> (u16, String) {
     let limit = query_param(query, "limit")
         .and_then(|l| l.parse().ok())
         .unwrap_or(100);
-    service.dead_letters(topic, limit).await
+    rendered(service.dead_letters(topic, limit).await)
 }
 
 /// `POST /delay/dead/{id}/{k}/redrive|purge`.
-pub(super) async fn delay_dead_action(app: &Admin, rest: &str) -> (u16, String) {
+pub(super) async fn delay_dead_action(app: &Admin, rest: &str) -> Response {
     let parts: Vec<&str> = rest.rsplitn(3, '/').collect();
     let (Some(action), Some(k), Some(id)) = (parts.first(), parts.get(1), parts.get(2)) else {
-        return (
-            400,
-            json!({"error": "expected /delay/dead/{id}/{k}/redrive|purge"}).to_string(),
+        return json(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "expected /delay/dead/{id}/{k}/redrive|purge"}),
         );
     };
     let Ok(k) = k.parse::<u64>() else {
-        return (400, json!({"error": "k must be a number"}).to_string());
+        return json(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "k must be a number"}),
+        );
     };
-    app.delay.dead_action(id.to_string(), k, action).await
+    rendered(app.delay.dead_action(id.to_string(), k, action).await)
+}
+
+/// `GET /metrics`: every family, in the format the scraper's `Accept` asks for.
+pub(super) fn metrics(app: &Admin, headers: &HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    respond(
+        StatusCode::OK,
+        format.content_type(),
+        render(&app.registry, format),
+    )
 }

@@ -14,6 +14,7 @@ use clap::Args;
 
 use pproxy::client::ClientError;
 use pproxy::config::settings::Settings;
+use pproxy::http::client::HttpError;
 use pproxy::proto::types::Reply;
 use pproxy::proto::Protocol;
 
@@ -135,7 +136,7 @@ pub(crate) fn print_reply(r: Result<Reply, ClientError>, json: bool) -> ExitCode
     }
 }
 
-pub(crate) fn print_admin(r: std::io::Result<(u16, String)>, admin: &str) -> ExitCode {
+pub(crate) fn print_admin(r: Result<(u16, String), HttpError>, admin: &str) -> ExitCode {
     match r {
         Ok((200, body)) => {
             println!("{body}");

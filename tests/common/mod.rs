@@ -5,7 +5,6 @@
 pub mod rmq;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pproxy::client::Client;
+use pproxy::http::{HeaderMap, Method};
 use pproxy::proto::types::Reply;
 use pproxy::proto::{Call, DelayMessage, Message, Protocol};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -530,21 +530,14 @@ pub fn admin_get(port: u16, path: &str) -> Option<(u16, String)> {
     admin_get_full(port, path).map(|(status, _, body)| (status, body))
 }
 
-/// A blocking GET on the admin port: (status, response head, body).
-pub fn admin_get_full(port: u16, path: &str) -> Option<(u16, String, String)> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((out.as_str(), ""));
-    Some((status, head.to_string(), body.to_string()))
+/// A blocking GET on the admin port: (status, response headers, body).
+pub fn admin_get_full(port: u16, path: &str) -> Option<(u16, HeaderMap, String)> {
+    use pproxy::http::client;
+    let addr = format!("127.0.0.1:{port}");
+    let get = client::request(Method::GET, &addr, path, &[], None, Duration::from_secs(5));
+    let answer = client::blocking(get).ok()?;
+    let body = answer.text();
+    Some((answer.status.as_u16(), answer.headers, body))
 }
 
 /// The occurrence ids and due times of an add the proxy answered with `id`, due at `due` ms:

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::http::client::{self, HttpError};
+use crate::http::{header, HeaderName, Method};
 
-/// Header marking a forwarded query, so a node that is not the owner answers instead of
-/// forwarding again.
-pub const FORWARDED_HEADER: &str = "X-Pproxy-Forwarded";
+/// Header marking a forwarded query (`X-Pproxy-Forwarded`), so a node that is not the owner
+/// answers instead of forwarding again.
+pub const FORWARDED_HEADER: HeaderName = HeaderName::from_static("x-pproxy-forwarded");
 
 /// Partitions of `topic` in a member assignment (Kafka's ConsumerProtocolAssignment: version
 /// i16, then topics each with a name and partitions, then user data).
@@ -49,30 +50,22 @@ pub fn member_address(client_id: &str) -> Option<(String, String)> {
 }
 
 /// `GET <path>` on another node's admin port; answers (status, body).
-pub async fn get(admin: &str, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(admin).await?;
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {admin}\r\n{FORWARDED_HEADER}: 1\r\n{auth}Connection: close\r\n\r\n"
-        );
-        s.write_all(req.as_bytes()).await?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(502);
-        Ok((status, body.to_string()))
-    };
-    tokio::time::timeout(Duration::from_secs(5), fut)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "owner did not answer"))?
+pub async fn get(admin: &str, path: &str, token: Option<&str>) -> Result<(u16, String), HttpError> {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![(FORWARDED_HEADER, "1")];
+    if let Some(auth) = &auth {
+        headers.push((header::AUTHORIZATION, auth.as_str()));
+    }
+    let answer = client::request(
+        Method::GET,
+        admin,
+        path,
+        &headers,
+        None,
+        Duration::from_secs(5),
+    )
+    .await?;
+    Ok((answer.status.as_u16(), answer.text()))
 }
 
 #[cfg(test)]
