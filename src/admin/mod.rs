@@ -107,10 +107,11 @@ fn refusal(
         return Some((403, "loopback"));
     }
     let public = matches!(path, "/health" | "/ready");
-    let needs_token =
-        !server.admin_token.is_empty() && (mutating || (server.admin_token_for_reads && !public));
-    if needs_token && !bearer_matches(head, &server.admin_token) {
-        return Some((401, "token"));
+    if let Some(token) = &server.admin_token {
+        let needs_token = mutating || (server.admin_token_for_reads && !public);
+        if needs_token && !bearer_matches(head, token) {
+            return Some((401, "token"));
+        }
     }
     None
 }
