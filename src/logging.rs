@@ -23,7 +23,7 @@ pub use crate::config::LOG_TARGET as CONFIG_TARGET;
 pub struct RotatingFile {
     dir: PathBuf,
     name: String,
-    retain_hours: u64,
+    retain: std::time::Duration,
     max_bytes: u64,
     state: Mutex<(File, String, u64)>,
 }
@@ -37,7 +37,7 @@ impl RotatingFile {
     pub fn open(
         dir: &Path,
         name: &str,
-        retain_hours: u64,
+        retain: std::time::Duration,
         max_bytes: u64,
     ) -> std::io::Result<RotatingFile> {
         std::fs::create_dir_all(dir)?;
@@ -49,7 +49,7 @@ impl RotatingFile {
         Ok(RotatingFile {
             dir: dir.to_path_buf(),
             name: name.into(),
-            retain_hours,
+            retain,
             max_bytes: max_bytes.max(1),
             state: Mutex::new((f, hour_stamp(), size)),
         })
@@ -75,7 +75,14 @@ impl RotatingFile {
 
     /// Deletes rotated files older than the retention.
     fn prune(&self) {
-        let cutoff = chrono::Utc::now() - chrono::Duration::hours(self.retain_hours as i64);
+        // Whole hours: rotated files are named by the hour. A retention longer than the
+        // calendar reaches back keeps everything.
+        let hours = i64::try_from(self.retain.as_secs() / 3600).unwrap_or(i64::MAX);
+        let Some(cutoff) = chrono::Duration::try_hours(hours)
+            .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+        else {
+            return;
+        };
         let cutoff = cutoff.format("%Y%m%d%H").to_string();
         let prefix = format!("{}.", self.name);
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -147,7 +154,7 @@ where
 /// Sets up the files in `s.dir` (console output keeps warnings and errors only). `RUST_LOG`
 /// overrides `s.level` for the main log.
 pub fn init(s: &LoggingSettings) -> std::io::Result<()> {
-    let json = s.format == "json";
+    let json = s.format == crate::config::settings::LogFormat::Json;
     let max = s.max_file_mb.max(1) << 20;
     let open = |name: &str| RotatingFile::open(&s.dir, name, s.retain_hours, max).map(Arc::new);
     let (main, errors, config, access) = (
@@ -156,7 +163,7 @@ pub fn init(s: &LoggingSettings) -> std::io::Result<()> {
         open("config.log")?,
         open("access.log")?,
     );
-    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| s.level.clone());
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| s.level.to_string());
     let (main_filter, handle) =
         reload::Layer::new(EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info")));
     let not_access = filter::filter_fn(|m| m.target() != ACCESS_TARGET);
@@ -215,6 +222,8 @@ impl FailureSampler {
 mod tests {
     use super::*;
 
+    const HOURS_2: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
+
     #[test]
     fn sampler_limits_per_code() {
         let s = FailureSampler::default();
@@ -232,7 +241,7 @@ mod tests {
     #[test]
     fn rotating_file_appends_and_prunes() {
         let dir = tempfile::tempdir().unwrap();
-        let f = RotatingFile::open(dir.path(), "x.log", 2, 1 << 20).unwrap();
+        let f = RotatingFile::open(dir.path(), "x.log", HOURS_2, 1 << 20).unwrap();
         let prev = (chrono::Utc::now() - chrono::Duration::hours(1))
             .format("%Y%m%d%H")
             .to_string();
@@ -258,7 +267,7 @@ mod tests {
     #[test]
     fn rotates_by_size_within_the_hour() {
         let dir = tempfile::tempdir().unwrap();
-        let f = RotatingFile::open(dir.path(), "s.log", 2, 10).unwrap();
+        let f = RotatingFile::open(dir.path(), "s.log", HOURS_2, 10).unwrap();
         for _ in 0..3 {
             (&f).write_all(b"12345678\n").unwrap();
         }

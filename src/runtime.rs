@@ -56,12 +56,6 @@ impl RunError {
     }
 }
 
-fn addr(host: &str, port: u16) -> Result<SocketAddr, RunError> {
-    format!("{host}:{port}")
-        .parse()
-        .map_err(|e| RunError::Config(ConfigError::Invalid(format!("address {host}:{port}: {e}"))))
-}
-
 /// Where stop requests come from: SIGTERM and SIGINT for the binary, a channel for a server
 /// run inside a test. The first request starts the drain; a second one cuts it short.
 pub enum Stops {
@@ -183,16 +177,14 @@ pub async fn serve(
         clusters = snapshot.writers.clusters.len(),
         "configuration loaded"
     );
-    let thrift_addr = addr(&settings.server.bind_addr, settings.port)?;
+    let thrift_addr = SocketAddr::new(settings.server.bind_addr, settings.port);
     let admin_port = settings.admin_port;
-    let admin_addr = addr(&settings.server.admin_bind_addr, admin_port)?;
+    let admin_addr = SocketAddr::new(settings.server.admin_bind_addr, admin_port);
     let backlog = settings.server.listen_backlog;
-    let drain_bound = Duration::from_millis(settings.server.shutdown_drain_ms);
-    let flush = Duration::from_millis(settings.forwarding.producer_flush_timeout_ms);
+    let drain_bound = settings.server.shutdown_drain_ms;
+    let flush = settings.forwarding.producer_flush_timeout_ms;
     snapshot
-        .warm_up(Duration::from_millis(
-            settings.forwarding.warm_up_timeout_ms,
-        ))
+        .warm_up(settings.forwarding.warm_up_timeout_ms)
         .await;
     // Each layer gets what it uses; nothing below the runtime sees the whole.
     let live = LiveConfig::new(settings, snapshot, node, embedded);
@@ -438,8 +430,8 @@ mod tests {
             data_dir: dir.to_path_buf(),
             ..Settings::default()
         };
-        settings.server.bind_addr = "127.0.0.1".into();
-        settings.server.admin_bind_addr = "127.0.0.1".into();
+        settings.server.bind_addr = std::net::Ipv4Addr::LOCALHOST.into();
+        settings.server.admin_bind_addr = std::net::Ipv4Addr::LOCALHOST.into();
         let addr = format!("127.0.0.1:{}", settings.port);
         let admin = format!("127.0.0.1:{}", settings.admin_port);
         let tasks = Tasks::new();

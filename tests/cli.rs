@@ -26,6 +26,16 @@ fn cli(p: &Proxy, args: &[&str]) -> (i32, String) {
     )
 }
 
+/// Writes `c.yaml` into `dir` and runs `pproxy <args>` there.
+fn run_with_yaml(dir: &std::path::Path, yaml: &str, args: &[&str]) -> std::process::Output {
+    std::fs::write(dir.join("c.yaml"), yaml).expect("write");
+    Command::new(env!("CARGO_BIN_EXE_pproxy"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run")
+}
+
 #[test]
 fn send_and_delay_commands() {
     let p = Proxy::start("embeddedDelayTopics: [reminders]\n");
@@ -173,16 +183,8 @@ fn batch_bodies_repeat_status_check_config_and_version() {
         local_config("127.0.0.1:9092", &[("orders", "")], ""),
     )
     .expect("write");
-    std::fs::write(
-        dir.path().join("c.yaml"),
-        "host: 127.0.0.1\nlocalConfig: local.json\n",
-    )
-    .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_pproxy"))
-        .args(["check-config", "-c", "c.yaml"])
-        .current_dir(dir.path())
-        .output()
-        .expect("run");
+    let local_yaml = "host: 127.0.0.1\nlocalConfig: local.json\n";
+    let out = run_with_yaml(dir.path(), local_yaml, &["check-config", "-c", "c.yaml"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
@@ -191,15 +193,35 @@ fn batch_bodies_repeat_status_check_config_and_version() {
         "{text}"
     );
     std::fs::write(dir.path().join("local.json"), "{}").expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_pproxy"))
-        .args(["check-config", "-c", "c.yaml"])
-        .current_dir(dir.path())
-        .output()
-        .expect("run");
+    let out = run_with_yaml(dir.path(), local_yaml, &["check-config", "-c", "c.yaml"]);
     assert_eq!(out.status.code(), Some(2), "invalid proxy config");
     let out = Command::new(env!("CARGO_BIN_EXE_pproxy"))
         .arg("version")
         .output()
         .expect("run");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("pproxy 0.1.0 ("));
+}
+
+/// A wrong value in carrera.yaml is refused at start with the key's path and the allowed
+/// values (exit 2); an unknown key is only a warning naming its path (issue 18).
+#[test]
+fn wrong_setting_is_refused_at_start_with_its_path() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let yaml = "scheduler:\n  loopCatchUp: skipp\n";
+    let out = run_with_yaml(dir.path(), yaml, &["run", "-c", "c.yaml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`scheduler.loopCatchUp`") && err.contains("`skip` or `all`"),
+        "{err}"
+    );
+
+    let yaml = "host: 127.0.0.1\nserver:\n  bindAdr: 127.0.0.1\n";
+    let out = run_with_yaml(dir.path(), yaml, &["check-config", "-c", "c.yaml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: unknown key `server.bindAdr` in c.yaml ignored"),
+        "{err}"
+    );
 }

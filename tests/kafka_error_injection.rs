@@ -36,7 +36,7 @@ async fn injected_broker_errors_map_to_result_codes() {
         serde_json::json!({"bootstrapServers": [mock.bootstrap_servers()]});
     let conf = KafkaConfiguration::parse(conf.as_object().expect("object")).expect("conf");
     let fwd = ForwardingSettings {
-        kafka_message_timeout_ms: 3000,
+        kafka_message_timeout_ms: Duration::from_millis(3000),
         ..Default::default()
     };
     let cluster = KafkaCluster::new(

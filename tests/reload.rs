@@ -77,3 +77,36 @@ async fn sighup_and_file_change_apply_new_configuration() {
     let v: serde_json::Value = serde_json::from_str(&status).expect("json");
     assert!(v["configGeneration"].as_u64().unwrap_or(0) >= 3, "{v}");
 }
+
+/// A wrong value in carrera.yaml on SIGHUP is refused with the key's path and the allowed
+/// values; the running settings stay (issue 18).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_setting_on_reload_is_refused_with_its_path() {
+    let p = Proxy::start("embeddedKafka: true\nscheduler:\n  loopCatchUp: skip\n");
+    assert_eq!(send_code(&p, "t_a").await, 0);
+    let conf = p.dir.path().join("carrera.yaml");
+    let yaml = std::fs::read_to_string(&conf)
+        .expect("read")
+        .replace("loopCatchUp: skip", "loopCatchUp: skipp");
+    std::fs::write(&conf, yaml).expect("write");
+    p.hup();
+    let mut rejected = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let log = std::fs::read_to_string(p.dir.path().join("logs/config.log")).unwrap_or_default();
+        if let Some(line) = log.lines().find(|l| l.contains("configuration rejected")) {
+            rejected = line.to_string();
+            break;
+        }
+    }
+    assert!(
+        rejected.contains("scheduler.loopCatchUp") && rejected.contains("`skip` or `all`"),
+        "{rejected:?}"
+    );
+    assert_eq!(send_code(&p, "t_a").await, 0, "previous configuration kept");
+    let (_, metrics) = p.http_get("/metrics").expect("metrics");
+    assert!(
+        metrics.contains(r#"pproxy_config_reloads_total{source="sighup",result="rejected"} 1"#),
+        "{metrics}"
+    );
+}

@@ -199,10 +199,11 @@ fn refusal(
         return Some("loopback");
     }
     let public = matches!(path, "/health" | "/ready");
-    let needs_token =
-        !server.admin_token.is_empty() && (mutating || (server.admin_token_for_reads && !public));
-    if needs_token && !bearer_matches(headers, &server.admin_token) {
-        return Some("token");
+    if let Some(token) = &server.admin_token {
+        let needs_token = mutating || (server.admin_token_for_reads && !public);
+        if needs_token && !bearer_matches(headers, token) {
+            return Some("token");
+        }
     }
     None
 }

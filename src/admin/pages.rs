@@ -105,8 +105,7 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 pub(super) async fn delay_status(app: &Admin, raw_id: &str, forwarded: bool) -> Response {
     let service = &app.delay;
     let settings = app.live.settings();
-    let token =
-        (!settings.server.admin_token.is_empty()).then_some(settings.server.admin_token.as_str());
+    let token = settings.server.admin_token.as_deref();
     rendered(service.status(raw_id, forwarded, token).await)
 }
 

@@ -1,6 +1,13 @@
-//! Lenient JSON field access for the console's documents (config.md §5): numbers as strings,
-//! booleans as strings, integral floats and `null` as absent are all accepted.
+//! The leniency of the console's JSON documents (config.md §5), as serde helpers: `null` is
+//! absent (`from_value` drops null members before deserializing, so a field takes its
+//! default), unknown keys are ignored (no `deny_unknown_fields`), and the field helpers below,
+//! used as `#[serde(deserialize_with = "lenient::int")]`, accept numbers and booleans written
+//! as strings and integral floats. A type error names the key's path.
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::de::{DeserializeOwned, Deserializer, Error as _};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::ConfigError;
@@ -8,57 +15,72 @@ use super::ConfigError;
 /// A JSON object view.
 pub type Obj = Map<String, Value>;
 
-fn present<'a>(o: &'a Obj, key: &str) -> Option<&'a Value> {
-    match o.get(key) {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v),
+/// Drops the `null` members of every object (not array elements: a null in a list is an error
+/// as before).
+fn strip_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(strip_nulls).collect()),
+        other => other,
     }
 }
 
-fn bad(key: &str, want: &str) -> ConfigError {
-    ConfigError::Invalid(format!("`{key}` must be {want}"))
+/// Deserializes a document (or part of one) with the rules above; an error names the key path.
+pub fn from_value<T: DeserializeOwned>(v: Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(strip_nulls(v))
+        .map_err(|e| ConfigError::Invalid(format!("`{}`: {}", e.path(), e.inner())))
+}
+
+/// An integer (`3000`, `"3000"` or `3000.0`); `None` for anything else.
+pub fn int_of(v: &Value) -> Option<i64> {
+    let integral = |f: f64| (f.fract() == 0.0).then_some(f as i64);
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(integral)),
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<i64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().and_then(integral))
+        }
+        _ => None,
+    }
+}
+
+fn bad<E: serde::de::Error>(v: &Value, want: &str) -> E {
+    E::custom(format!("must be {want}, not {v}"))
 }
 
 /// An integer field (`3000`, `"3000"` or `3000.0`).
-pub fn int(o: &Obj, key: &str, default: i64) -> Result<i64, ConfigError> {
-    let Some(v) = present(o, key) else {
-        return Ok(default);
-    };
-    let parsed = match v {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
-        Value::String(s) => s.trim().parse::<i64>().ok().or_else(|| {
-            s.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|f| f.fract() == 0.0)
-                .map(|f| f as i64)
-        }),
-        _ => None,
-    };
-    parsed.ok_or_else(|| bad(key, "an integer"))
+pub fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let v = Value::deserialize(d)?;
+    int_of(&v).ok_or_else(|| bad(&v, "an integer"))
 }
 
-/// A floating-point field.
-pub fn float(o: &Obj, key: &str, default: f64) -> Result<f64, ConfigError> {
-    let Some(v) = present(o, key) else {
-        return Ok(default);
-    };
-    match v {
+/// An optional integer field (absent or null: `None`).
+pub fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    int(d).map(Some)
+}
+
+/// A floating-point field (a number or a number in a string).
+pub fn float<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = Value::deserialize(d)?;
+    match &v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
     }
-    .ok_or_else(|| bad(key, "a number"))
+    .ok_or_else(|| bad(&v, "a number"))
 }
 
 /// A boolean field (`true` or `"true"`).
-pub fn boolean(o: &Obj, key: &str, default: bool) -> Result<bool, ConfigError> {
-    let Some(v) = present(o, key) else {
-        return Ok(default);
-    };
-    match v {
+pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let v = Value::deserialize(d)?;
+    match &v {
         Value::Bool(b) => Some(*b),
         Value::String(s) => match s.trim() {
             "true" => Some(true),
@@ -67,71 +89,95 @@ pub fn boolean(o: &Obj, key: &str, default: bool) -> Result<bool, ConfigError> {
         },
         _ => None,
     }
-    .ok_or_else(|| bad(key, "a boolean"))
+    .ok_or_else(|| bad(&v, "a boolean"))
 }
 
-/// A string field.
-pub fn string(o: &Obj, key: &str) -> Result<Option<String>, ConfigError> {
-    match present(o, key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(bad(key, "a string")),
+/// A string field; a number is taken as its decimal text (`"acks": 1`).
+pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let v = Value::deserialize(d)?;
+    match v {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(bad(&other, "a string")),
     }
 }
 
-/// A list (or set) of strings.
-pub fn strings(o: &Obj, key: &str) -> Result<Vec<String>, ConfigError> {
-    match present(o, key) {
-        None => Ok(Vec::new()),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s.clone()),
-                _ => Err(bad(key, "a list of strings")),
-            })
-            .collect(),
-        Some(_) => Err(bad(key, "a list of strings")),
-    }
+/// An optional string field (absent or null: `None`).
+pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    string(d).map(Some)
 }
 
-/// A nested object; `None` when absent.
-pub fn object<'a>(o: &'a Obj, key: &str) -> Result<Option<&'a Obj>, ConfigError> {
-    match present(o, key) {
-        None => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m)),
-        Some(_) => Err(bad(key, "an object")),
-    }
-}
-
-/// A list of objects.
-pub fn objects<'a>(o: &'a Obj, key: &str) -> Result<Vec<&'a Obj>, ConfigError> {
-    match present(o, key) {
-        None => Ok(Vec::new()),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_object().ok_or_else(|| bad(key, "a list of objects")))
-            .collect(),
-        Some(_) => Err(bad(key, "a list of objects")),
-    }
+/// A unit's `proxies`: proxy cluster -> list of nodes; non-string nodes are skipped.
+pub fn proxies<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, BTreeSet<String>>, D::Error> {
+    BTreeMap::<String, Value>::deserialize(d)?
+        .into_iter()
+        .map(|(cluster, nodes)| match nodes {
+            Value::Array(a) => Ok((
+                cluster,
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+            )),
+            other => Err(D::Error::custom(format!(
+                "`{cluster}` must be a list of nodes, not {other}"
+            ))),
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[derive(Debug, Deserialize)]
+    #[serde(default)]
+    struct Doc {
+        #[serde(deserialize_with = "int")]
+        a: i64,
+        #[serde(deserialize_with = "int")]
+        b: i64,
+        #[serde(deserialize_with = "boolean")]
+        c: bool,
+        #[serde(deserialize_with = "int")]
+        d: i64,
+        #[serde(deserialize_with = "float")]
+        f: f64,
+        #[serde(deserialize_with = "string")]
+        s: String,
+        #[serde(deserialize_with = "int")]
+        missing: i64,
+    }
+
+    impl Default for Doc {
+        fn default() -> Self {
+            Doc {
+                a: 0,
+                b: 0,
+                c: false,
+                d: 9,
+                f: 0.0,
+                s: String::new(),
+                missing: 5,
+            }
+        }
+    }
+
     #[test]
     fn accepts_console_spellings() {
         let v: Value = serde_json::json!({
-            "a": "3000", "b": 3000.0, "c": "true", "d": null, "e": 7, "f": "0.5"
+            "a": "3000", "b": 3000.0, "c": "true", "d": null, "e": [7], "f": "0.5", "s": 1
         });
-        let o = v.as_object().unwrap();
-        assert_eq!(int(o, "a", 0).unwrap(), 3000);
-        assert_eq!(int(o, "b", 0).unwrap(), 3000);
-        assert!(boolean(o, "c", false).unwrap());
-        assert_eq!(int(o, "d", 9).unwrap(), 9);
-        assert_eq!(int(o, "missing", 5).unwrap(), 5);
-        assert_eq!(float(o, "f", 0.0).unwrap(), 0.5);
-        assert!(int(o, "c", 0).is_err());
+        let d: Doc = from_value(v).unwrap();
+        assert_eq!((d.a, d.b, d.c, d.d, d.missing), (3000, 3000, true, 9, 5));
+        assert_eq!(d.f, 0.5);
+        assert_eq!(d.s, "1");
+        let e = from_value::<Doc>(serde_json::json!({"c": "yes"})).unwrap_err();
+        assert!(e.to_string().contains("`c`: must be a boolean"), "{e}");
+        let e = from_value::<Doc>(serde_json::json!({"a": "true"})).unwrap_err();
+        assert!(e.to_string().contains("`a`: must be an integer"), "{e}");
+        let e = from_value::<Doc>(serde_json::json!({"a": 0.5})).unwrap_err();
+        assert!(e.to_string().contains("`a`"), "{e}");
     }
 }

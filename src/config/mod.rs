@@ -1,6 +1,7 @@
 //! Configuration as data: carrera.yaml, the DDMQ documents and the ZooKeeper layout. What is in
 //! force, and its reloads, is `crate::live`.
 
+pub mod duration;
 pub mod lenient;
 pub mod model;
 pub mod settings;

@@ -1,8 +1,10 @@
-//! The DDMQ console's JSON documents: PProxyConfig and TopicConfig (config.md §5).
+//! The DDMQ console's JSON documents: PProxyConfig and TopicConfig (config.md §5). Each
+//! document is deserialized with the leniency of `super::lenient` into the shape it has on the
+//! wire, then checked (the bold checks of config.md) and turned into the model pproxy uses.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::lenient::{self, Obj};
@@ -67,47 +69,91 @@ pub struct CarreraConfiguration {
 }
 
 /// `KafkaConfiguration`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct KafkaConfiguration {
     /// Bootstrap servers.
     pub bootstrap_servers: Vec<String>,
     /// acks.
+    #[serde(deserialize_with = "lenient::string")]
     pub acks: String,
     /// retries (idempotence off only).
+    #[serde(deserialize_with = "lenient::int")]
     pub retries: i64,
     /// batch.size.
+    #[serde(deserialize_with = "lenient::int")]
     pub batch_size: i64,
     /// client.id prefix.
+    #[serde(deserialize_with = "lenient::string")]
     pub client_id: String,
     /// retry.backoff.ms.
+    #[serde(deserialize_with = "lenient::int")]
     pub retry_backoff: i64,
     /// metadata.max.age.ms.
+    #[serde(deserialize_with = "lenient::int")]
     pub metadata_max_age: i64,
     /// Bound of pproxy's own metadata waits.
+    #[serde(deserialize_with = "lenient::int")]
     pub metadata_fetch_timeout: i64,
     /// request.timeout.ms.
+    #[serde(deserialize_with = "lenient::int")]
     pub ack_timeout: i64,
     /// Producer buffer bytes.
+    #[serde(deserialize_with = "lenient::int")]
     pub buffer_memory: i64,
 }
 
+impl Default for KafkaConfiguration {
+    fn default() -> Self {
+        KafkaConfiguration {
+            bootstrap_servers: Vec::new(),
+            acks: "all".into(),
+            retries: 3,
+            batch_size: 16384,
+            client_id: "pproxy".into(),
+            retry_backoff: 100,
+            metadata_max_age: 300_000,
+            metadata_fetch_timeout: 5000,
+            ack_timeout: 30_000,
+            buffer_memory: 33_554_432,
+        }
+    }
+}
+
 /// `RocketmqConfiguration` (the fields pproxy uses).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct RocketmqConfiguration {
     /// Name servers.
     pub namesrv_addrs: Vec<String>,
     /// Producer group prefix.
+    #[serde(deserialize_with = "lenient::string")]
     pub group_prefix: String,
     /// zlib threshold.
+    #[serde(deserialize_with = "lenient::int")]
     pub compress_msg_body_over_howmuch: i64,
     /// Body size limit of topics on this cluster.
+    #[serde(deserialize_with = "lenient::int")]
     pub max_message_size: i64,
     /// Route refresh interval, ms.
+    #[serde(deserialize_with = "lenient::int")]
     pub poll_name_server_interval: i64,
     /// Heartbeat interval, ms.
+    #[serde(deserialize_with = "lenient::int")]
     pub heartbeat_broker_interval: i64,
+}
+
+impl Default for RocketmqConfiguration {
+    fn default() -> Self {
+        RocketmqConfiguration {
+            namesrv_addrs: Vec::new(),
+            group_prefix: "carrera_rocketmq_producer_".into(),
+            compress_msg_body_over_howmuch: 4096,
+            max_message_size: 2_097_152,
+            poll_name_server_interval: 30_000,
+            heartbeat_broker_interval: 30_000,
+        }
+    }
 }
 
 /// `BatchMQProducerConfiguration` (`autoBatch`): the bounds pproxy uses (forwarding.md §8).
@@ -132,37 +178,66 @@ impl Default for AutoBatchConfiguration {
     }
 }
 
+/// `autoBatch` as written: the keys without effect in pproxy are kept raw, because they are
+/// type-checked only when `useAutoBatch` is on (config.md §5: unused fields are never checked).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AutoBatchDoc {
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    max_bath_bytes: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    do_batch_threshold_bytes: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    max_batch_messages_number: Option<i64>,
+    encode_worker_threads: Option<Value>,
+    max_encode_worker_for_each_broker: Option<Value>,
+    batch_wait_mills: Option<Value>,
+    max_continuously_running_mills: Option<Value>,
+}
+
 impl AutoBatchConfiguration {
-    /// Parses `autoBatch`; the checks of config.md apply only when `useAutoBatch` is on.
-    fn parse(o: Option<&Obj>, checked: bool) -> Result<Self, ConfigError> {
+    /// Reads `autoBatch`; the checks of config.md apply only when `useAutoBatch` is on.
+    fn from_doc(doc: Option<AutoBatchDoc>, checked: bool) -> Result<Self, ConfigError> {
         let d = AutoBatchConfiguration::default();
-        let Some(o) = o else {
+        let Some(doc) = doc else {
             return Ok(d);
         };
         let a = AutoBatchConfiguration {
-            max_bath_bytes: lenient::int(o, "maxBathBytes", d.max_bath_bytes)?,
-            do_batch_threshold_bytes: lenient::int(
-                o,
-                "doBatchThresholdBytes",
-                d.do_batch_threshold_bytes,
-            )?,
-            max_batch_messages_number: lenient::int(
-                o,
-                "maxBatchMessagesNumber",
-                d.max_batch_messages_number,
-            )?,
+            max_bath_bytes: doc.max_bath_bytes.unwrap_or(d.max_bath_bytes),
+            do_batch_threshold_bytes: doc
+                .do_batch_threshold_bytes
+                .unwrap_or(d.do_batch_threshold_bytes),
+            max_batch_messages_number: doc
+                .max_batch_messages_number
+                .unwrap_or(d.max_batch_messages_number),
         };
         if !checked {
             return Ok(a);
         }
         // The keys that have no effect in pproxy are still checked, as the console expects.
-        for (key, default, min) in [
-            ("encodeWorkerThreads", 4, 1),
-            ("maxEncodeWorkerForEachBroker", 1, 1),
-            ("batchWaitMills", 5, 0),
-            ("maxContinuouslyRunningMills", 50, 1),
+        for (key, value, default, min) in [
+            ("encodeWorkerThreads", &doc.encode_worker_threads, 4, 1),
+            (
+                "maxEncodeWorkerForEachBroker",
+                &doc.max_encode_worker_for_each_broker,
+                1,
+                1,
+            ),
+            ("batchWaitMills", &doc.batch_wait_mills, 5, 0),
+            (
+                "maxContinuouslyRunningMills",
+                &doc.max_continuously_running_mills,
+                50,
+                1,
+            ),
         ] {
-            if lenient::int(o, key, default)? < min {
+            let n = match value {
+                None => default,
+                Some(v) => lenient::int_of(v).ok_or_else(|| {
+                    ConfigError::Invalid(format!("`autoBatch.{key}` must be an integer"))
+                })?,
+            };
+            if n < min {
                 return Err(ConfigError::Invalid(format!(
                     "`autoBatch.{key}` must be >= {min}"
                 )));
@@ -187,34 +262,66 @@ impl AutoBatchConfiguration {
     }
 }
 
-/// `TopicConfig`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// `TopicConfig`. Read it with `TopicConfig::parse` (or as part of a document), which also
+/// settles its name and its retry interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct TopicConfig {
     /// Topic name.
+    #[serde(deserialize_with = "lenient::string")]
     pub topic: String,
     /// Units.
     pub topic_units: Vec<TopicUnit>,
     /// Delay topic flag.
+    #[serde(deserialize_with = "lenient::boolean")]
     pub delay_topic: bool,
     /// Auto-batch eligibility.
+    #[serde(deserialize_with = "lenient::boolean")]
     pub auto_batch: bool,
     /// No broker fail-over on retries.
+    #[serde(deserialize_with = "lenient::boolean")]
     pub strong_order: bool,
     /// Limiter retry interval, ms (-1 derive, 0 none).
+    #[serde(deserialize_with = "lenient::int")]
     pub limiter_failure_retry_interval: i64,
 }
 
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            topic: String::new(),
+            topic_units: Vec::new(),
+            delay_topic: false,
+            auto_batch: false,
+            strong_order: false,
+            limiter_failure_retry_interval: -1,
+        }
+    }
+}
+
 /// `TopicConfiguration`: one unit.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct TopicUnit {
     /// Broker cluster.
+    #[serde(deserialize_with = "lenient::string")]
     pub broker_cluster: String,
     /// Proxy cluster -> nodes.
+    #[serde(deserialize_with = "lenient::proxies")]
     pub proxies: BTreeMap<String, BTreeSet<String>>,
     /// This node's share of the topic limit.
+    #[serde(deserialize_with = "lenient::int")]
     pub max_tps: i64,
+}
+
+impl Default for TopicUnit {
+    fn default() -> Self {
+        TopicUnit {
+            broker_cluster: String::new(),
+            proxies: BTreeMap::new(),
+            max_tps: 1024,
+        }
+    }
 }
 
 impl TopicUnit {
@@ -235,131 +342,207 @@ fn positive(key: &str, v: i64) -> Result<i64, ConfigError> {
 impl KafkaConfiguration {
     /// Parses and checks one Kafka cluster.
     pub fn parse(o: &Obj) -> Result<Self, ConfigError> {
-        let bootstrap_servers = lenient::strings(o, "bootstrapServers")?;
-        if bootstrap_servers.is_empty() {
+        let k: KafkaConfiguration = lenient::from_value(Value::Object(o.clone()))?;
+        k.check()?;
+        Ok(k)
+    }
+
+    /// The checks of config.md §5 (absent values took their defaults).
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.bootstrap_servers.is_empty() {
             return Err(ConfigError::Invalid(
                 "`bootstrapServers` must be non-empty".into(),
             ));
         }
-        let retries = lenient::int(o, "retries", 3)?;
-        if retries < 0 {
+        if self.retries < 0 {
             return Err(ConfigError::Invalid("`retries` must be >= 0".into()));
         }
-        Ok(KafkaConfiguration {
-            bootstrap_servers,
-            acks: lenient::string(o, "acks")?.unwrap_or_else(|| "all".into()),
-            retries,
-            batch_size: positive("batchSize", lenient::int(o, "batchSize", 16384)?)?,
-            client_id: lenient::string(o, "clientId")?.unwrap_or_else(|| "pproxy".into()),
-            retry_backoff: positive("retryBackoff", lenient::int(o, "retryBackoff", 100)?)?,
-            metadata_max_age: positive(
-                "metadataMaxAge",
-                lenient::int(o, "metadataMaxAge", 300_000)?,
-            )?,
-            metadata_fetch_timeout: positive(
-                "metadataFetchTimeout",
-                lenient::int(o, "metadataFetchTimeout", 5000)?,
-            )?,
-            ack_timeout: positive("ackTimeout", lenient::int(o, "ackTimeout", 30_000)?)?,
-            buffer_memory: positive("bufferMemory", lenient::int(o, "bufferMemory", 33_554_432)?)?,
-        })
+        positive("batchSize", self.batch_size)?;
+        positive("retryBackoff", self.retry_backoff)?;
+        positive("metadataMaxAge", self.metadata_max_age)?;
+        positive("metadataFetchTimeout", self.metadata_fetch_timeout)?;
+        positive("ackTimeout", self.ack_timeout)?;
+        positive("bufferMemory", self.buffer_memory)?;
+        Ok(())
     }
 }
 
 impl RocketmqConfiguration {
     /// Parses and checks one RocketMQ cluster.
     pub fn parse(o: &Obj) -> Result<Self, ConfigError> {
-        let namesrv_addrs = lenient::strings(o, "namesrvAddrs")?;
-        if namesrv_addrs.is_empty() {
+        let r: RocketmqConfiguration = lenient::from_value(Value::Object(o.clone()))?;
+        r.check()?;
+        Ok(r)
+    }
+
+    /// The checks of config.md §5.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.namesrv_addrs.is_empty() {
             return Err(ConfigError::Invalid(
                 "`namesrvAddrs` must be non-empty".into(),
             ));
         }
-        Ok(RocketmqConfiguration {
-            namesrv_addrs,
-            group_prefix: lenient::string(o, "groupPrefix")?
-                .unwrap_or_else(|| "carrera_rocketmq_producer_".into()),
-            compress_msg_body_over_howmuch: positive(
-                "compressMsgBodyOverHowmuch",
-                lenient::int(o, "compressMsgBodyOverHowmuch", 4096)?,
-            )?,
-            max_message_size: positive(
-                "maxMessageSize",
-                lenient::int(o, "maxMessageSize", 2_097_152)?,
-            )?,
-            poll_name_server_interval: positive(
-                "pollNameServerInterval",
-                lenient::int(o, "pollNameServerInterval", 30_000)?,
-            )?,
-            heartbeat_broker_interval: positive(
-                "heartbeatBrokerInterval",
-                lenient::int(o, "heartbeatBrokerInterval", 30_000)?,
-            )?,
-        })
+        positive(
+            "compressMsgBodyOverHowmuch",
+            self.compress_msg_body_over_howmuch,
+        )?;
+        positive("maxMessageSize", self.max_message_size)?;
+        positive("pollNameServerInterval", self.poll_name_server_interval)?;
+        positive("heartbeatBrokerInterval", self.heartbeat_broker_interval)?;
+        Ok(())
     }
 }
 
 impl TopicConfig {
     /// Parses a TopicConfig; `name` (the ZooKeeper node name) wins over the `topic` key.
     pub fn parse(o: &Obj, name: Option<&str>) -> Result<Self, ConfigError> {
-        let topic = match name {
-            Some(n) => n.to_string(),
-            None => lenient::string(o, "topic")?
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| ConfigError::Invalid("topic without a name".into()))?,
-        };
-        let mut topic_units = Vec::new();
-        for u in lenient::objects(o, "topicUnits")? {
-            let mut proxies = BTreeMap::new();
-            if let Some(p) = lenient::object(u, "proxies")? {
-                for (cluster, nodes) in p {
-                    let set: BTreeSet<String> = match nodes {
-                        Value::Array(a) => a
-                            .iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect(),
-                        Value::Null => BTreeSet::new(),
-                        _ => {
-                            return Err(ConfigError::Invalid(
-                                "`proxies` values must be lists".into(),
-                            ))
-                        }
-                    };
-                    proxies.insert(cluster.clone(), set);
-                }
+        let mut o = o.clone();
+        if name.is_some() {
+            // The node name is authoritative: the `topic` key is then unused and unchecked.
+            o.remove("topic");
+        }
+        lenient::from_value::<TopicConfig>(Value::Object(o))?.settle(name)
+    }
+
+    /// Applies the name rule and reads any negative retry interval as -1.
+    fn settle(mut self, name: Option<&str>) -> Result<Self, ConfigError> {
+        match name {
+            Some(n) => self.topic = n.to_string(),
+            None if self.topic.is_empty() => {
+                return Err(ConfigError::Invalid("topic without a name".into()))
             }
-            topic_units.push(TopicUnit {
-                broker_cluster: lenient::string(u, "brokerCluster")?.unwrap_or_default(),
-                proxies,
-                max_tps: lenient::int(u, "maxTps", 1024)?,
-            });
+            None => {}
         }
-        let mut interval = lenient::int(o, "limiterFailureRetryInterval", -1)?;
-        if interval < 0 {
-            interval = -1;
-        }
-        Ok(TopicConfig {
-            topic,
-            topic_units,
-            delay_topic: lenient::boolean(o, "delayTopic", false)?,
-            auto_batch: lenient::boolean(o, "autoBatch", false)?,
-            strong_order: lenient::boolean(o, "strongOrder", false)?,
-            limiter_failure_retry_interval: interval,
-        })
+        self.limiter_failure_retry_interval = self.limiter_failure_retry_interval.max(-1);
+        Ok(self)
     }
 }
 
-fn parse_topics(o: Option<&Obj>) -> Result<Vec<TopicConfig>, ConfigError> {
-    let Some(o) = o else { return Ok(Vec::new()) };
-    lenient::objects(o, "topics")?
-        .into_iter()
-        .map(|t| TopicConfig::parse(t, None))
-        .collect()
+/// `TopicInfoConfiguration`.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct TopicInfoDoc {
+    topics: Vec<TopicConfig>,
+}
+
+impl TopicInfoDoc {
+    fn settle(self) -> Result<Vec<TopicConfig>, ConfigError> {
+        self.topics.into_iter().map(|t| t.settle(None)).collect()
+    }
 }
 
 /// Parses the `defaultTopicInfoConf` of carrera.yaml (already converted to JSON).
 pub fn parse_topic_info(v: &Value) -> Result<Vec<TopicConfig>, ConfigError> {
-    parse_topics(v.as_object())
+    if !v.is_object() {
+        return Ok(Vec::new());
+    }
+    lenient::from_value::<TopicInfoDoc>(v.clone())?.settle()
+}
+
+/// `PProxyConfig` as written.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct ProxyDoc {
+    #[serde(deserialize_with = "lenient::opt_string")]
+    instance: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    proxy_cluster: Option<String>,
+    broker_clusters: Vec<String>,
+    topics: BTreeSet<String>,
+    carrera_configuration: Option<CarreraDoc>,
+}
+
+/// `CarreraConfiguration` as written; `Default` holds the defaults of config.md §5.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct CarreraDoc {
+    #[serde(deserialize_with = "lenient::boolean")]
+    use_kafka: bool,
+    #[serde(deserialize_with = "lenient::boolean")]
+    use_rocketmq: bool,
+    #[serde(deserialize_with = "lenient::int")]
+    kafka_producers: i64,
+    #[serde(deserialize_with = "lenient::int")]
+    rocketmq_producers: i64,
+    kafka_configuration_map: BTreeMap<String, KafkaConfiguration>,
+    rocketmq_configuration_map: BTreeMap<String, RocketmqConfiguration>,
+    #[serde(deserialize_with = "lenient::boolean")]
+    use_request_limiter: bool,
+    #[serde(deserialize_with = "lenient::int")]
+    max_tps: i64,
+    #[serde(deserialize_with = "lenient::float")]
+    tps_warning_ratio: f64,
+    #[serde(deserialize_with = "lenient::int")]
+    limiter_failure_retry_queue_size: i64,
+    #[serde(deserialize_with = "lenient::boolean")]
+    use_auto_batch: bool,
+    auto_batch: Option<AutoBatchDoc>,
+    thrift_server: ThriftServerDoc,
+    delay: DelayDoc,
+    #[serde(deserialize_with = "lenient::boolean")]
+    warm_up_connection: bool,
+    #[serde(deserialize_with = "lenient::boolean")]
+    warm_up_fetch_topic_route_info: bool,
+    default_topic_info_conf: TopicInfoDoc,
+}
+
+impl Default for CarreraDoc {
+    fn default() -> Self {
+        CarreraDoc {
+            use_kafka: false,
+            use_rocketmq: false,
+            kafka_producers: 0,
+            rocketmq_producers: 0,
+            kafka_configuration_map: BTreeMap::new(),
+            rocketmq_configuration_map: BTreeMap::new(),
+            use_request_limiter: false,
+            max_tps: 100_000,
+            tps_warning_ratio: 0.9,
+            limiter_failure_retry_queue_size: 1024,
+            use_auto_batch: false,
+            auto_batch: None,
+            thrift_server: ThriftServerDoc::default(),
+            delay: DelayDoc::default(),
+            warm_up_connection: false,
+            warm_up_fetch_topic_route_info: true,
+            default_topic_info_conf: TopicInfoDoc::default(),
+        }
+    }
+}
+
+/// `ThriftServerConfiguration`: only `maxReadBufferBytes` is used.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct ThriftServerDoc {
+    #[serde(deserialize_with = "lenient::int")]
+    max_read_buffer_bytes: i64,
+}
+
+impl Default for ThriftServerDoc {
+    fn default() -> Self {
+        ThriftServerDoc {
+            max_read_buffer_bytes: 5_000_000,
+        }
+    }
+}
+
+/// `DelayConfiguration`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct DelayDoc {
+    #[serde(deserialize_with = "lenient::string")]
+    chronos_inner_topic_prefix: String,
+    #[serde(deserialize_with = "lenient::int")]
+    inner_topic_num: i64,
+}
+
+impl Default for DelayDoc {
+    fn default() -> Self {
+        DelayDoc {
+            chronos_inner_topic_prefix: String::new(),
+            inner_topic_num: 1,
+        }
+    }
 }
 
 impl ProxyConfig {
@@ -367,71 +550,56 @@ impl ProxyConfig {
     pub fn parse(text: &str, zk_mode: bool) -> Result<Self, ConfigError> {
         let v: Value =
             serde_json::from_str(text).map_err(|e| ConfigError::Invalid(format!("JSON: {e}")))?;
-        let o = v
-            .as_object()
-            .ok_or_else(|| ConfigError::Invalid("PProxyConfig must be an object".into()))?;
-        let instance = lenient::string(o, "instance")?;
-        let proxy_cluster = lenient::string(o, "proxyCluster")?;
+        if !v.is_object() {
+            return Err(ConfigError::Invalid(
+                "PProxyConfig must be an object".into(),
+            ));
+        }
+        let doc: ProxyDoc = lenient::from_value(v)?;
         if zk_mode
-            && (instance.as_deref().unwrap_or("").is_empty()
-                || proxy_cluster.as_deref().unwrap_or("").is_empty())
+            && (doc.instance.as_deref().unwrap_or("").is_empty()
+                || doc.proxy_cluster.as_deref().unwrap_or("").is_empty())
         {
             return Err(ConfigError::Invalid(
                 "`instance` and `proxyCluster` must be non-empty".into(),
             ));
         }
-        let broker_clusters = lenient::strings(o, "brokerClusters")?;
-        if broker_clusters.is_empty() {
+        if doc.broker_clusters.is_empty() {
             return Err(ConfigError::Invalid(
                 "`brokerClusters` must be non-empty".into(),
             ));
         }
-        let topics = lenient::strings(o, "topics")?.into_iter().collect();
-        let c = lenient::object(o, "carreraConfiguration")?
+        let c = doc
+            .carrera_configuration
             .ok_or_else(|| ConfigError::Invalid("`carreraConfiguration` is required".into()))?;
-        let carrera = CarreraConfiguration::parse(c, &broker_clusters)?;
+        let carrera = CarreraConfiguration::from_doc(c, &doc.broker_clusters)?;
         Ok(ProxyConfig {
-            instance,
-            proxy_cluster,
-            broker_clusters,
-            topics,
+            instance: doc.instance,
+            proxy_cluster: doc.proxy_cluster,
+            broker_clusters: doc.broker_clusters,
+            topics: doc.topics,
             carrera,
         })
     }
 }
 
 impl CarreraConfiguration {
-    fn parse(c: &Obj, broker_clusters: &[String]) -> Result<Self, ConfigError> {
-        let use_kafka = lenient::boolean(c, "useKafka", false)?;
-        let use_rocketmq = lenient::boolean(c, "useRocketmq", false)?;
-        let mut kafka = BTreeMap::new();
-        if let Some(m) = lenient::object(c, "kafkaConfigurationMap")? {
-            for (name, v) in m {
-                let o = v
-                    .as_object()
-                    .ok_or_else(|| ConfigError::Invalid(format!("kafka cluster {name}")))?;
-                let k = KafkaConfiguration::parse(o)
-                    .map_err(|e| ConfigError::Invalid(format!("kafka cluster {name}: {e}")))?;
-                kafka.insert(name.clone(), k);
-            }
+    fn from_doc(c: CarreraDoc, broker_clusters: &[String]) -> Result<Self, ConfigError> {
+        for (name, k) in &c.kafka_configuration_map {
+            k.check()
+                .map_err(|e| ConfigError::Invalid(format!("kafka cluster {name}: {e}")))?;
         }
-        let mut rocketmq = BTreeMap::new();
-        if let Some(m) = lenient::object(c, "rocketmqConfigurationMap")? {
-            for (name, v) in m {
-                let o = v
-                    .as_object()
-                    .ok_or_else(|| ConfigError::Invalid(format!("rocketmq cluster {name}")))?;
-                let r = RocketmqConfiguration::parse(o)
-                    .map_err(|e| ConfigError::Invalid(format!("rocketmq cluster {name}: {e}")))?;
-                rocketmq.insert(name.clone(), r);
-            }
+        for (name, r) in &c.rocketmq_configuration_map {
+            r.check()
+                .map_err(|e| ConfigError::Invalid(format!("rocketmq cluster {name}: {e}")))?;
         }
-        if use_kafka && kafka.is_empty() {
+        let (kafka, rocketmq) = (c.kafka_configuration_map, c.rocketmq_configuration_map);
+        if c.use_kafka && kafka.is_empty() {
             return Err(ConfigError::Invalid(
                 "`kafkaConfigurationMap` must be non-empty when useKafka".into(),
             ));
         }
-        if use_rocketmq && rocketmq.is_empty() {
+        if c.use_rocketmq && rocketmq.is_empty() {
             return Err(ConfigError::Invalid(
                 "`rocketmqConfigurationMap` must be non-empty when useRocketmq".into(),
             ));
@@ -443,51 +611,33 @@ impl CarreraConfiguration {
                 )));
             }
         }
-        let max_tps = positive("maxTps", lenient::int(c, "maxTps", 100_000)?)?;
-        let ratio = lenient::float(c, "tpsWarningRatio", 0.9)?;
+        let max_tps = positive("maxTps", c.max_tps)?;
+        let ratio = c.tps_warning_ratio;
         if ratio <= 0.0 || ratio.is_nan() {
             return Err(ConfigError::Invalid("`tpsWarningRatio` must be > 0".into()));
         }
-        let max_read_buffer_bytes = match lenient::object(c, "thriftServer")? {
-            Some(t) => positive(
-                "maxReadBufferBytes",
-                lenient::int(t, "maxReadBufferBytes", 5_000_000)?,
-            )?,
-            None => 5_000_000,
-        };
-        let (prefix, num) = match lenient::object(c, "delay")? {
-            Some(d) => (
-                lenient::string(d, "chronosInnerTopicPrefix")?.unwrap_or_default(),
-                lenient::int(d, "innerTopicNum", 1)?,
-            ),
-            None => (String::new(), 1),
-        };
-        let use_auto_batch = lenient::boolean(c, "useAutoBatch", false)?;
-        let auto_batch =
-            AutoBatchConfiguration::parse(lenient::object(c, "autoBatch")?, use_auto_batch)?;
+        let max_read_buffer_bytes =
+            positive("maxReadBufferBytes", c.thrift_server.max_read_buffer_bytes)?;
+        let auto_batch = AutoBatchConfiguration::from_doc(c.auto_batch, c.use_auto_batch)?;
         Ok(CarreraConfiguration {
-            use_kafka,
-            use_rocketmq,
-            kafka_producers: lenient::int(c, "kafkaProducers", 0)?.max(1) as usize,
-            rocketmq_producers: lenient::int(c, "rocketmqProducers", 0)?.max(1) as usize,
+            use_kafka: c.use_kafka,
+            use_rocketmq: c.use_rocketmq,
+            kafka_producers: c.kafka_producers.max(1) as usize,
+            rocketmq_producers: c.rocketmq_producers.max(1) as usize,
             kafka,
             rocketmq,
-            use_request_limiter: lenient::boolean(c, "useRequestLimiter", false)?,
+            use_request_limiter: c.use_request_limiter,
             max_tps,
             tps_warning_ratio: ratio.min(1.0),
-            limiter_failure_retry_queue_size: lenient::int(
-                c,
-                "limiterFailureRetryQueueSize",
-                1024,
-            )?,
-            use_auto_batch,
+            limiter_failure_retry_queue_size: c.limiter_failure_retry_queue_size,
+            use_auto_batch: c.use_auto_batch,
             auto_batch,
             max_read_buffer_bytes: max_read_buffer_bytes as usize,
-            inner_topic_prefix: prefix,
-            inner_topic_num: num.max(1),
-            warm_up_connection: lenient::boolean(c, "warmUpConnection", false)?,
-            warm_up_fetch_topic_route_info: lenient::boolean(c, "warmUpFetchTopicRouteInfo", true)?,
-            default_topics: parse_topics(lenient::object(c, "defaultTopicInfoConf")?)?,
+            inner_topic_prefix: c.delay.chronos_inner_topic_prefix,
+            inner_topic_num: c.delay.inner_topic_num.max(1),
+            warm_up_connection: c.warm_up_connection,
+            warm_up_fetch_topic_route_info: c.warm_up_fetch_topic_route_info,
+            default_topics: c.default_topic_info_conf.settle()?,
         })
     }
 }
@@ -532,6 +682,41 @@ mod tests {
             true
         )
         .is_err());
+    }
+
+    #[test]
+    fn topic_documents_keep_their_leniency() {
+        let doc = serde_json::json!({
+            "topic": {"not": "a name"}, "delayTopic": "true", "limiterFailureRetryInterval": "-7",
+            "compressType": 5, "alarmGroup": null,
+            "topicUnits": [{"brokerCluster": "K", "maxTps": "300.0", "totalMaxTps": "x",
+                            "proxies": {"P": ["n:1", 7], "Q": null}}]
+        });
+        let t = TopicConfig::parse(doc.as_object().unwrap(), Some("t")).unwrap();
+        assert_eq!(t.topic, "t");
+        assert!(t.delay_topic);
+        assert_eq!(t.limiter_failure_retry_interval, -1);
+        assert_eq!(t.topic_units[0].max_tps, 300);
+        assert!(t.topic_units[0].lists("n:1"));
+        let e = TopicConfig::parse(doc.as_object().unwrap(), None).unwrap_err();
+        assert!(e.to_string().contains("`topic`"), "{e}");
+        // autoBatch keys without effect are checked only when useAutoBatch is on.
+        let doc = |on: bool| {
+            format!(
+                r#"{{"brokerClusters":["a"],"carreraConfiguration":{{"useAutoBatch":{on},
+                "autoBatch":{{"encodeWorkerThreads":"many","maxBathBytes":"8192"}}}}}}"#
+            )
+        };
+        let p = ProxyConfig::parse(&doc(false), false).unwrap();
+        assert_eq!(p.carrera.auto_batch.max_bath_bytes, 8192);
+        let e = ProxyConfig::parse(&doc(true), false).unwrap_err();
+        assert!(
+            e.to_string().contains("autoBatch.encodeWorkerThreads"),
+            "{e}"
+        );
+        let bad = serde_json::json!({"topicUnits": [{"proxies": {"P": 7}}]});
+        let e = TopicConfig::parse(bad.as_object().unwrap(), Some("t")).unwrap_err();
+        assert!(e.to_string().contains("topicUnits[0].proxies"), "{e}");
     }
 
     #[test]

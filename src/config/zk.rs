@@ -200,7 +200,7 @@ pub async fn read(
 pub async fn connect(s: &Settings, wait: Duration) -> Option<zookeeper_client::Client> {
     let addr = connect_string(s.zookeeper_addr.as_deref().unwrap_or(""));
     let fut = zookeeper_client::Client::connector()
-        .with_session_timeout(Duration::from_millis(s.zk.session_timeout_ms.max(2000)))
+        .with_session_timeout(s.zk.session_timeout_ms.max(Duration::from_secs(2)))
         .connect(&addr);
     match tokio::time::timeout(wait, fut).await {
         Ok(Ok(c)) => Some(c),

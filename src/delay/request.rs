@@ -41,7 +41,8 @@ impl DelayService {
         let now_ms = chrono::Utc::now().timestamp_millis();
         // One configuration snapshot for the whole request (forwarding.md §1).
         let snap = self.live.snapshot_full();
-        let max_delay = self.live.settings().scheduler.max_delay_seconds;
+        let max_delay =
+            crate::config::duration::as_secs_i64(self.live.settings().scheduler.max_delay_seconds);
         let route = match validate(&snap, max_delay, &m, now_ms) {
             Ok(r) => r,
             Err(code) => return (code, echo),

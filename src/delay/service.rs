@@ -95,7 +95,7 @@ impl DelayService {
     pub async fn open(&self, tasks: &Tasks) -> Result<(), OpenError> {
         debug_assert!(self.backend.get().is_none(), "delay service opened twice");
         let settings = self.live.settings_full();
-        let timeout = Duration::from_millis(settings.scheduler.fire_timeout_ms);
+        let timeout = settings.scheduler.fire_timeout_ms;
         let backend = if settings.scheduler.cluster.enabled {
             let snap = self.live.snapshot_full();
             let c = Cluster::connect(&settings, &snap, self.sink(timeout), tasks)

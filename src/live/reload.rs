@@ -24,11 +24,11 @@ pub fn merge_reloadable(old: &Settings, mut new: Settings) -> Settings {
     new.embedded_kafka_partitions = old.embedded_kafka_partitions;
     new.data_dir = old.data_dir.clone();
     new.admin_port = old.admin_port;
-    new.server.bind_addr = old.server.bind_addr.clone();
-    new.server.admin_bind_addr = old.server.admin_bind_addr.clone();
+    new.server.bind_addr = old.server.bind_addr;
+    new.server.admin_bind_addr = old.server.admin_bind_addr;
     new.server.listen_backlog = old.server.listen_backlog;
     new.logging.dir = old.logging.dir.clone();
-    new.logging.format = old.logging.format.clone();
+    new.logging.format = old.logging.format;
     new.scheduler.cluster = old.scheduler.cluster.clone();
     new
 }
@@ -82,7 +82,11 @@ impl Reloader {
         let old_settings = live.settings_full();
         let settings = match config_path {
             Some(p) => {
-                let (new, _) = Settings::load(p)?;
+                // A wrong value fails here, naming its key: the running settings stay.
+                let (new, unknown) = Settings::load(p)?;
+                for key in unknown {
+                    tracing::warn!(target: CONFIG_TARGET, key = %key, file = %p.display(), "unknown key ignored");
+                }
                 Arc::new(merge_reloadable(&old_settings, new))
             }
             None => old_settings.clone(),
@@ -107,13 +111,13 @@ impl Reloader {
         if settings.logging.level != old_settings.logging.level
             && std::env::var_os("RUST_LOG").is_none()
         {
-            if let Err(e) = crate::logging::set_filter(&settings.logging.level) {
+            if let Err(e) = crate::logging::set_filter(settings.logging.level.as_str()) {
                 tracing::warn!(target: CONFIG_TARGET, error = %e, "logging.level not applied");
             }
         }
         live.store_settings(settings.clone());
         self.security.install(security);
-        let flush = Duration::from_millis(settings.forwarding.producer_flush_timeout_ms);
+        let flush = settings.forwarding.producer_flush_timeout_ms;
         Ok(live.install(snap, flush, &self.tasks))
     }
 
@@ -168,7 +172,7 @@ mod tests {
         .unwrap();
         let m = merge_reloadable(&old, new);
         assert_eq!((m.port, m.admin_port), (1000, 1001));
-        assert_eq!(m.logging.level, "debug");
-        assert_eq!(m.forwarding.default_timeout_ms, 5);
+        assert_eq!(m.logging.level.as_str(), "debug");
+        assert_eq!(m.forwarding.default_timeout_ms, Duration::from_millis(5));
     }
 }

@@ -31,7 +31,7 @@ pub async fn initial(
         broker,
     };
     let started = tokio::time::Instant::now();
-    let startup_wait = Duration::from_millis(s.zk.startup_wait_ms);
+    let startup_wait = s.zk.startup_wait_ms;
     loop {
         let left = startup_wait
             .saturating_sub(started.elapsed())
@@ -101,7 +101,7 @@ pub async fn watch(
                 apply(&live, &metrics, &s, &docs, &tasks).await;
                 last = Some(docs);
             }
-            let resync = Duration::from_secs(s.zk.resync_interval_sec.max(1));
+            let resync = s.zk.resync_interval_sec.max(Duration::from_secs(1));
             let any_watch = async {
                 if watches.is_empty() {
                     std::future::pending::<()>().await;
@@ -153,7 +153,7 @@ async fn apply(
     });
     match result {
         Ok(snap) => {
-            let flush = Duration::from_millis(s.forwarding.producer_flush_timeout_ms);
+            let flush = s.forwarding.producer_flush_timeout_ms;
             let generation = live.install(snap, flush, tasks);
             let labels = labels::Reload {
                 source: "zk",

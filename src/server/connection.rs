@@ -140,10 +140,10 @@ async fn first_byte(
     if close.is_cancelled() {
         return Err(CloseReason::Shutdown);
     }
-    let secs = cx.live.settings().server.idle_timeout_sec;
+    let bound = cx.live.settings().server.idle_timeout_sec;
     let idle = async {
-        if secs > 0 {
-            tokio::time::sleep(Duration::from_secs(secs)).await
+        if !bound.is_zero() {
+            tokio::time::sleep(bound).await
         } else {
             std::future::pending().await
         }
@@ -182,8 +182,8 @@ where
         let idle = if closing {
             Some(CLOSE_LINGER)
         } else {
-            let secs = cx.live.settings().server.idle_timeout_sec;
-            (secs > 0).then(|| Duration::from_secs(secs))
+            let bound = cx.live.settings().server.idle_timeout_sec;
+            (!bound.is_zero()).then_some(bound)
         };
         // Wait for the next frame with `fill_buf`, which is cancel-safe (bytes stay buffered),
         // so a close signal can never split a length prefix.
@@ -313,7 +313,11 @@ async fn read_payload<R: AsyncRead + Unpin>(
 }
 
 fn frame_timeout(cx: &Context) -> Duration {
-    Duration::from_millis(cx.live.settings().server.frame_read_timeout_ms.max(1))
+    cx.live
+        .settings()
+        .server
+        .frame_read_timeout_ms
+        .max(Duration::from_millis(1))
 }
 
 /// Writes one reply within `server.writeTimeoutMs` (0: no bound). A peer that stops reading
@@ -326,14 +330,15 @@ async fn write_reply<W: AsyncWrite + Unpin>(
     b: Bytes,
     peer: &Peer,
 ) -> Result<(), CloseReason> {
-    let ms = cx.live.settings().server.write_timeout_ms;
-    let written = if ms == 0 {
+    let bound = cx.live.settings().server.write_timeout_ms;
+    let written = if bound.is_zero() {
         write_frame(wr, b).await
     } else {
-        match tokio::time::timeout(Duration::from_millis(ms), write_frame(wr, b)).await {
+        match tokio::time::timeout(bound, write_frame(wr, b)).await {
             Ok(r) => r,
             Err(_) => {
-                tracing::debug!(peer = ?peer.addr, bound_ms = ms, "peer not reading its replies");
+                let bound_ms = bound.as_millis();
+                tracing::debug!(peer = ?peer.addr, bound_ms, "peer not reading its replies");
                 return Err(CloseReason::WriteTimeout);
             }
         }

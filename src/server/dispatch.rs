@@ -155,12 +155,12 @@ pub async fn handle_frame(
 pub fn sync_deadline(cx: &Context, start: Instant, timeout: i64) -> Instant {
     let settings = cx.live.settings();
     let f = &settings.forwarding;
-    let ms = if timeout > 0 {
-        (timeout as u64).min(f.max_timeout_ms)
+    let bound = if timeout > 0 {
+        Duration::from_millis(timeout as u64).min(f.max_timeout_ms)
     } else {
         f.default_timeout_ms
     };
-    start + Duration::from_millis(ms)
+    start + bound
 }
 
 /// The topic a request is counted under (a batch: its first message's).
@@ -262,8 +262,7 @@ async fn run(
     if cx.traffic.inflight() > cx.live.settings().server.max_inflight_requests {
         return (Code::RateLimited, echo);
     }
-    let async_deadline =
-        start + Duration::from_millis(cx.live.settings().forwarding.async_timeout_ms);
+    let async_deadline = start + cx.live.settings().forwarding.async_timeout_ms;
     match call {
         Call::SendSync(m, timeout) => {
             if m.as_ref().and_then(|m| m.topic.as_deref()) == Some(HEARTBEAT_TOPIC) {

@@ -76,10 +76,10 @@ pub fn producer_config(
             "client.id",
             format!("{}-{start_millis}-{}{instance}", conf.client_id, hostname()),
         )
-        .set("linger.ms", fwd.kafka_linger_ms.to_string())
+        .set("linger.ms", fwd.kafka_linger_ms.as_millis().to_string())
         .set(
             "message.timeout.ms",
-            fwd.kafka_message_timeout_ms.to_string(),
+            fwd.kafka_message_timeout_ms.as_millis().to_string(),
         )
         .set("compression.type", "none");
     if !idempotent {

@@ -25,9 +25,9 @@ impl RetryPolicy {
     pub fn from_settings(f: &ForwardingSettings) -> RetryPolicy {
         RetryPolicy {
             max_attempts: f.max_attempts.max(1),
-            backoff: Duration::from_millis(f.retry_backoff_ms),
-            backoff_max: Duration::from_millis(f.retry_backoff_max_ms),
-            min_window: Duration::from_millis(f.min_retry_window_ms),
+            backoff: f.retry_backoff_ms,
+            backoff_max: f.retry_backoff_max_ms,
+            min_window: f.min_retry_window_ms,
         }
     }
 

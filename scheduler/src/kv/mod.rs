@@ -39,8 +39,9 @@ pub(crate) enum TreeId {
 /// On-disk names of the trees, in `TreeId` order.
 const TREE_NAMES: [&str; 6] = ["records", "due", "done", "done_by_time", "dead", "meta"];
 
-/// Which engine holds a store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which engine holds a store; `scheduler.storeEngine` names it in lower case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     /// sled 0.34.7: the design's engine and the default until redb was measured; stores it
     /// wrote keep it.
@@ -53,7 +54,8 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
-    /// Parses a setting value (`redb`, `sled`); anything else (`fjall` included) is `None`.
+    /// Parses an engine name (`redb`, `sled`, any case); anything else (`fjall` included) is
+    /// `None`. carrera.yaml reads the name through serde instead.
     pub fn parse(s: &str) -> Option<EngineKind> {
         match s.trim().to_ascii_lowercase().as_str() {
             "sled" => Some(EngineKind::Sled),

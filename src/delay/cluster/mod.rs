@@ -163,22 +163,19 @@ impl Cluster {
             .get(cs.journal_cluster.trim())
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
-        let node = if cs.node_name.trim().is_empty() {
-            sink.live.node().to_string()
-        } else {
-            cs.node_name.trim().to_string()
-        };
-        let admin = if cs.advertised_admin.trim().is_empty() {
-            let bind = settings.server.admin_bind_addr.trim();
-            let host = if bind.is_empty() || bind == "0.0.0.0" || bind == "::" {
-                "127.0.0.1"
+        let node = cs
+            .node_name
+            .clone()
+            .unwrap_or_else(|| sink.live.node().to_string());
+        let admin = cs.advertised_admin.clone().unwrap_or_else(|| {
+            let bind = settings.server.admin_bind_addr;
+            let host = if bind.is_unspecified() {
+                std::net::Ipv4Addr::LOCALHOST.into()
             } else {
                 bind
             };
-            format!("{host}:{}", settings.admin_port)
-        } else {
-            cs.advertised_admin.trim().to_string()
-        };
+            std::net::SocketAddr::new(host, settings.admin_port).to_string()
+        });
         let mut pc = ClientConfig::new();
         pc.set("bootstrap.servers", &bootstrap)
             .set("acks", "all")
@@ -200,8 +197,8 @@ impl Cluster {
             admin,
             bootstrap,
             overrides,
-            session_timeout_ms: cs.session_timeout_ms.max(1),
-            heartbeat_ms: cs.heartbeat_ms.max(1),
+            session_timeout_ms: whole_ms(cs.session_timeout_ms),
+            heartbeat_ms: whole_ms(cs.heartbeat_ms),
             data_dir: settings.data_dir.join("delay-cluster"),
             producer,
             owned: Mutex::new(HashMap::new()),
@@ -378,6 +375,11 @@ pub struct Plan {
     pub group: String,
 }
 
+/// Milliseconds for librdkafka, at least 1.
+fn whole_ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 /// Checks the cluster settings against the proxy configuration (delay.md §10): a non-blank
 /// `chronosInnerTopicPrefix`, a journal topic under it (client writes to it are then refused
 /// with 11), and a Kafka journal cluster. Used at start-up and by `check-config`.
@@ -391,11 +393,10 @@ pub fn plan(
             "delay.chronosInnerTopicPrefix must be set (client writes to the journal are refused by it)".into(),
         ));
     }
-    let topic = if cs.journal_topic.trim().is_empty() {
-        format!("{prefix}journal")
-    } else {
-        cs.journal_topic.trim().to_string()
-    };
+    let topic = cs
+        .journal_topic
+        .clone()
+        .unwrap_or_else(|| format!("{prefix}journal"));
     if !topic.starts_with(prefix) {
         return Err(ClusterError::Config(format!(
             "journalTopic {topic:?} must start with chronosInnerTopicPrefix {prefix:?}"
@@ -411,12 +412,10 @@ pub fn plan(
                 cs.journal_cluster
             ))
         })?;
-    let group = if cs.group.trim().is_empty() {
+    let group = cs.group.clone().unwrap_or_else(|| {
         let proxy_cluster = proxy.proxy_cluster.clone().unwrap_or_default();
         format!("pproxy-scheduler-{}", proxy_cluster.trim())
-    } else {
-        cs.group.trim().to_string()
-    };
+    });
     Ok(Plan {
         topic,
         bootstrap: kafka.bootstrap_servers.join(","),
@@ -519,11 +518,11 @@ mod tests {
         assert_eq!(p.bootstrap, "127.0.0.1:9092");
         assert_eq!(p.group, "pproxy-scheduler-P_local");
 
-        cs.journal_topic = "journal".into();
+        cs.journal_topic = Some("journal".into());
         let e = plan(&cs, &shipped()).expect_err("outside the prefix");
         assert!(e.to_string().contains("must start with"), "{e}");
 
-        cs.journal_topic = String::new();
+        cs.journal_topic = None;
         cs.journal_cluster = "R_local".into();
         let e = plan(&cs, &shipped()).expect_err("not a Kafka cluster");
         assert!(e.to_string().contains("journalCluster"), "{e}");

@@ -272,7 +272,7 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
     }
     let sink = Arc::new(ClusterSink {
         writer: WriterSink {
-            timeout: Duration::from_millis(settings.scheduler.fire_timeout_ms),
+            timeout: settings.scheduler.fire_timeout_ms,
             ..cluster.sink.clone()
         },
         cluster: Arc::downgrade(cluster),

@@ -175,7 +175,7 @@ impl RocketmqCluster {
             conf: conf.clone(),
             instances: instances.max(1),
             retry: RetryPolicy::from_settings(fwd),
-            fault_backoff: Duration::from_millis(fwd.broker_fault_backoff_ms),
+            fault_backoff: fwd.broker_fault_backoff_ms,
             start_millis: chrono::Utc::now().timestamp_millis(),
             producers: OnceCell::new(),
             routes: Arc::new(Routes::default()),
