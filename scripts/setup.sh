@@ -31,11 +31,11 @@ if [ "${1:-}" = "--tests" ]; then
   have thrift || need+=(thrift-compiler)
   have jq || need+=(jq) # scripts/bench.sh smoke reads the load generator's JSON summaries
   have openssl || need+=(openssl) # tests/python/test_tls.py makes its certificates with it
-  have mkfs.ext4 && have e2fsck || need+=(e2fsprogs) # tests/disk_trouble.rs: ext4 on a loop device
+  have mkfs.ext4 && have e2fsck || need+=(e2fsprogs) # tests/faults/disk_trouble.rs: ext4 on a loop device
   have losetup || need+=(mount)
   python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
   have java || need+=(openjdk-17-jre-headless)
-  have prometheus || need+=(prometheus) # tests/prometheus.rs: a real server scrapes pproxy
+  have prometheus || need+=(prometheus) # tests/stack/prometheus.rs: a real server scrapes pproxy
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

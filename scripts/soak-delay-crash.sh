@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak version of tests/delay_crash.rs: many SIGKILL/restart cycles against the real Kafka.
+# Soak version of tests/faults/delay_crash.rs: many SIGKILL/restart cycles against the real Kafka.
 #   scripts/soak-delay-crash.sh [iterations=50] [seed]
 # Starts Kafka through scripts/stack.sh if it is not running (and stops it again if it did).
 set -euo pipefail
@@ -17,4 +17,4 @@ cleanup() { if [ "$started" = 1 ]; then scripts/stack.sh down kafka; fi; }
 trap cleanup EXIT
 export PPROXY_TEST_KAFKA=127.0.0.1:9092 PPROXY_CRASH_ITERS=$iters
 [ -n "${2:-}" ] && export PPROXY_CRASH_SEED=$2
-cargo test --locked --test delay_crash -- --nocapture
+cargo test --locked --test faults delay_crash:: -- --nocapture

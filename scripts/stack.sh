@@ -271,7 +271,7 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 # Consumer groups in tests should not sit out the default 3 s join delay.
 group.initial.rebalance.delay.ms=0
-# pproxy's delay cluster mode (tests/cluster.rs) uses short sessions to fail over
+# pproxy's delay cluster mode (tests/stack/cluster.rs) uses short sessions to fail over
 # within seconds; the broker default floor is 6 s.
 group.min.session.timeout.ms=1000
 # Two cores shared with the build and the other servers.

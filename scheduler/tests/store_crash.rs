@@ -2,7 +2,7 @@
 //! completions and cancels and prints the ids of each group once its flush returned; the parent
 //! kills it at a random point, reopens the store and checks that every printed add is still
 //! there (pending, or finished by a printed completion or cancel). Both engines, on one data
-//! directory each, many kills in a row. The proxy-level crash test (tests/delay_crash.rs in the
+//! directory each, many kills in a row. The proxy-level crash test (tests/faults/delay_crash.rs in the
 //! proxy) covers the same promise through the whole engine.
 
 use std::io::{BufRead, BufReader};

@@ -251,18 +251,50 @@ pub fn msg(topic: &str, body: &[u8]) -> Message {
 }
 
 /// The real Kafka broker of the test stack; fails loudly when the stack is not up.
-pub fn kafka_bootstrap() -> String {
-    let addr = std::env::var("PPROXY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    if TcpStream::connect_timeout(
-        &addr.parse().expect("PPROXY_TEST_KAFKA is host:port"),
-        Duration::from_secs(2),
-    )
-    .is_err()
-    {
-        panic!("no Kafka at {addr}: start the test stack with `scripts/stack.sh up kafka` (scripts/test.sh does)");
-    }
-    addr
+pub fn kafka_bootstrap() -> Option<String> {
+    stack_server("PPROXY_TEST_KAFKA", "127.0.0.1:9092", "Kafka", "kafka")
 }
+
+/// The ZooKeeper of the test stack (`PPROXY_TEST_ZK`), or `None` after saying the test is skipped.
+pub fn zookeeper() -> Option<String> {
+    stack_server("PPROXY_TEST_ZK", "127.0.0.1:2181", "ZooKeeper", "zookeeper")
+}
+
+/// The address in `var` (else `default`) when something listens there. Otherwise the test is
+/// skipped with one line, or fails under `PPROXY_REQUIRE_STACK=1`.
+pub fn stack_server(var: &str, default: &str, name: &str, part: &str) -> Option<String> {
+    let addr = std::env::var(var).unwrap_or_else(|_| default.into());
+    let up = addr
+        .parse()
+        .is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if up {
+        return Some(addr);
+    }
+    skip(&format!(
+        "no {name} at {addr}: start it with `scripts/stack.sh up {part}` (scripts/test.sh does)"
+    ));
+    None
+}
+
+/// Says in one line that the running test is skipped and why; with `PPROXY_REQUIRE_STACK=1`
+/// (scripts/test.sh) a skip is a failure instead. Written to the process's stderr, not through
+/// `eprintln!`, which the test harness captures and hides for tests that pass.
+pub fn skip(why: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    assert!(
+        std::env::var("PPROXY_REQUIRE_STACK").as_deref() != Ok("1"),
+        "{test}: {why} (PPROXY_REQUIRE_STACK=1: nothing may be skipped)"
+    );
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
+}
+
+/// Held for writing by a test that stops a shared server, for reading by the tests that use
+/// one, within one test binary.
+pub static STACK: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// A unique topic name.
 pub fn unique_topic(prefix: &str) -> String {
@@ -583,11 +615,7 @@ pub fn tool_available(bin: &str, what: &str) -> bool {
     let found = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(bin).is_file()));
     if !found {
-        assert!(
-            std::env::var("PPROXY_REQUIRE_STACK").as_deref() != Ok("1"),
-            "{bin} is required (PPROXY_REQUIRE_STACK=1): install {what}"
-        );
-        eprintln!("skipped: {bin} not found; install {what}");
+        skip(&format!("{bin} not found: install {what}"));
     }
     found
 }

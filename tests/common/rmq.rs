@@ -7,7 +7,6 @@
 #![allow(deprecated)]
 
 use std::collections::HashMap;
-use std::net::TcpStream;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -20,21 +19,14 @@ use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
 use super::repo_path;
 
-/// The name server of the test stack; fails loudly when the stack is not up.
-pub fn namesrv() -> String {
-    let addr =
-        std::env::var("PPROXY_TEST_ROCKETMQ_NAMESRV").unwrap_or_else(|_| "127.0.0.1:9876".into());
-    if TcpStream::connect_timeout(
-        &addr
-            .parse()
-            .expect("PPROXY_TEST_ROCKETMQ_NAMESRV is host:port"),
-        Duration::from_secs(2),
+/// The name server of the test stack, or `None` after saying the test is skipped.
+pub fn namesrv() -> Option<String> {
+    super::stack_server(
+        "PPROXY_TEST_ROCKETMQ_NAMESRV",
+        "127.0.0.1:9876",
+        "RocketMQ name server",
+        "rocketmq",
     )
-    .is_err()
-    {
-        panic!("no RocketMQ name server at {addr}: start it with `scripts/stack.sh up rocketmq` (scripts/test.sh does)");
-    }
-    addr
 }
 
 /// Creates `topic` with `queues` read/write queues and waits for its route.

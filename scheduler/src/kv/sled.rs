@@ -219,7 +219,7 @@ impl Kv for SledKv {
     /// `sync_file_range` on Linux, which writes the data pages but commits neither the metadata
     /// of the blocks appended to its log (file size, extents) nor the device's write cache; its
     /// own `fsync` runs only every 500 ms in the background. A test that aborted ext4 under load
-    /// (tests/disk_trouble.rs) lost adds and cancels answered 0 that way; the fsync (on any
+    /// (tests/faults/disk_trouble.rs) lost adds and cancels answered 0 that way; the fsync (on any
     /// descriptor of the file) closes that window, and the journal probe catches an fsync that
     /// answered 0 although an abort cut its commit short (`probe.rs`).
     fn flush(&self) -> Result<(), StoreError> {

@@ -464,7 +464,7 @@ async fn ensure_topic(
         Err(e) => return Err(ClusterError::Kafka(e)),
     }
     // The partition count of the topic as it exists (created now or earlier). A topic created
-    // a moment ago can still show no partitions in metadata (seen in tests/cluster.rs: 190 ms
+    // a moment ago can still show no partitions in metadata (seen in tests/stack/cluster.rs: 190 ms
     // after the create answered), so ask again for a while before giving up.
     let admin = Arc::new(admin);
     let until = tokio::time::Instant::now() + Duration::from_secs(15);

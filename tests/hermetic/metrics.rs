@@ -1,12 +1,10 @@
 //! `/metrics` against a pproxy process in embedded mode: the families of operations.md §5 are
 //! present and the counters move with traffic.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use pproxy::proto::{Call, DelayMessage};
 
 fn value(page: &str, series: &str) -> f64 {
@@ -84,7 +82,7 @@ async fn families_exist_and_counters_move() {
     let (status, page) = p.http_get("/metrics").expect("scrape");
     assert_eq!(status, 200);
     // A family shows once it has a series; this traffic gives every one of these a series
-    // (the rate limiter's and the rest of operations.md §5: tests/prometheus.rs).
+    // (the rate limiter's and the rest of operations.md §5: tests/stack/prometheus.rs).
     for family in [
         "pproxy_build_info",
         "pproxy_requests_total",

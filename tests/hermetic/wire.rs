@@ -1,12 +1,10 @@
 //! The wire contract (wire.md) against a real pproxy process in embedded mode: framing,
 //! protocol detection, message types, errors that keep the connection, limits, delay codes.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use pproxy::client::{Client, ClientError};
 use pproxy::proto::codec::{message_type, Protocol, TType, Writer};
 use pproxy::proto::types::{decode_reply, encode_call, write_message, Reply};

@@ -2,11 +2,9 @@
 //! tolerance (not timed): topic limits, the warn portion, the delayed retry, 15 on refusal, and
 //! live changes. embeddedKafka redirects the local config's cluster to the in-process cluster.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pproxy::proto::Call;
 
 fn doc(limiter: bool, topic_tps: i64) -> String {

@@ -1,11 +1,9 @@
 //! The operator CLI end to end against a pproxy process in embedded mode.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn cli(p: &Proxy, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_pproxy"))

@@ -1,9 +1,7 @@
 //! Log files of a running pproxy (operations.md §6): pproxy.log, error.log, access.log, no
 //! per-request INFO line, sampled failure lines, and a filter changed at run time.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pproxy::proto::Call;
 
 fn read(p: &Proxy, name: &str) -> String {

@@ -16,9 +16,7 @@
 //! The data directory is a mount point made by the test, so it needs root (CI runs as root).
 //! As another user the test prints SKIPPED and returns; as root a mount failure fails it.
 //! Fires are read back from the real Kafka of `scripts/stack.sh` (PPROXY_TEST_KAFKA).
-//! `cargo test --test disk_trouble -- --nocapture --test-threads 1` prints the figures.
-
-mod common;
+//! `cargo test --test faults disk_trouble:: -- --nocapture --test-threads 1` prints the figures.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -28,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pproxy::client::Client;
 use pproxy::proto::types::Reply;
 use pproxy::proto::{Call, Protocol};
@@ -36,15 +34,15 @@ use rand::{Rng, SeedableRng};
 
 const PHASES: [&str; 3] = ["before", "during", "after"];
 
-/// Root, or a printed reason to skip.
+/// Root, or a one-line reason to skip (a failure under `PPROXY_REQUIRE_STACK=1`).
 fn root_or_skip(test: &str) -> bool {
     let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
     if uid == Some(0) {
         return true;
     }
-    println!(
-        "SKIPPED {test}: mounting the data directory needs root (uid {uid:?}); CI runs as root"
-    );
+    skip(&format!(
+        "{test}: mounting the data directory needs root (uid {uid:?}); CI runs as root"
+    ));
     false
 }
 
@@ -601,12 +599,14 @@ async fn conclude(kafka: &str, topic: &str, mut proxy: Proxy, disk: Disk, l: &Le
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_answers_10_loses_nothing_and_recovers_when_space_returns() {
+    let _stack = STACK.read().await;
     disk_full_case("").await;
 }
 
 /// The same on the sled engine (the default until redb; stores it wrote keep it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sled_disk_full_answers_10_loses_nothing_and_recovers_when_space_returns() {
+    let _stack = STACK.read().await;
     disk_full_case("scheduler:\n  storeEngine: sled\n").await;
 }
 
@@ -614,7 +614,9 @@ async fn disk_full_case(yaml: &str) {
     if !root_or_skip("disk_full") {
         return;
     }
-    let kafka = kafka_bootstrap();
+    let Some(kafka) = kafka_bootstrap() else {
+        return;
+    };
     let disk = Disk::tmpfs("16m");
     let (proxy, topic) = start(&kafka, &disk, "diskfull", yaml).await;
     let load = Load::start(&proxy, &topic, seed(), 4);
@@ -651,12 +653,14 @@ async fn disk_full_case(yaml: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_filesystem_answers_10_loses_nothing_and_recovers_after_repair() {
+    let _stack = STACK.read().await;
     read_only_case("").await;
 }
 
 /// The same on the sled engine (the default until redb; stores it wrote keep it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sled_read_only_filesystem_answers_10_loses_nothing_and_recovers_after_repair() {
+    let _stack = STACK.read().await;
     read_only_case("scheduler:\n  storeEngine: sled\n").await;
 }
 
@@ -664,7 +668,9 @@ async fn read_only_case(yaml: &str) {
     if !root_or_skip("read_only") {
         return;
     }
-    let kafka = kafka_bootstrap();
+    let Some(kafka) = kafka_bootstrap() else {
+        return;
+    };
     let disk = Disk::ext4(48);
     let (proxy, topic) = start(&kafka, &disk, "diskro", yaml).await;
     let load = Load::start(&proxy, &topic, seed(), 4);
@@ -756,12 +762,14 @@ impl Drop for Frozen {
 /// filesystem, is detected, answered 10 at once, reported, and clears when the flush returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_flush_is_reported_answered_10_and_clears_when_it_returns() {
+    let _stack = STACK.read().await;
     stuck_case("").await;
 }
 
 /// The same on the sled engine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sled_a_stuck_flush_is_reported_answered_10_and_clears_when_it_returns() {
+    let _stack = STACK.read().await;
     stuck_case("  storeEngine: sled\n").await;
 }
 
@@ -770,7 +778,9 @@ async fn stuck_case(engine: &str) {
     if !root_or_skip("stuck_flush") {
         return;
     }
-    let kafka = kafka_bootstrap();
+    let Some(kafka) = kafka_bootstrap() else {
+        return;
+    };
     let disk = Disk::ext4(48);
     let yaml = format!("scheduler:\n  storeStuckAfterMs: 1000\n{engine}");
     let (proxy, topic) = start(&kafka, &disk, "diskstuck", &yaml).await;

