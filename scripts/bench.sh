@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # pproxy against the direct producers it stands in for, on the real servers of scripts/stack.sh
-# (issue #5). One load generator (examples/loadgen.rs) drives both sides.
+# (issue #5). One load generator (loadgen/src/main.rs) drives both sides.
 #
 #   scripts/bench.sh [full]    Kafka, then RocketMQ (~7 min): max rate at 64 connections with
 #                              100 B and 1 KiB bodies, latency at half of pproxy's max rate,
@@ -25,7 +25,7 @@
 # BENCH_CONNS (default 64), BENCH_NO_BUILD=1 (use the binaries in target/release as they are),
 # BENCH_PROXY_YAML (extra carrera.yaml lines for every pproxy started, e.g. kafkaOverrides to try
 # a producer setting without a rebuild), BENCH_VERBOSE=1 (show the load generator's progress lines), PPROXY_BIN and LOADGEN_BIN (binaries
-# other than target/release/{pproxy,examples/loadgen}), KAFKA (127.0.0.1:9092),
+# other than target/release/{pproxy,loadgen}), KAFKA (127.0.0.1:9092),
 # NAMESRV (127.0.0.1:9876).
 set -euo pipefail
 
@@ -40,7 +40,7 @@ CONNS=${BENCH_CONNS:-64}
 KAFKA=${KAFKA:-127.0.0.1:9092}
 NAMESRV=${NAMESRV:-127.0.0.1:9876}
 PPROXY=${PPROXY_BIN:-$ROOT/target/release/pproxy}
-LOADGEN=${LOADGEN_BIN:-$ROOT/target/release/examples/loadgen}
+LOADGEN=${LOADGEN_BIN:-$ROOT/target/release/loadgen}
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() {
@@ -491,7 +491,7 @@ EOF
 build() {
   [[ ${BENCH_NO_BUILD:-0} == 1 ]] && return 0
   log "building release (pproxy, loadgen)"
-  cargo build --release --bin pproxy --example loadgen
+  cargo build --release --workspace --bin pproxy --bin loadgen
 }
 
 mkdir -p "$OUT"

@@ -34,7 +34,7 @@ export PPROXY_REQUIRE_STACK=1
 echo "test: cargo test" >&2
 cargo test --locked --no-fail-fast --workspace --lib --bins --tests --examples
 echo "test: load generator smoke (harness only; figures live in docs/)" >&2
-BENCH_NO_BUILD=1 PPROXY_BIN="$PWD/target/debug/pproxy" LOADGEN_BIN="$PWD/target/debug/examples/loadgen" \
+BENCH_NO_BUILD=1 PPROXY_BIN="$PWD/target/debug/pproxy" LOADGEN_BIN="$PWD/target/debug/loadgen" \
   scripts/bench.sh smoke
 echo "test: scheduler benchmark smoke (harness only; figures live in docs/)" >&2
 cargo test --locked -q -p scheduler --bench scheduler_bench -- smoke

@@ -3,7 +3,6 @@
 #![recursion_limit = "256"]
 
 pub mod admin;
-pub mod cli;
 pub mod config;
 pub mod delay;
 pub mod forward;

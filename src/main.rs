@@ -11,9 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cmd::delay::DelayCmd;
-use cmd::send::SendArgs;
-use cmd::{Common, VERSION};
+use cmd::VERSION;
 
 #[derive(Parser)]
 #[command(name = "pproxy", version = VERSION, about = "DDMQ-compatible producer proxy")]
@@ -42,20 +40,9 @@ enum Cmd {
         #[arg(short = 'c', long)]
         config: Option<PathBuf>,
     },
-    /// Send messages with sendSync (or sendAsync, or sendBatchSync with --batch).
-    Send(SendArgs),
-    /// sendDelaySync add/cancel, id status, dead letters.
-    Delay {
-        #[command(subcommand)]
-        cmd: DelayCmd,
-        #[command(flatten)]
-        common: Common,
-    },
-    /// Summary of /status and /ready.
-    Status {
-        #[command(flatten)]
-        common: Common,
-    },
+    /// The client commands (send, delay, status): the pproxy-cli crate's.
+    #[command(flatten)]
+    Client(Box<pproxy_cli::Command>),
     /// Print version and commit.
     Version,
 }
@@ -72,8 +59,6 @@ fn main() -> ExitCode {
             pid_file,
             log_dir,
         } => cmd::run::run(config, pid_file, log_dir),
-        Cmd::Send(a) => cmd::send::send(a),
-        Cmd::Delay { cmd, common } => cmd::delay::delay_command(cmd, common),
-        Cmd::Status { common } => cmd::status::status(common),
+        Cmd::Client(c) => c.run(),
     }
 }

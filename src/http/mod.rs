@@ -2,7 +2,8 @@
 //! the operator CLI, the cluster forwarder and the tests), both on hyper (docs/DECISIONS.md,
 //! "HTTP layer").
 
-pub mod client;
+/// The client half lives in the wire crate, so clients build without the proxy.
+pub use pproxy_wire::http as client;
 pub mod server;
 
 pub use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};

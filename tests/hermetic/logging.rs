@@ -55,7 +55,7 @@ async fn files_access_log_sampling_and_filter_reload() {
         .all(|l| l.contains("WARN") || l.contains("ERROR")));
 
     // Turn debug on for one module at run time.
-    let (status, _) = pproxy::cli::admin_request(
+    let (status, _) = pproxy_cli::admin::admin_request(
         &format!("http://127.0.0.1:{}", p.admin_port),
         "POST",
         "/loglevel?filter=info,pproxy::forward=debug",

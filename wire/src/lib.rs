@@ -5,6 +5,8 @@
 pub mod client;
 pub mod codec;
 pub mod codes;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod types;
 
 pub use codec::{DecodeError, MessageHeader, Protocol};

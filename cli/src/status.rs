@@ -2,11 +2,11 @@
 
 use std::process::ExitCode;
 
-use pproxy::cli::admin_get;
+use crate::admin::admin_get;
 
-use super::{print_admin, Common};
+use crate::common::{print_admin, Common};
 
-pub(crate) fn status(c: Common) -> ExitCode {
+pub fn status(c: Common) -> ExitCode {
     let status = match admin_get(&c.admin, "/status") {
         Ok((200, body)) => body,
         other => return print_admin(other, &c.admin),

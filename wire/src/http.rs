@@ -1,18 +1,21 @@
-//! A one-request HTTP/1.1 client: connect (TLS when given a connector), send, read the whole
-//! answer, close. Used by the operator CLI, the cluster forwarder and the tests.
+//! A one-request HTTP/1.1 client of the admin port (operations.md §4): connect (TLS when given
+//! a connector), send, read the whole answer, close. Used by the operator CLI, the cluster
+//! forwarder and the tests.
 
 use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
+pub use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+/// What building a request can fail with (a method or header value HTTP cannot carry).
+pub use hyper::http::Error as BuildError;
+pub use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
-
-use super::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 /// How long [`get`] and [`post`] wait for the whole answer.
 pub const TIMEOUT: Duration = Duration::from_secs(10);

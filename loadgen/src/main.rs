@@ -31,10 +31,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
-use pproxy::client::{Client, ClientError};
-use pproxy::proto::types::Reply;
-use pproxy::proto::{Call, DelayMessage, Message, Protocol};
+use pproxy_wire::client::{Client, ClientError};
+use pproxy_wire::types::Reply;
+use pproxy_wire::{Call, DelayMessage, Message, Protocol};
+#[cfg(feature = "kafka")]
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+#[cfg(feature = "kafka")]
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
@@ -53,8 +55,10 @@ enum Cmd {
     /// Thrift connections to a pproxy.
     Proxy(ProxyArgs),
     /// One rdkafka producer shared by `--conns` senders (the producer pproxy itself uses).
+    #[cfg(feature = "kafka")]
     DirectKafka(KafkaArgs),
     /// One rocketmq-client-rust producer shared by `--conns` senders.
+    #[cfg(feature = "rocketmq")]
     DirectRocketmq(RmqArgs),
 }
 
@@ -138,6 +142,7 @@ impl Dial {
     }
 }
 
+#[cfg(feature = "kafka")]
 #[derive(Args)]
 struct KafkaArgs {
     #[arg(long, default_value = "127.0.0.1:9092")]
@@ -146,6 +151,7 @@ struct KafkaArgs {
     common: Common,
 }
 
+#[cfg(feature = "rocketmq")]
 #[derive(Args)]
 struct RmqArgs {
     #[arg(long, default_value = "127.0.0.1:9876")]
@@ -248,6 +254,7 @@ impl Ctx {
 }
 
 /// Index among `n` partitions/queues, chosen as pproxy chooses for the same partition mode.
+#[cfg(any(feature = "kafka", feature = "rocketmq"))]
 fn pick_index(mode: PartitionMode, conn: usize, n: usize) -> usize {
     let n = n.max(1);
     match mode {
@@ -263,11 +270,13 @@ enum Peer {
         dial: Arc<Dial>,
         key: String,
     },
+    #[cfg(feature = "kafka")]
     Kafka {
         producer: FutureProducer,
         partitions: usize,
         key: String,
     },
+    #[cfg(feature = "rocketmq")]
     Rmq {
         producer: Arc<rocketmq_client_rust::DefaultMQProducer>,
         queues: Arc<Vec<rocketmq_model::common::message::message_queue::MessageQueue>>,
@@ -315,6 +324,7 @@ impl Peer {
                     }
                 }
             }
+            #[cfg(feature = "kafka")]
             Peer::Kafka {
                 producer,
                 partitions,
@@ -342,6 +352,7 @@ impl Peer {
                 }
                 err.map_or(Ok(n as u64), Err)
             }
+            #[cfg(feature = "rocketmq")]
             Peer::Rmq {
                 producer,
                 queues,
@@ -840,6 +851,7 @@ async fn proxy_peers(a: &ProxyArgs) -> Vec<Peer> {
         .collect()
 }
 
+#[cfg(feature = "kafka")]
 async fn kafka_peers(a: &KafkaArgs) -> Vec<Peer> {
     // The settings pproxy gives its own producer (acks=all, idempotent, linger 0, no
     // compression), so the ceiling is the same client with the same guarantees.
@@ -878,6 +890,7 @@ async fn kafka_peers(a: &KafkaArgs) -> Vec<Peer> {
         .collect()
 }
 
+#[cfg(feature = "rocketmq")]
 static RMQ_OWNER: std::sync::LazyLock<rocketmq_runtime::RuntimeOwner> =
     std::sync::LazyLock::new(|| {
         rocketmq_runtime::RuntimeOwner::plan(rocketmq_runtime::RuntimeConfig {
@@ -889,6 +902,7 @@ static RMQ_OWNER: std::sync::LazyLock<rocketmq_runtime::RuntimeOwner> =
         .expect("runtime")
     });
 
+#[cfg(feature = "rocketmq")]
 async fn rmq_peers(a: &RmqArgs) -> Vec<Peer> {
     use rocketmq_client_rust::{ClientRuntime, ClientRuntimeConfig, DefaultMQProducer};
     let rt = ClientRuntime::try_new(
@@ -957,12 +971,14 @@ async fn main() {
             .await;
             finish(s, &a.common);
         }
+        #[cfg(feature = "kafka")]
         Cmd::DirectKafka(a) => {
             check(&a.common, &[Method::Sync, Method::Batch], "direct-kafka");
             let peers = kafka_peers(&a).await;
             let s = run("direct-kafka", peers, ctx_of(&a.common, 0), &a.common, None).await;
             finish(s, &a.common);
         }
+        #[cfg(feature = "rocketmq")]
         Cmd::DirectRocketmq(a) => {
             check(&a.common, &[Method::Sync], "direct-rocketmq");
             let peers = rmq_peers(&a).await;

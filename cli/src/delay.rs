@@ -5,13 +5,13 @@ use std::process::ExitCode;
 use bytes::Bytes;
 use clap::Subcommand;
 
-use pproxy::cli::{admin_get, admin_request, call_once, from_now, parse_duration_ms, parse_time};
-use pproxy::proto::{Call, DelayMessage};
+use crate::admin::{admin_get, admin_request, call_once, from_now, parse_duration_ms, parse_time};
+use pproxy_wire::{Call, DelayMessage};
 
-use super::{block_on, parse_props, print_admin, print_reply, protocol, usage, Common};
+use crate::common::{block_on, parse_props, print_admin, print_reply, protocol, usage, Common};
 
 #[derive(Subcommand)]
-pub(crate) enum DelayCmd {
+pub enum DelayCmd {
     /// Add a delay message; prints `code msg id`.
     Add {
         /// Delay topic.
@@ -70,7 +70,7 @@ pub(crate) enum DelayCmd {
 }
 
 #[derive(Subcommand)]
-pub(crate) enum DeadCmd {
+pub enum DeadCmd {
     /// List dead letters, oldest first.
     List {
         /// Only this topic.
@@ -96,7 +96,7 @@ pub(crate) enum DeadCmd {
     },
 }
 
-pub(crate) fn delay_command(cmd: DelayCmd, c: Common) -> ExitCode {
+pub fn delay_command(cmd: DelayCmd, c: Common) -> ExitCode {
     let dm = match cmd {
         DelayCmd::Status { id } => {
             return print_admin(admin_get(&c.admin, &format!("/delay/{id}")), &c.admin)

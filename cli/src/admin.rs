@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use crate::client::{Client, ClientError};
-use crate::http::client::HttpError;
-use crate::http::{self, header, Method};
-use crate::proto::types::Reply;
-use crate::proto::{Call, Protocol};
+use pproxy_wire::client::{Client, ClientError};
+use pproxy_wire::http::{self, header, HttpError, Method};
+use pproxy_wire::types::Reply;
+use pproxy_wire::{Call, Protocol};
 
 /// Parses `250ms`, `90s`, `5m`, `2h`, `3d` into milliseconds.
 pub fn parse_duration_ms(s: &str) -> Option<i64> {
@@ -68,7 +67,7 @@ pub fn admin_get(base: &str, path: &str) -> Result<(u16, String), HttpError> {
 /// sent as the bearer token (`server.adminToken`).
 pub fn admin_request(base: &str, method: &str, path: &str) -> Result<(u16, String), HttpError> {
     let hostport = base.trim_start_matches("http://").trim_end_matches('/');
-    let method = Method::from_bytes(method.as_bytes()).map_err(hyper::http::Error::from)?;
+    let method = Method::from_bytes(method.as_bytes()).map_err(http::BuildError::from)?;
     let auth = match std::env::var("PPROXY_ADMIN_TOKEN") {
         Ok(t) if !t.is_empty() => Some(format!("Bearer {t}")),
         _ => None,
@@ -77,13 +76,13 @@ pub fn admin_request(base: &str, method: &str, path: &str) -> Result<(u16, Strin
         .iter()
         .map(|a| (header::AUTHORIZATION, a.as_str()))
         .collect();
-    let answer = http::client::blocking(http::client::request(
+    let answer = http::blocking(http::request(
         method,
         hostport,
         path,
         &headers,
         None,
-        http::client::TIMEOUT,
+        http::TIMEOUT,
     ))?;
     Ok((answer.status.as_u16(), answer.text()))
 }

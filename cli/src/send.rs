@@ -7,59 +7,59 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::Args;
 
-use pproxy::cli::call_once;
-use pproxy::client::{Client, ClientError};
-use pproxy::proto::types::Reply;
-use pproxy::proto::{Call, Message, Protocol};
+use crate::admin::call_once;
+use pproxy_wire::client::{Client, ClientError};
+use pproxy_wire::types::Reply;
+use pproxy_wire::{Call, Message, Protocol};
 
-use super::{block_on, parse_props, print_reply, protocol, usage, Common};
+use crate::common::{block_on, parse_props, print_reply, protocol, usage, Common};
 
 #[derive(Args)]
-pub(crate) struct SendArgs {
+pub struct SendArgs {
     /// Target topic.
     #[arg(long, required_unless_present = "batch")]
-    pub(crate) topic: Option<String>,
+    pub topic: Option<String>,
     /// Body text (or use --body-file, --body-hex, or `-` for stdin).
     #[arg(long)]
-    pub(crate) body: Option<String>,
+    pub body: Option<String>,
     /// Body from a file (`-` = stdin).
     #[arg(long)]
-    pub(crate) body_file: Option<PathBuf>,
+    pub body_file: Option<PathBuf>,
     /// Body as hex.
     #[arg(long)]
-    pub(crate) body_hex: Option<String>,
+    pub body_hex: Option<String>,
     /// Message key.
     #[arg(long)]
-    pub(crate) key: Option<String>,
+    pub key: Option<String>,
     /// Tags.
     #[arg(long)]
-    pub(crate) tags: Option<String>,
+    pub tags: Option<String>,
     /// Ordering key (partition -1).
     #[arg(long, conflicts_with = "partition")]
-    pub(crate) hash_id: Option<i64>,
+    pub hash_id: Option<i64>,
     /// Explicit partition.
     #[arg(long)]
-    pub(crate) partition: Option<i32>,
+    pub partition: Option<i32>,
     /// Property k=v (repeatable).
     #[arg(long = "prop")]
-    pub(crate) props: Vec<String>,
+    pub props: Vec<String>,
     /// Use sendAsync.
     #[arg(long)]
     r#async: bool,
     /// sendBatchSync of a JSON-lines file.
     #[arg(long)]
-    pub(crate) batch: Option<PathBuf>,
+    pub batch: Option<PathBuf>,
     /// Repeat this many times.
     #[arg(long, default_value_t = 1)]
-    pub(crate) count: u64,
+    pub count: u64,
     /// Over this many connections.
     #[arg(long, default_value_t = 1)]
-    pub(crate) concurrency: u64,
+    pub concurrency: u64,
     #[command(flatten)]
-    pub(crate) common: Common,
+    pub common: Common,
 }
 
-pub(crate) fn read_body(a: &SendArgs) -> Result<Option<Bytes>, String> {
+pub fn read_body(a: &SendArgs) -> Result<Option<Bytes>, String> {
     if let Some(h) = &a.body_hex {
         let h = h.trim();
         if h.len() % 2 != 0 {
@@ -93,7 +93,7 @@ pub(crate) fn read_body(a: &SendArgs) -> Result<Option<Bytes>, String> {
 }
 
 /// One JSON-lines entry of `send --batch`.
-pub(crate) fn batch_message(line: &str) -> Result<Message, String> {
+pub fn batch_message(line: &str) -> Result<Message, String> {
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
     let body = match (s("bodyHex"), s("body")) {
@@ -127,7 +127,7 @@ pub(crate) fn batch_message(line: &str) -> Result<Message, String> {
     })
 }
 
-pub(crate) fn send(a: SendArgs) -> ExitCode {
+pub fn send(a: SendArgs) -> ExitCode {
     let c = a.common.clone();
     let proto = match protocol(&c.protocol) {
         Ok(p) => p,
@@ -187,13 +187,7 @@ pub(crate) fn send(a: SendArgs) -> ExitCode {
 }
 
 /// `send --count N --concurrency C`: code histogram and latency p50/p99/max.
-pub(crate) async fn repeat(
-    c: &Common,
-    proto: Protocol,
-    call: Call,
-    count: u64,
-    conns: u64,
-) -> ExitCode {
+pub async fn repeat(c: &Common, proto: Protocol, call: Call, count: u64, conns: u64) -> ExitCode {
     let socket = Duration::from_millis(c.timeout_ms.max(0) as u64 + 1000);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
