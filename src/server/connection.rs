@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch::{handle_frame, reply_code, FrameResult};
+use super::reader::{FrameReader, Source};
 use super::Context;
 use crate::metrics::labels::{self, Kind};
 use crate::proto::codec::read_header;
@@ -44,8 +45,6 @@ fn unframed_log_due(ip: Option<std::net::IpAddr>) -> bool {
 /// How long a closing connection waits for a request already in transit.
 const CLOSE_LINGER: Duration = Duration::from_millis(200);
 
-/// Buffered reader size per connection.
-const READ_BUFFER: usize = 4 * 1024;
 /// Payload bytes read (and budget taken) per step.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -169,12 +168,11 @@ async fn serve_io<R, W>(
     close: CancellationToken,
 ) -> CloseReason
 where
-    R: AsyncRead + Unpin,
+    R: Source,
     W: AsyncWrite + Unpin,
 {
-    // Small: payloads are read past it; only headers and small frames go through it, and
-    // thousands of idle connections each keep one.
-    let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
+    // Its buffer exists only while a frame is being read: idle connections hold none.
+    let mut rd = FrameReader::new(rd);
     let mut closing = close.is_cancelled();
     loop {
         // Once the node closes connections, a connection lingers briefly so that a request
@@ -185,16 +183,16 @@ where
             let bound = cx.live.settings().server.idle_timeout_sec;
             (!bound.is_zero()).then_some(bound)
         };
-        // Wait for the next frame with `fill_buf`, which is cancel-safe (bytes stay buffered),
+        // Wait for the next frame with `wait`, which is cancel-safe (bytes stay buffered),
         // so a close signal can never split a length prefix.
         let wait = async {
             let filled = match idle {
-                Some(d) => match tokio::time::timeout(d, rd.fill_buf()).await {
-                    Ok(r) => r.map(|b| !b.is_empty()),
+                Some(d) => match tokio::time::timeout(d, rd.wait()).await {
+                    Ok(r) => r,
                     Err(_) if closing => return Err(CloseReason::Shutdown),
                     Err(_) => return Err(CloseReason::Idle),
                 },
-                None => rd.fill_buf().await.map(|b| !b.is_empty()),
+                None => rd.wait().await,
             };
             match filled {
                 Ok(true) => Ok(()),
@@ -239,7 +237,9 @@ where
                 .get_or_create(&Kind { kind: "oversize" })
                 .inc();
             let skipped = tokio::time::timeout_at(frame_deadline, skip_oversized(&mut rd, len));
-            match skipped.await.unwrap_or(Err(CloseReason::Idle)) {
+            let skipped = skipped.await.unwrap_or(Err(CloseReason::Idle));
+            rd.release();
+            match skipped {
                 Ok(Some(reply)) => {
                     if let Err(reason) = write_reply(&cx, &mut wr, reply, &peer).await {
                         return reason;
@@ -254,6 +254,8 @@ where
             Ok(v) => v,
             Err(reason) => return reason,
         };
+        // While the request runs (a broker round trip, often), the connection holds no buffer.
+        rd.release();
         let start = Instant::now();
         // Boxed: a request in progress needs about 12 KB of future state; inline, every idle
         // connection's task would carry that much for good.

@@ -3,6 +3,7 @@
 pub mod connection;
 pub mod dispatch;
 pub mod listener;
+pub mod reader;
 pub mod traffic;
 pub mod trim;
 

@@ -678,11 +678,38 @@ async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout_and_others_
     writer.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_returns_after_a_storm_of_idle_connections() {
-    // Issue 20: 10 000 idle connections opened and closed; RSS must come back to within 50 MB
-    // of its baseline within 30 s (glibc kept it: 180 MB above the baseline for good).
-    let p = embedded();
+/// The tests that open ten thousand connections run one at a time (file descriptors, and RSS
+/// figures that another storm would blur).
+static MANY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Opens `n` connections to `p` (each running `then` once connected) and waits until the proxy
+/// has accepted them all.
+async fn open_many(p: &Proxy, n: usize, then: &[u8]) -> Vec<TcpStream> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = TcpStream::connect(&p.addr).await.expect("connect");
+        if !then.is_empty() {
+            s.write_all(then).await.expect("write");
+        }
+        conns.push(s);
+    }
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, status) = p.http_get("/status").expect("status");
+        let v: serde_json::Value = serde_json::from_str(&status).expect("json");
+        if v["connections"].as_u64() >= Some(n as u64) {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "not all accepted: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let the proxy's tasks reach the state being measured.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    conns
+}
+
+/// The proxy's RSS once a request went through (allocator and runtime warmed up).
+async fn warm_baseline(p: &Proxy) -> (Client, u64) {
     let mut c = p.client().await;
     let (code, _, _) = call(
         &mut c,
@@ -691,22 +718,45 @@ async fn memory_returns_after_a_storm_of_idle_connections() {
     .await;
     assert_eq!(code, 0);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let baseline = p.rss_kib().expect("rss");
-    let mut storm = Vec::with_capacity(10_000);
-    for _ in 0..10_000 {
-        storm.push(TcpStream::connect(&p.addr).await.expect("connect"));
-    }
-    // Every connection accepted and served by a task before they close.
-    let until = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, status) = p.http_get("/status").expect("status");
-        let v: serde_json::Value = serde_json::from_str(&status).expect("json");
-        if v["connections"].as_u64() >= Some(10_000) {
-            break;
-        }
-        assert!(std::time::Instant::now() < until, "not all accepted: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    (c, p.rss_kib().expect("rss"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_costs_at_most_4_kib() {
+    let _many = MANY.lock().await;
+    // Issue 20 part 4: buffers are held only while a frame is read or a reply written. Measured
+    // on the debug build the tests run (release costs less): RSS growth over 10 000 idle
+    // connections (proxy side: task, socket registration, no read buffer).
+    let p = embedded();
+    let (mut c, baseline) = warm_baseline(&p).await;
+    let idle = open_many(&p, 10_000, b"").await;
+    let held = p.rss_kib().expect("rss");
+    let each = held.saturating_sub(baseline) as f64 / 10_000.0;
+    println!("RSS {baseline} KiB, {held} KiB with 10 000 idle connections: {each:.2} KiB each");
+    assert!(
+        each <= 4.0,
+        "an idle connection costs {each:.2} KiB (bound 4 KiB)"
+    );
+    drop(idle);
+    let (code, _, _) = call(
+        &mut c,
+        &Call::SendSync(Some(msg("carrera_heartbeat", b"")), 1000),
+    )
+    .await;
+    assert_eq!(code, 0, "still serving");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_returns_after_a_storm_of_connections() {
+    let _many = MANY.lock().await;
+    // Issue 20: 10 000 connections, each in the middle of a 16 KiB frame (so each holds its read
+    // buffers), then all closed: RSS must come back to within 50 MB of its baseline within 30 s
+    // (glibc kept it: 180 MB above the baseline for good).
+    let p = embedded();
+    let (mut c, baseline) = warm_baseline(&p).await;
+    let mut half_frame = (16 * 1024u32).to_be_bytes().to_vec();
+    half_frame.extend([0x82, 0x21, 0x01]);
+    let storm = open_many(&p, 10_000, &half_frame).await;
     let held = p.rss_kib().expect("rss");
     assert!(
         held > baseline + 50 * 1024,
@@ -719,7 +769,7 @@ async fn memory_returns_after_a_storm_of_idle_connections() {
         let now = p.rss_kib().expect("rss");
         if now <= bound {
             println!(
-                "RSS {baseline} KiB, {held} KiB with 10 000 idle connections, {now} KiB {:?} after they closed",
+                "RSS {baseline} KiB, {held} KiB during the storm, {now} KiB {:?} after it closed",
                 closed_at.elapsed()
             );
             break;
