@@ -31,6 +31,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+LOG_NAME=bench
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 MODE=${1:-full}
 OUT=${BENCH_OUT:-$ROOT/target/bench}
@@ -39,14 +42,8 @@ WARMUP=${BENCH_WARMUP:-1}
 CONNS=${BENCH_CONNS:-64}
 KAFKA=${KAFKA:-127.0.0.1:9092}
 NAMESRV=${NAMESRV:-127.0.0.1:9876}
-PPROXY=${PPROXY_BIN:-$ROOT/target/release/pproxy}
+PPROXY=${PPROXY_BIN:-$ROOT/target/release/pproxy} # lib.sh's pproxy_start runs $PPROXY
 LOADGEN=${LOADGEN_BIN:-$ROOT/target/release/loadgen}
-
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
 
 PROXY_PID=
 PROXY_DIR=
@@ -58,39 +55,27 @@ trap cleanup EXIT
 
 # ------------------------------------------------------------------ pproxy
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # start_proxy LOCAL_JSON [YAML]: pproxy (release) in local mode with that proxy config (and extra
 # carrera.yaml lines), in a temp dir that also holds its logs and delay store.
 start_proxy() {
-  local doc=$1 extra=${2:-} port i
+  local doc=$1 extra=${2:-} port admin
   extra+=$'\n'${BENCH_PROXY_YAML:-}
   PROXY_DIR=$(mktemp -d "${TMPDIR:-/tmp}/pproxy-bench.XXXXXX")
   port=$(free_port)
+  admin=$(free_port)
   printf '%s\n' "$doc" >"$PROXY_DIR/local.json"
-  printf 'host: 127.0.0.1\nport: %s\nadminPort: 0\nlocalConfig: local.json\nserver:\n  bindAddr: 127.0.0.1\n%s\n' \
-    "$port" "$extra" >"$PROXY_DIR/c.yaml"
-  (cd "$PROXY_DIR" && exec "$PPROXY" run -c c.yaml >"$PROXY_DIR/stdout" 2>"$PROXY_DIR/stderr") &
-  PROXY_PID=$!
+  printf 'host: 127.0.0.1\nport: %s\nadminPort: %s\nlocalConfig: local.json\nserver:\n  bindAddr: 127.0.0.1\n  adminBindAddr: 127.0.0.1\n%s\n' \
+    "$port" "$admin" "$extra" >"$PROXY_DIR/c.yaml"
+  pproxy_start "$PROXY_DIR" c.yaml
+  PROXY_PID=$PPROXY_PID
   PROXY_ADDR=127.0.0.1:$port
-  for ((i = 0; i < 100; i++)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      log "pproxy pid $PROXY_PID on $PROXY_ADDR ($PROXY_DIR)"
-      return 0
-    fi
-    kill -0 "$PROXY_PID" 2>/dev/null || break
-    sleep 0.2
-  done
-  tail -n 20 "$PROXY_DIR/stderr" >&2 || true
-  die "pproxy did not start"
+  pproxy_wait_ready "$admin" 60 "$PROXY_PID" "$PROXY_DIR/console.log" || die "pproxy did not start"
+  log "pproxy pid $PROXY_PID on $PROXY_ADDR ($PROXY_DIR)"
 }
 
 stop_proxy() {
   if [[ -n $PROXY_PID ]]; then
-    kill "$PROXY_PID" 2>/dev/null || true
-    wait "$PROXY_PID" 2>/dev/null || true
+    stop_pids 60 "$PROXY_PID"
     PROXY_PID=
   fi
   if [[ -n $PROXY_DIR ]]; then

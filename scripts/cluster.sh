@@ -35,6 +35,9 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+LOG_NAME=cluster
+# shellcheck source=scripts/lib.sh
+. "$HERE/lib.sh"
 STATE=${PPROXY_CLUSTER_DIR:-$HOME/.cache/pproxy-cluster}
 TOPIC=${PPROXY_CLUSTER_TOPIC:-demo_delay}
 SESSION_MS=${PPROXY_CLUSTER_SESSION_MS:-6000}
@@ -49,9 +52,6 @@ KAFKA_CLUSTER=K_cluster
 INNER_PREFIX=pproxy_inner_
 JOURNAL_PARTITIONS=6
 
-log() { printf 'cluster: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
 usage() {
   sed -n '5,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
@@ -60,20 +60,8 @@ usage() {
 node_dir() { printf '%s/node%s' "$STATE" "$1"; }
 thrift_port() { printf '%s' "${THRIFT_PORTS[$(($1 - 1))]}"; }
 admin_port() { printf '%s' "${ADMIN_PORTS[$(($1 - 1))]}"; }
-
-# port_busy HOST:PORT: something accepts connections there.
-port_busy() {
-  local host=${1%:*} port=${1##*:}
-  (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null
-}
-
-# alive PID: the process exists and is not a zombie (where init does not reap, an exited node
-# can linger as one).
-alive() {
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ -n $state && $state != Z* ]]
-}
+# admin_url N PATH: PATH on node N's admin port.
+admin_url() { printf 'http://127.0.0.1:%s%s' "$(admin_port "$1")" "$2"; }
 
 # node_pid N: the pid of our running node N (its command line names its own carrera.yaml), or fail.
 node_pid() {
@@ -87,15 +75,10 @@ node_pid() {
   echo "$pid"
 }
 
-# http_code N PATH: the HTTP status of GET PATH on node N's admin port ("000" if none).
-http_code() {
-  curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$(admin_port "$1")$2" 2>/dev/null || true
-}
-
 # ownership N: node N's journal partitions from GET /delay/cluster, one line.
 ownership() {
   local body
-  body=$(curl -s --max-time 3 "http://127.0.0.1:$(admin_port "$1")/delay/cluster" 2>/dev/null) || {
+  body=$(curl -s --max-time 3 "$(admin_url "$1" /delay/cluster)" 2>/dev/null) || {
     echo "no answer from /delay/cluster"
     return 0
   }
@@ -116,7 +99,7 @@ except Exception:
 active_count() {
   local n bodies=()
   for n in "${NODES[@]}"; do
-    bodies+=("$(curl -s --max-time 2 "http://127.0.0.1:$(admin_port "$n")/delay/cluster" 2>/dev/null || true)")
+    bodies+=("$(curl -s --max-time 2 "$(admin_url "$n" /delay/cluster)" 2>/dev/null || true)")
   done
   python3 -c '
 import json, sys
@@ -258,7 +241,8 @@ pproxy_bin() {
 }
 
 start() {
-  local brokers=$1 n dir bin pid running=0 start_s
+  local brokers=$1 n dir pid running=0 start_s
+  local -A pids=()
   for n in "${NODES[@]}"; do
     node_pid "$n" >/dev/null && running=$((running + 1))
   done
@@ -281,7 +265,8 @@ start() {
   python3 "$HERE/stack/probe.py" kafka-ready "$brokers" >/dev/null || die "Kafka at $brokers does not answer metadata requests"
   kafka_topic "$brokers" "$TOPIC" 3
 
-  bin=$(pproxy_bin)
+  PPROXY=$(pproxy_bin)
+  local bin=$PPROXY
   write_configs "$brokers"
   "$bin" check-config -c "$(node_dir 1)/carrera.yaml" >/dev/null ||
     { "$bin" check-config -c "$(node_dir 1)/carrera.yaml" || true; die "configuration refused (above)"; }
@@ -290,6 +275,7 @@ start() {
     dir=$(node_dir "$n")
     if pid=$(node_pid "$n"); then
       log "node$n: already running (pid $pid)"
+      pids[$n]=$pid
       continue
     fi
     for port in "$(thrift_port "$n")" "$(admin_port "$n")"; do
@@ -297,29 +283,18 @@ start() {
     done
     rm -f "$dir/pproxy.pid"
     [[ -f $dir/console.log ]] && mv -f "$dir/console.log" "$dir/console.log.1"
-    # setsid: the nodes outlive this script and do not get a Ctrl-C of its terminal; every
-    # descriptor redirected, so nothing holds this script's output open (a pipe to it ends).
-    (cd "$dir" && exec setsid "$bin" run -c "$dir/carrera.yaml" --pid-file "$dir/pproxy.pid" \
-      --log-dir "$dir/logs") </dev/null >>"$dir/console.log" 2>&1 &
+    # Detached: the nodes outlive this script and do not get a Ctrl-C of its terminal.
+    pproxy_start --detach "$dir" "$dir/carrera.yaml" --pid-file "$dir/pproxy.pid" --log-dir "$dir/logs"
+    pids[$n]=$PPROXY_PID
     log "node$n: starting (Thrift 127.0.0.1:$(thrift_port "$n"), admin 127.0.0.1:$(admin_port "$n"), log $dir/logs/pproxy.log)"
   done
 
   start_s=$SECONDS
   for n in "${NODES[@]}"; do
     dir=$(node_dir "$n")
-    while [[ $(http_code "$n" /ready) != 200 ]]; do
-      if ((SECONDS - start_s > 3)) && ! node_pid "$n" >/dev/null; then
-        log "node$n exited during start-up; end of $dir/console.log:"
-        tail -n 20 "$dir/console.log" >&2 || true
-        die "node$n did not start"
-      fi
-      if ((SECONDS - start_s >= TIMEOUT)); then
-        log "node$n not ready after ${TIMEOUT}s: $(curl -s --max-time 2 "http://127.0.0.1:$(admin_port "$n")/ready" || echo 'admin port unreachable')"
-        tail -n 20 "$dir/console.log" >&2 || true
-        die "node$n not ready"
-      fi
-      sleep 0.2
-    done
+    # One TIMEOUT for the three nodes together.
+    pproxy_wait_ready "$(admin_port "$n")" $((TIMEOUT - (SECONDS - start_s))) "${pids[$n]}" "$dir/console.log" ||
+      die "node$n not ready"
     log "node$n: ready (pid $(node_pid "$n" || echo '?'))"
   done
   # Settled: every partition active, none replaying, and every node owning some (a node that
@@ -363,7 +338,7 @@ EOF
 }
 
 stop() {
-  local n pid i
+  local n pid
   local -A pids=()
   for n in "${NODES[@]}"; do
     if ! pid=$(node_pid "$n"); then
@@ -372,23 +347,17 @@ stop() {
     fi
     pids[$n]=$pid
     log "node$n: stopping (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
   done
-  for n in "${NODES[@]}"; do
-    [[ -n ${pids[$n]:-} ]] || continue
-    pid=${pids[$n]}
-    for ((i = 0; i < 300; i++)); do
-      alive "$pid" || break
-      sleep 0.1
+  if ((${#pids[@]} > 0)); then
+    stop_pids 30 "${pids[@]}"
+    for n in "${NODES[@]}"; do
+      [[ -n ${pids[$n]:-} ]] || continue
+      rm -f "$(node_dir "$n")/pproxy.pid"
+      log "node$n: stopped"
     done
-    if alive "$pid"; then
-      log "node$n: still running after 30s, killing"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$(node_dir "$n")/pproxy.pid"
-    log "node$n: stopped"
-  done
-  ((${#pids[@]} > 0)) || log "not running"
+  else
+    log "not running"
+  fi
   log "Kafka keeps running (scripts/stack.sh down kafka stops the test stack's)"
 }
 
@@ -397,14 +366,14 @@ status() {
   for n in "${NODES[@]}"; do
     if pid=$(node_pid "$n"); then
       up=$((up + 1))
-      code=$(http_code "$n" /ready)
+      code=$(http_code "$(admin_url "$n" /ready)")
       if [[ $code == 200 ]]; then
         printf 'node%s  running  pid %-7s 127.0.0.1:%s admin :%s  ready      %s\n' \
           "$n" "$pid" "$(thrift_port "$n")" "$(admin_port "$n")" "$(ownership "$n")"
       else
         printf 'node%s  running  pid %-7s 127.0.0.1:%s admin :%s  not ready  %s\n' \
           "$n" "$pid" "$(thrift_port "$n")" "$(admin_port "$n")" \
-          "$(curl -s --max-time 2 "http://127.0.0.1:$(admin_port "$n")/ready" || echo 'admin port unreachable')"
+          "$(curl -s --max-time 2 "$(admin_url "$n" /ready)" || echo 'admin port unreachable')"
       fi
     else
       printf 'node%s  stopped                  127.0.0.1:%s admin :%s\n' "$n" "$(thrift_port "$n")" "$(admin_port "$n")"

@@ -4,16 +4,12 @@
 # Starts Kafka through scripts/stack.sh if it is not running (and stops it again if it did).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+LOG_NAME=soak
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 iters=${1:-50}
-started=0
-# Not `status | grep -q`: with pipefail, grep -q leaving early makes `status` die of SIGPIPE and
-# the check fail although Kafka is healthy (the script then stopped a Kafka it had not started).
-status=$(scripts/stack.sh status)
-if ! grep -q '^kafka .*healthy' <<<"$status"; then
-  scripts/stack.sh up kafka
-  started=1
-fi
-cleanup() { if [ "$started" = 1 ]; then scripts/stack.sh down kafka; fi; }
+stack_ensure kafka
+cleanup() { if [ "$STACK_STARTED" = 1 ]; then scripts/stack.sh down kafka; fi; }
 trap cleanup EXIT
 export PPROXY_TEST_KAFKA=127.0.0.1:9092 PPROXY_CRASH_ITERS=$iters
 [ -n "${2:-}" ] && export PPROXY_CRASH_SEED=$2

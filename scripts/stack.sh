@@ -34,6 +34,9 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LOG_NAME=stack
+# shellcheck source=scripts/lib.sh
+. "$HERE/lib.sh"
 STACK_SRC=$HERE/stack
 STACK_HOME=${PPROXY_STACK_HOME:-$HOME/.cache/pproxy-stack}
 JAVA=${PPROXY_STACK_JAVA:-java}
@@ -53,9 +56,6 @@ BROKER_ADDR=127.0.0.1:10911
 BROKER_NAME=broker-a
 CLUSTER_NAME=DefaultCluster
 ZK_ADDR=127.0.0.1:2181
-
-log() { printf 'stack: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 probe() { python3 "$STACK_SRC/probe.py" "$@"; }
 
@@ -146,12 +146,6 @@ pid_of() {
   return 1
 }
 
-# port_busy HOST:PORT: something accepts connections there.
-port_busy() {
-  local host=${1%:*} port=${1##*:}
-  (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null
-}
-
 # launch PROC ADDR JAVA_ARGS...: start one detached JVM with stdout/stderr in
 # logs/PROC.log (the previous log is kept as PROC.log.1).
 launch() {
@@ -208,33 +202,16 @@ wait_healthy() {
   done
 }
 
-# alive PID: the process exists and is not a zombie (on machines whose init
-# does not reap, an exited server can linger as one, holding nothing).
-alive() {
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ -n $state && $state != Z* ]]
-}
-
 # stop PROC: SIGTERM (the servers flush and deregister on it; the RocketMQ
 # broker takes ~12 s), then SIGKILL if it has not exited within 60 s.
 stop() {
-  local proc=$1 pid i
+  local proc=$1 pid
   if ! pid=$(pid_of "$proc"); then
     log "$proc: not running"
     return 0
   fi
   log "$proc: stopping (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 600; i++)); do
-    alive "$pid" || break
-    sleep 0.1
-  done
-  if alive "$pid"; then
-    log "$proc: still running after 60s, killing"
-    kill -KILL "$pid" 2>/dev/null || true
-    while alive "$pid"; do sleep 0.1; done
-  fi
+  stop_pids 60 "$pid"
   rm -f "$RUN/$proc.pid"
   log "$proc: stopped"
 }

@@ -11,6 +11,9 @@
 # Needs root and free ports 9613/9614; it refuses to touch a machine where pproxy is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+LOG_NAME="deb package test"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 profile_flag=${1:---debug}
 
 if [ "$(id -u)" != 0 ]; then
@@ -27,7 +30,6 @@ fail() {
   exit 1
 }
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
-port_free() { python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", int(sys.argv[1])))' "$1" 2>/dev/null; }
 
 if installed pproxy || [ -e /var/lib/pproxy ] || [ -e /etc/pproxy ]; then
   echo "deb package test: pproxy is installed or has left /var/lib/pproxy or /etc/pproxy here;" >&2
@@ -35,7 +37,7 @@ if installed pproxy || [ -e /var/lib/pproxy ] || [ -e /etc/pproxy ]; then
   exit 1
 fi
 for p in 9613 9614; do
-  port_free "$p" || { echo "deb package test: port $p is in use (the packaged config uses it)" >&2; exit 1; }
+  ! port_busy "127.0.0.1:$p" || die "port $p is in use (the packaged config uses it)"
 done
 
 work=$(mktemp -d)
@@ -164,7 +166,7 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 [ "$ready" = 1 ] || fail "no READY=1 within 60 s"
-[ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9614/ready)" = 200 ] || fail "/ready is not 200 after READY=1"
+[ "$(http_code http://127.0.0.1:9614/ready)" = 200 ] || fail "/ready is not 200 after READY=1"
 [ "$(stat -c %U "/proc/$pid")" = pproxy ] || fail "pproxy runs as $(stat -c %U "/proc/$pid")"
 [ "$(awk '/^Max open files/ {print $4}' "/proc/$pid/limits")" = "$nofile" ] || fail "open files limit is not $nofile"
 pass "started $how; READY=1, /ready 200, running as pproxy with $nofile descriptors"
@@ -201,12 +203,7 @@ if [ "$how" = systemd ]; then
   rc=$(systemctl show -p ExecMainStatus --value pproxy)
 else
   kill "-${kill_sig#SIG}" "$pid"
-  rc=""
-  for _ in $(seq "$((${stop_timeout%s} * 10))"); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && fail "still running ${stop_timeout}s (TimeoutStopSec) after $kill_sig"
+  wait_gone "${stop_timeout%s}" "$pid" || fail "still running ${stop_timeout}s (TimeoutStopSec) after $kill_sig"
   rc=0
   wait "$pid" || rc=$?
 fi

@@ -3,13 +3,16 @@
 # start (waits for /health), status, a real send, reload (restart), stop (drain), status again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+LOG_NAME="package test"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 profile_flag=${1:---debug}
 ./build.sh "$profile_flag" >/dev/null
 dest=$(mktemp -d)
 trap 'PPROXY_STOP_TIMEOUT=20 "$dest/control.sh" stop --force >/dev/null 2>&1 || true; rm -rf "$dest"' EXIT
 tar -xzf output/pproxy-*.tar.gz -C "$dest"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
+admin=$(free_port)
 cat > "$dest/conf/test.yaml" <<YAML
 port: $port
 adminPort: $admin
@@ -19,19 +22,18 @@ server:
   adminBindAddr: 127.0.0.1
 YAML
 export PPROXY_CONF=conf/test.yaml PPROXY_ADMIN=http://127.0.0.1:$admin
-fail() { echo "package test: $*" >&2; exit 1; }
 cd /  # control.sh must work from any directory
-"$dest/control.sh" start | grep -q 'started' || fail "start"
-"$dest/control.sh" status | grep -q 'running (pid .*), ready' || fail "status"
-"$dest/control.sh" start | grep -q 'already running' || fail "second start"
-out=$("$dest/bin/pproxy" send --addr "127.0.0.1:$port" --topic pkg --body hello) || fail "send: $out"
-[ "$out" = "0 OK" ] || fail "send answered $out"
-"$dest/control.sh" reload | grep -q 'started' || fail "reload"
-"$dest/control.sh" stop | grep -q 'stopped' || fail "stop"
+"$dest/control.sh" start | grep -q 'started' || die "start"
+"$dest/control.sh" status | grep -q 'running (pid .*), ready' || die "status"
+"$dest/control.sh" start | grep -q 'already running' || die "second start"
+out=$("$dest/bin/pproxy" send --addr "127.0.0.1:$port" --topic pkg --body hello) || die "send: $out"
+[ "$out" = "0 OK" ] || die "send answered $out"
+"$dest/control.sh" reload | grep -q 'started' || die "reload"
+"$dest/control.sh" stop | grep -q 'stopped' || die "stop"
 set +e
 "$dest/control.sh" status >/dev/null; rc=$?
 set -e
-[ "$rc" = 3 ] || fail "status after stop exited $rc, want 3"
-[ -s "$dest/logs/pproxy.log" ] || fail "no logs/pproxy.log"
-grep -q 'shutdown complete' "$dest/logs/pproxy.log" || fail "no clean shutdown in the log"
+[ "$rc" = 3 ] || die "status after stop exited $rc, want 3"
+[ -s "$dest/logs/pproxy.log" ] || die "no logs/pproxy.log"
+grep -q 'shutdown complete' "$dest/logs/pproxy.log" || die "no clean shutdown in the log"
 echo "package test: 1 passed, 0 failed"

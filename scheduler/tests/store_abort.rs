@@ -10,7 +10,8 @@
 //! once hung for good in its flush after the abort. What it did not reproduce: the `fsync` that answered 0 for
 //! writes the abort then lost (docs/RELIABILITY.md, "Disk trouble", change 5) did not show
 //! here without the probe (0 of 20 aborts on sled), so the probe's premise is tested by
-//! `probe::tests` and measured by `scripts/fsync-abort-race.py`. Needs root for the mounts (CI
+//! `probe::tests` and measured by `docs/investigations/fsync-abort-race.py`. Needs root for
+//! the mounts (CI
 //! runs as root) and `mkfs.ext4`, `e2fsck`; `SCHED_STORE_ABORT_ITERS` sets the number of
 //! aborts (default 15).
 

@@ -1,158 +1,71 @@
 """Session fixture: one pproxy process in embedded mode for the Python wire tests.
 
-The binary is $PPROXY_BIN, default <repo>/target/debug/pproxy. It is started as
-`pproxy run -c <tmp>/carrera.yaml` with free ports, an embedded Kafka mock
-cluster and one embedded delay topic (DELAY_TOPIC).
+The binary is $PPROXY_BIN, default <repo>/target/debug/pproxy. It is started by
+pproxy_launcher.py as `pproxy run -c <tmp>/carrera.yaml` with free ports, an
+embedded Kafka mock cluster and one embedded delay topic (DELAY_TOPIC).
 """
 
-import json
-import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parent.parent
 GEN_DIR = HERE / "gen"
 if str(GEN_DIR) not in sys.path:
     sys.path.insert(0, str(GEN_DIR))
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from pproxy_launcher import Pproxy, embedded_yaml, free_ports  # noqa: E402
+
 DELAY_TOPIC = "py_delay"
-READY_TIMEOUT_S = 60.0
-TERM_GRACE_S = 15.0
-LOG_TAIL_LINES = 80
 
-# Files whose tail is printed when something fails (filled by the fixture).
-_log_files = []
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _proxy_bin():
-    return Path(os.environ.get("PPROXY_BIN", str(REPO_ROOT / "target" / "debug" / "pproxy")))
-
-
-def _tail(path, n=LOG_TAIL_LINES):
-    try:
-        with open(path, "rb") as f:
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError as e:
-        return ["<cannot read %s: %s>" % (path, e)]
-    return lines[-n:]
-
-
-def _all_logs():
-    files = []
-    for p in _log_files:
-        p = Path(p)
-        if p.is_dir():
-            files.extend(sorted(q for q in p.rglob("*") if q.is_file()))
-        elif p.exists():
-            files.append(p)
-    return files
+# The running session proxy (set by the fixture), whose logs are shown when something fails.
+_proxy = []
 
 
 def log_tail_text():
-    out = []
-    for f in _all_logs():
-        out.append("==== tail of %s ====" % f)
-        out.extend(_tail(f))
-    return "\n".join(out) if out else "<no proxy log files>"
+    return _proxy[0].log_tail() if _proxy else "<no proxy log files>"
 
 
 def all_log_text():
     """Everything the proxy logged so far (console + log dir), ANSI colours stripped."""
     text = []
-    for f in _all_logs():
+    for f in _proxy[0].log_files() if _proxy else []:
         try:
-            text.append(Path(f).read_bytes().decode("utf-8", "replace"))
+            text.append(f.read_bytes().decode("utf-8", "replace"))
         except OSError:
             pass
     return re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(text))
 
 
-def _ready(admin_port):
+def start_proxy(tmp, yaml, admin_port):
+    """A Pproxy in tmp that answers /ready, or the test fails with its log tail."""
     try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/ready" % admin_port, timeout=2) as r:
-            return r.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _stop(proc):
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=TERM_GRACE_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+        p = Pproxy(tmp, yaml, admin_port)
+    except FileNotFoundError as e:
+        pytest.fail(str(e))
+    if not p.wait_ready():
+        p.stop()
+        pytest.fail("pproxy did not answer 200 on /ready (exit status %s)\n%s"
+                    % (p.proc.poll(), p.log_tail()))
+    return p
 
 
 @pytest.fixture(scope="session")
 def proxy_proc(tmp_path_factory):
-    binary = _proxy_bin()
-    if not binary.exists():
-        pytest.fail("pproxy binary not found at %s (build it, or set PPROXY_BIN)" % binary)
-
     tmp = tmp_path_factory.mktemp("pproxy")
-    port, admin_port = _free_port(), _free_port()
-    while admin_port == port:
-        admin_port = _free_port()
-    (tmp / "data").mkdir()
-    (tmp / "logs").mkdir()
-    conf = tmp / "carrera.yaml"
-    # JSON strings are valid YAML double-quoted scalars.
-    conf.write_text(
-        "port: %d\n"
-        "adminPort: %d\n"
-        "dataDir: %s\n"
-        "embeddedKafka: true\n"
-        "embeddedDelayTopics: [%s]\n"
-        "logging:\n"
-        "  dir: %s\n"
-        % (port, admin_port, json.dumps(str(tmp / "data")), json.dumps(DELAY_TOPIC),
-           json.dumps(str(tmp / "logs")))
-    )
-    console = tmp / "console.log"
-    _log_files[:] = [console, tmp / "logs"]
-
-    with open(console, "wb") as out:
-        proc = subprocess.Popen(
-            [str(binary), "run", "-c", str(conf)],
-            cwd=str(tmp), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        )
+    port, admin_port = free_ports(2)
+    p = start_proxy(tmp, embedded_yaml(port, admin_port, tmp, delay_topics=[DELAY_TOPIC]),
+                    admin_port)
+    _proxy[:] = [p]
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail("pproxy exited with status %s before /ready answered 200\n%s"
-                            % (proc.returncode, log_tail_text()))
-            if _ready(admin_port):
-                break
-            if time.monotonic() > deadline:
-                pytest.fail("pproxy /ready did not answer 200 within %.0f s\n%s"
-                            % (READY_TIMEOUT_S, log_tail_text()))
-            time.sleep(0.2)
-        yield {"host": "127.0.0.1", "port": port, "admin_port": admin_port, "proc": proc,
+        yield {"host": "127.0.0.1", "port": port, "admin_port": admin_port, "proc": p.proc,
                "dir": tmp}
     finally:
-        _stop(proc)
+        p.stop()
 
 
 @pytest.fixture(scope="session")
@@ -172,7 +85,7 @@ def _proxy_still_running(request):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not _log_files:
+    if not _proxy:
         return
     if terminalreporter.stats.get("failed") or terminalreporter.stats.get("error"):
         terminalreporter.section("pproxy log tail")

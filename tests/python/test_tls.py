@@ -8,7 +8,6 @@ CN=py-client. Certificates are made with the openssl command line.
 import json
 import ssl
 import subprocess
-import time
 
 import pytest
 from thrift.protocol import TCompactProtocol
@@ -17,7 +16,8 @@ from thrift.transport import TSocket, TSSLSocket, TTransport
 from producerProxy import ProducerService
 from producerProxy.ttypes import Message
 
-from conftest import READY_TIMEOUT_S, _free_port, _proxy_bin, _ready, _stop
+from conftest import start_proxy
+from pproxy_launcher import embedded_yaml, free_ports
 
 TOPIC = "py_tls"
 
@@ -45,27 +45,17 @@ def tls_proxy(tmp_path_factory):
     _leaf(d, "server", "pproxy",
           "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
     _leaf(d, "client", "py-client", "extendedKeyUsage=clientAuth\n")
-    port, admin_port = _free_port(), _free_port()
-    (d / "carrera.yaml").write_text(
-        "port: %d\nadminPort: %d\ndataDir: data\nembeddedKafka: true\n"
-        "server:\n  bindAddr: 127.0.0.1\n  adminBindAddr: 127.0.0.1\n"
+    port, admin_port = free_ports(2)
+    yaml = embedded_yaml(port, admin_port, d, extra=(
         "tls:\n  certFile: server.pem\n  keyFile: server.key\n  clientCaFile: ca.pem\n"
         "acl:\n  enabled: true\n  principals:\n"
         "    - {name: py, subjects: ['CN=py-client'], topics: [%s], delay: true}\n"
-        % (port, admin_port, json.dumps(TOPIC)))
-    with open(d / "console.log", "wb") as out:
-        proc = subprocess.Popen([str(_proxy_bin()), "run", "-c", "carrera.yaml"], cwd=str(d),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        % json.dumps(TOPIC)))
+    p = start_proxy(d, yaml, admin_port)
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not _ready(admin_port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("TLS pproxy did not become ready:\n%s"
-                            % (d / "console.log").read_text(errors="replace"))
-            time.sleep(0.2)
         yield {"port": port, "dir": d}
     finally:
-        _stop(proc)
+        p.stop()
 
 
 def _context(d, client_cert):

@@ -5,7 +5,8 @@
 //!
 //! On ext4 (Linux 6.18 here), `fsync` answered 0 for appended writes that an abort (an I/O
 //! error with `errors=remount-ro`, or `mount -o remount,abort`) then lost: the last record in
-//! 13-23 % of aborts (`scripts/fsync-abort-race.py`). Such a record's journal commit was cut
+//! 13-23 % of aborts (`docs/investigations/fsync-abort-race.py`). Such a record's journal
+//! commit was cut
 //! short by the abort, and its sync returned only after that commit ended, so after the abort
 //! began; an aborted journal refuses every new handle, and a size change needs one. So the
 //! size change made after the sync fails exactly when the sync may have lied: 0 of 200 aborts

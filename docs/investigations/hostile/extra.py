@@ -8,7 +8,7 @@
 3. idle timeout vs a half-sent frame: with server.idleTimeoutSec: 2, is a connection that sent a
    frame header plus one byte ever closed? (an idle connection with no byte is the control).
 
-Usage: python3 scripts/hostile/extra.py
+Usage: python3 docs/investigations/hostile/extra.py
 """
 
 import socket
@@ -68,21 +68,8 @@ def probe_idle_rounds(p):
 
 
 def probe_idle_timeout(binary):
-    tmp = tempfile.mkdtemp(prefix="pproxy-hostile-idle-")
-    p = H.Proxy(binary, tmp)
+    p = H.Proxy(binary, tempfile.mkdtemp(prefix="pproxy-hostile-idle-"), server="idleTimeoutSec: 2")
     try:
-        cfg = Path(tmp) / "carrera.yaml"
-        # Proxy() already started with the default config; restart with idleTimeoutSec: 2.
-        p.stop()
-        text = cfg.read_text() + "  idleTimeoutSec: 2\n"
-        cfg.write_text(text)
-        p = H.Proxy.__new__(H.Proxy)
-        p.tmp, p.console = Path(tmp), open(Path(tmp) / "console2.log", "wb")
-        p.port, p.admin = (int(x.split(":")[1]) for x in text.splitlines()[:2])
-        p.proc = H.subprocess.Popen([str(binary), "run", "-c", str(cfg)], cwd=tmp,
-                                    stdout=p.console, stderr=H.subprocess.STDOUT,
-                                    start_new_session=True)
-        p.pid = p.proc.pid
         if not p.wait_ready():
             print("idle timeout: proxy not ready")
             return
@@ -99,7 +86,7 @@ def probe_idle_timeout(binary):
 
 
 def main():
-    binary = H.REPO / "target" / "debug" / "pproxy"
+    binary = H.proxy_bin()
     H.resource.setrlimit(H.resource.RLIMIT_NOFILE, (H.resource.getrlimit(H.resource.RLIMIT_NOFILE)[1],) * 2)
     tmp = tempfile.mkdtemp(prefix="pproxy-hostile-extra-")
     p = H.Proxy(binary, tmp)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Can fsync answer 0 for a write that an ext4 abort then loses? (docs/RELIABILITY.md)
 
-Usage (root: it mounts a loop device): scripts/fsync-abort-race.py MODE RUNS [--no-flusher]
+Usage (root: it mounts a loop device): docs/investigations/fsync-abort-race.py MODE RUNS [--no-flusher]
 
 Each run makes a small ext4 image in a tmpfs, mounts it with errors=remount-ro and starts a
 writer that writes 4 KiB records (the sequence number repeated) and counts a record as

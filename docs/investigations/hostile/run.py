@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Hostile-client reliability run against a local pproxy (loopback only, bounded).
 
-Starts target/debug/pproxy (or $PPROXY_BIN) on free ports with an embedded Kafka, runs one
+Starts target/debug/pproxy (or $PPROXY_BIN) on free ports with an embedded Kafka (through
+tests/python/pproxy_launcher.py), runs one
 well-behaved client for the whole run (sendSync heartbeat + sendSync to `hostile_ok`, one
 connection), and runs a series of bounded attack phases beside it. For each phase it reports the
 good client's latency (p50/p99/max) and errors, the server's RSS (start/peak/end), open fds and
 liveness (pid + GET /health). Exit status 1 if the server died or the good client saw any error
 or non-0 code.
 
-Usage: python3 scripts/hostile/run.py [--only a,b,...] [--phase-secs N]
+Usage: python3 docs/investigations/hostile/run.py [--only a,b,...] [--phase-secs N]
 Python 3 stdlib only.
 """
 
@@ -17,45 +18,27 @@ import os
 import random
 import resource
 import shutil
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 sys.dont_write_bytecode = True  # leave no .pyc next to tests/python/rawthrift.py
 sys.path.insert(0, str(REPO / "tests" / "python"))
 import rawthrift as rt  # noqa: E402  (hand-written compact encoder of the repo's wire tests)
+from pproxy_launcher import (  # noqa: E402
+    HOST, Pproxy, embedded_yaml, free_ports, http_get, proxy_bin)
 
-HOST = "127.0.0.1"
 GOOD_TIMEOUT_S = 5.0        # good client's socket timeout: a reply slower than this is an error
 GOOD_PAUSE_S = 0.01         # pause between good-client iterations
 SETTLE_MAX_S = 6.0          # after a phase: wait (bounded) for the server's fd count to come back
 
 
 # ------------------------------------------------------------------ helpers
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def http_get(port, path, timeout=2.0):
-    try:
-        with urllib.request.urlopen("http://%s:%d%s" % (HOST, port, path), timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, b""
-    except Exception as e:  # noqa: BLE001
-        return None, str(e).encode()
-
-
 def rss_kib(pid):
     try:
         with open("/proc/%d/status" % pid) as f:
@@ -130,59 +113,16 @@ def send_payload(seqid):
 
 
 # ------------------------------------------------------------------ proxy process
-class Proxy:
-    def __init__(self, binary, tmp):
-        self.tmp = Path(tmp)
-        self.port = free_port()
-        self.admin = free_port()
-        while self.admin == self.port:
-            self.admin = free_port()
-        cfg = self.tmp / "carrera.yaml"
-        cfg.write_text(
-            "port: %d\nadminPort: %d\nembeddedKafka: true\ndataDir: %s\n"
-            "logging:\n  dir: %s\nserver:\n  bindAddr: 127.0.0.1\n  adminBindAddr: 127.0.0.1\n"
-            % (self.port, self.admin, self.tmp / "data", self.tmp / "logs"))
-        self.console = open(self.tmp / "console.log", "wb")
-        self.proc = subprocess.Popen([str(binary), "run", "-c", str(cfg)], cwd=str(self.tmp),
-                                     stdout=self.console, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        self.pid = self.proc.pid
+class Proxy(Pproxy):
+    """pproxy on free ports with an embedded Kafka, default limits; `server` adds settings."""
 
-    def wait_ready(self, timeout=60.0):
-        end = time.time() + timeout
-        while time.time() < end:
-            if self.proc.poll() is not None:
-                return False
-            st, _ = http_get(self.admin, "/ready", timeout=1.0)
-            if st == 200:
-                return True
-            time.sleep(0.2)
-        return False
-
-    def alive(self):
-        return self.proc.poll() is None
+    def __init__(self, binary, tmp, server=""):
+        self.port, self.admin = free_ports(2)
+        super().__init__(tmp, embedded_yaml(self.port, self.admin, tmp, server=server),
+                         self.admin, binary=binary, new_session=True)
 
     def health(self):
         return http_get(self.admin, "/health", timeout=3.0)[0]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.console.close()
-
-    def log_tail(self, n=40):
-        out = []
-        for p in [self.tmp / "console.log"] + sorted((self.tmp / "logs").rglob("*")):
-            if p.is_file():
-                lines = p.read_bytes().decode("utf-8", "replace").splitlines()[-n:]
-                out.append("==== %s ====" % p)
-                out.extend(lines)
-        return "\n".join(out)
 
 
 # ------------------------------------------------------------------ well-behaved client
@@ -589,7 +529,7 @@ def main():
     ap.add_argument("--phase-secs", type=float, default=None, help="override every phase's bound")
     args = ap.parse_args()
 
-    binary = Path(os.environ.get("PPROXY_BIN", str(REPO / "target" / "debug" / "pproxy")))
+    binary = proxy_bin()
     if not binary.exists():
         print("missing %s (run `cargo build`)" % binary)
         return 2
