@@ -11,6 +11,7 @@ iters=${1:-50}
 stack_ensure kafka
 cleanup() { if [ "$STACK_STARTED" = 1 ]; then scripts/stack.sh down kafka; fi; }
 trap cleanup EXIT
-export PPROXY_TEST_KAFKA=127.0.0.1:9092 PPROXY_CRASH_ITERS=$iters
+# A soak that skipped would pass without running: no skips.
+export PPROXY_TEST_KAFKA=127.0.0.1:9092 PPROXY_CRASH_ITERS=$iters PPROXY_REQUIRE_STACK=1
 [ -n "${2:-}" ] && export PPROXY_CRASH_SEED=$2
 cargo test --locked --test faults delay_crash:: -- --nocapture
