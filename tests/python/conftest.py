@@ -5,6 +5,7 @@ The binary is $PPROXY_BIN, default <repo>/target/debug/pproxy. It is started as
 cluster and one embedded delay topic (DELAY_TOPIC).
 """
 
+import contextlib
 import json
 import os
 import re
@@ -104,20 +105,10 @@ def _stop(proc):
         proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def proxy_proc(tmp_path_factory):
-    binary = _proxy_bin()
-    if not binary.exists():
-        pytest.fail("pproxy binary not found at %s (build it, or set PPROXY_BIN)" % binary)
-
-    tmp = tmp_path_factory.mktemp("pproxy")
-    port, admin_port = _free_port(), _free_port()
-    while admin_port == port:
-        admin_port = _free_port()
-    (tmp / "data").mkdir()
-    (tmp / "logs").mkdir()
-    conf = tmp / "carrera.yaml"
+def write_config(tmp, port, admin_port, extra=""):
+    """Writes <tmp>/carrera.yaml for embedded mode; `extra` is appended YAML (top-level keys)."""
     # JSON strings are valid YAML double-quoted scalars.
+    conf = tmp / "carrera.yaml"
     conf.write_text(
         "port: %d\n"
         "adminPort: %d\n"
@@ -128,9 +119,27 @@ def proxy_proc(tmp_path_factory):
         "  dir: %s\n"
         % (port, admin_port, json.dumps(str(tmp / "data")), json.dumps(DELAY_TOPIC),
            json.dumps(str(tmp / "logs")))
+        + extra
     )
+    return conf
+
+
+@contextlib.contextmanager
+def run_proxy(tmp, extra=""):
+    """Starts `pproxy run` in embedded mode under `tmp` (free ports, DELAY_TOPIC, `extra` YAML
+    appended to carrera.yaml), waits for /ready and yields its ports, process and directory;
+    stops it on exit."""
+    binary = _proxy_bin()
+    if not binary.exists():
+        pytest.fail("pproxy binary not found at %s (build it, or set PPROXY_BIN)" % binary)
+    port, admin_port = _free_port(), _free_port()
+    while admin_port == port:
+        admin_port = _free_port()
+    (tmp / "data").mkdir()
+    (tmp / "logs").mkdir()
+    conf = write_config(tmp, port, admin_port, extra)
     console = tmp / "console.log"
-    _log_files[:] = [console, tmp / "logs"]
+    _log_files.extend([console, tmp / "logs"])
 
     with open(console, "wb") as out:
         proc = subprocess.Popen(
@@ -150,9 +159,15 @@ def proxy_proc(tmp_path_factory):
                             % (READY_TIMEOUT_S, log_tail_text()))
             time.sleep(0.2)
         yield {"host": "127.0.0.1", "port": port, "admin_port": admin_port, "proc": proc,
-               "dir": tmp}
+               "dir": tmp, "conf": conf}
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def proxy_proc(tmp_path_factory):
+    with run_proxy(tmp_path_factory.mktemp("pproxy")) as p:
+        yield p
 
 
 @pytest.fixture(scope="session")
