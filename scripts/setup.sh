@@ -5,7 +5,7 @@
 #   scripts/setup.sh            build prerequisites
 #   scripts/setup.sh --tests    also what the test suite needs (python3-venv, thrift-compiler,
 #                               jq, openssl, curl, a JDK for the Apache servers, Debian's
-#                               prometheus, and what --deb
+#                               prometheus, chromium and chromium-driver, and what --deb
 #                               needs, since the suite builds and installs the Debian package)
 #   scripts/setup.sh --deb      also what `./build.sh --deb` needs (cargo-deb, dpkg-dev)
 set -euo pipefail
@@ -36,6 +36,8 @@ if [ "${1:-}" = "--tests" ]; then
   python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
   have java || need+=(openjdk-17-jre-headless)
   have prometheus || need+=(prometheus) # tests/stack/prometheus.rs: a real server scrapes pproxy
+  have chromium || need+=(chromium)     # tests/python/test_console.py, scripts/screenshots.sh
+  have chromedriver || need+=(chromium-driver)
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

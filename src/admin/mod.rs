@@ -2,6 +2,7 @@
 //! (operations.md §4), served by [`crate::http::server`] (keep-alive, bounded by
 //! [`Limits::ADMIN`]).
 
+mod console;
 mod pages;
 
 use std::net::SocketAddr;
@@ -138,8 +139,16 @@ where
     let _ = serve(stream, &limits, |req| route(&app, req, loopback)).await;
 }
 
-/// Refusals first, then the endpoint for (method, path).
+/// Refusals first, then the endpoint for (method, path); no answer is to be sniffed into
+/// another type than it declares.
 async fn route(app: &Admin, req: Request, loopback: bool) -> Response {
+    let r = dispatch(app, req, loopback).await;
+    let nosniff = HeaderValue::from_static("nosniff");
+    with_header(r, header::X_CONTENT_TYPE_OPTIONS, nosniff)
+}
+
+/// The answer to one admin request.
+async fn dispatch(app: &Admin, req: Request, loopback: bool) -> Response {
     let path = req.uri().path();
     let query = req.uri().query().unwrap_or("");
     if let Some(why) = refusal(app, req.method(), path, loopback, req.headers()) {
@@ -151,6 +160,10 @@ async fn route(app: &Admin, req: Request, loopback: bool) -> Response {
             "loopback" => json(
                 StatusCode::FORBIDDEN,
                 &json!({"error": "mutations only from loopback"}),
+            ),
+            "cross_site" => json(
+                StatusCode::FORBIDDEN,
+                &json!({"error": "cross-site request refused (docs/SECURITY.md, admin HTTP)"}),
             ),
             _ => {
                 let body = json!({"error": "a valid bearer token is required"});
@@ -170,6 +183,7 @@ async fn route(app: &Admin, req: Request, loopback: bool) -> Response {
         (&Method::GET, "/metrics") => pages::metrics(app, req.headers()),
         (&Method::GET, "/delay/dead") => pages::delay_dead(app, query).await,
         (&Method::GET, "/delay/cluster") => pages::delay_cluster(app),
+        (&Method::GET, p) if p == "/ui" || p.starts_with("/ui/") => console::get(app, p),
         (&Method::GET, p) if p.starts_with("/delay/") => {
             let forwarded = req
                 .headers()
@@ -198,7 +212,10 @@ fn refusal(
     if mutating && server.admin_mutations_loopback_only && !loopback {
         return Some("loopback");
     }
-    let public = matches!(path, "/health" | "/ready");
+    if mutating && cross_site(headers, server.admin_token.is_some()) {
+        return Some("cross_site");
+    }
+    let public = matches!(path, "/health" | "/ready") || console::is_public(path);
     if let Some(token) = &server.admin_token {
         let needs_token = mutating || (server.admin_token_for_reads && !public);
         if needs_token && !bearer_matches(headers, token) {
@@ -217,4 +234,152 @@ fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
     let Some(given) = given else { return false };
     let (a, b) = (given.as_bytes(), token.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether a POST may have been sent by a page of another site, which must never mutate
+/// (docs/SECURITY.md, "Cross-site requests"). Non-browser clients (the CLI, curl) send none of
+/// the headers looked at here and pass; a browser always sends `Origin` or `Sec-Fetch-Site`
+/// with a POST, and then it must be the console itself:
+/// - the bodies an HTML form can send (`application/x-www-form-urlencoded`,
+///   `multipart/form-data`, `text/plain`) are refused from anyone;
+/// - `Sec-Fetch-Site` must be `same-origin` (or `none`: typed by the user);
+/// - `Origin` must name the `Host` the request was sent to;
+/// - the console's header `X-Pproxy-Console: 1` must be present: no cross-site page can add a
+///   custom header without a CORS preflight, which the admin port never grants;
+/// - without a token, `Host` must be an IP address or `localhost`, so a page whose DNS name was
+///   rebound to this host cannot pass as same-origin.
+fn cross_site(headers: &HeaderMap, token_set: bool) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let essence = ct.to_str().unwrap_or("").split(';').next().unwrap_or("");
+        let essence = essence.trim().to_ascii_lowercase();
+        if matches!(
+            essence.as_str(),
+            "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+        ) {
+            return true;
+        }
+    }
+    let fetch_site = headers.get("sec-fetch-site");
+    let origin = headers.get(header::ORIGIN);
+    if fetch_site.is_none() && origin.is_none() {
+        return false;
+    }
+    if let Some(site) = fetch_site {
+        if !matches!(site.to_str(), Ok("same-origin" | "none")) {
+            return true;
+        }
+    }
+    let host = text("host").unwrap_or("").to_ascii_lowercase();
+    if let Some(origin) = origin {
+        let authority = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, a)| a.trim_end_matches('/').to_ascii_lowercase());
+        if authority.as_deref() != Some(host.as_str()) {
+            return true;
+        }
+    }
+    if text(CONSOLE_HEADER) != Some("1") {
+        return true;
+    }
+    !token_set && !literal_host(&host)
+}
+
+/// The header the console sends with its mutations.
+const CONSOLE_HEADER: &str = "x-pproxy-console";
+
+/// Whether a `Host` value names an IP address or `localhost` (with or without a port).
+fn literal_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name == "localhost" || name.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn non_browser_posts_pass() {
+        // The CLI: Host, Connection and maybe Authorization, no body.
+        let cli = headers(&[("host", "127.0.0.1:9614"), ("authorization", "Bearer t")]);
+        assert!(!cross_site(&cli, true));
+        assert!(!cross_site(&headers(&[("host", "pproxy-01:9614")]), false));
+    }
+
+    #[test]
+    fn form_bodies_are_refused_from_anyone() {
+        for ct in [
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "Text/Plain;charset=UTF-8",
+        ] {
+            let mut h = headers(&[("host", "127.0.0.1:9614")]);
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            assert!(cross_site(&h, false), "{ct}");
+        }
+    }
+
+    #[test]
+    fn browser_posts_must_be_the_console_on_its_own_origin() {
+        let console = [
+            ("host", "127.0.0.1:9614"),
+            ("origin", "http://127.0.0.1:9614"),
+            ("sec-fetch-site", "same-origin"),
+            ("x-pproxy-console", "1"),
+        ];
+        assert!(!cross_site(&headers(&console), false));
+        let mut v6 = console;
+        v6[0] = ("host", "[::1]:9614");
+        v6[1] = ("origin", "https://[::1]:9614");
+        assert!(!cross_site(&headers(&v6), false));
+        let cases: [(usize, (&str, &str)); 5] = [
+            (1, ("origin", "http://evil.example")),
+            (1, ("origin", "null")),
+            (2, ("sec-fetch-site", "cross-site")),
+            (2, ("sec-fetch-site", "same-site")),
+            (3, ("x-pproxy-console", "0")),
+        ];
+        for (i, (k, v)) in cases {
+            let mut h = console;
+            h[i] = (k, v);
+            assert!(cross_site(&headers(&h), true), "{k}: {v}");
+        }
+        // A cross-site fetch without the custom header, as a `no-cors` request would be.
+        let no_cors = [("host", "127.0.0.1:9614"), ("sec-fetch-site", "cross-site")];
+        assert!(cross_site(&headers(&no_cors), true));
+    }
+
+    #[test]
+    fn rebound_names_need_the_token() {
+        let rebound = [
+            ("host", "evil.example:9614"),
+            ("origin", "http://evil.example:9614"),
+            ("sec-fetch-site", "same-origin"),
+            ("x-pproxy-console", "1"),
+        ];
+        assert!(cross_site(&headers(&rebound), false));
+        // With a token the page must also know it, which a rebound page does not.
+        assert!(!cross_site(&headers(&rebound), true));
+        assert!(literal_host("localhost:9614") && literal_host("10.0.0.1"));
+        assert!(!literal_host("localhost.evil.example"));
+    }
 }

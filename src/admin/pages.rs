@@ -93,6 +93,14 @@ fn status_json(app: &Admin) -> serde_json::Value {
     v
 }
 
+/// A path segment or query value as text: ids and topics arrive percent-encoded from browsers
+/// (the console encodes every value it puts into a URL).
+fn decoded(raw: &str) -> String {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query
         .split('&')
@@ -106,7 +114,7 @@ pub(super) async fn delay_status(app: &Admin, raw_id: &str, forwarded: bool) -> 
     let service = &app.delay;
     let settings = app.live.settings();
     let token = settings.server.admin_token.as_deref();
-    rendered(service.status(raw_id, forwarded, token).await)
+    rendered(service.status(&decoded(raw_id), forwarded, token).await)
 }
 
 /// `GET /delay/dead?topic=&limit=`.
@@ -114,7 +122,7 @@ pub(super) async fn delay_dead(app: &Admin, query: &str) -> Response {
     let service = &app.delay;
     let topic = query_param(query, "topic")
         .filter(|t| !t.is_empty())
-        .map(str::to_string);
+        .map(decoded);
     let limit = query_param(query, "limit")
         .and_then(|l| l.parse().ok())
         .unwrap_or(100);
@@ -136,7 +144,7 @@ pub(super) async fn delay_dead_action(app: &Admin, rest: &str) -> Response {
             &json!({"error": "k must be a number"}),
         );
     };
-    rendered(app.delay.dead_action(id.to_string(), k, action).await)
+    rendered(app.delay.dead_action(decoded(id), k, action).await)
 }
 
 /// `GET /metrics`: every family, in the format the scraper's `Accept` asks for.

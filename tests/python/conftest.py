@@ -5,6 +5,7 @@ pproxy_launcher.py as `pproxy run -c <tmp>/carrera.yaml` with free ports, an
 embedded Kafka mock cluster and one embedded delay topic (DELAY_TOPIC).
 """
 
+import contextlib
 import re
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ if str(GEN_DIR) not in sys.path:
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from pproxy_launcher import Pproxy, embedded_yaml, free_ports  # noqa: E402
+from pproxy_launcher import REPO_ROOT, Pproxy, embedded_yaml, free_ports  # noqa: E402, F401
 
 DELAY_TOPIC = "py_delay"
 
@@ -52,6 +53,52 @@ def start_proxy(tmp, yaml, admin_port):
         pytest.fail("pproxy did not answer 200 on /ready (exit status %s)\n%s"
                     % (p.proc.poll(), p.log_tail()))
     return p
+
+
+def _split_server(extra):
+    """(lines of a top-level `server:` block in `extra`, the rest): embedded_yaml writes the
+    server block itself, and YAML refuses a key twice."""
+    server, rest, inside = [], [], False
+    for line in extra.splitlines():
+        if line.rstrip() == "server:":
+            inside = True
+        elif inside and line.startswith("  "):
+            server.append(line[2:])
+        else:
+            inside = False
+            rest.append(line)
+    return "\n".join(server), "".join(l + "\n" for l in rest)
+
+
+def config_yaml(tmp, port, admin_port, extra=""):
+    """carrera.yaml of an embedded-mode proxy in tmp with DELAY_TOPIC; `extra` is appended YAML
+    (top-level keys; a `server:` block joins the launcher's)."""
+    server, rest = _split_server(extra)
+    return embedded_yaml(port, admin_port, tmp, delay_topics=[DELAY_TOPIC], server=server,
+                         extra=rest)
+
+
+def write_config(tmp, port, admin_port, extra=""):
+    """Rewrites <tmp>/carrera.yaml (for a reload with SIGHUP); returns its path."""
+    conf = Path(tmp) / "carrera.yaml"
+    conf.write_text(config_yaml(tmp, port, admin_port, extra))
+    return conf
+
+
+@contextlib.contextmanager
+def run_proxy(tmp, extra=""):
+    """A pproxy of the caller's own in embedded mode under tmp (free ports, DELAY_TOPIC, `extra`
+    YAML), ready; yields its ports, process, directory and config path, and stops it on exit."""
+    port, admin_port = free_ports(2)
+    p = start_proxy(tmp, config_yaml(tmp, port, admin_port, extra), admin_port)
+    try:
+        yield {"host": "127.0.0.1", "port": port, "admin_port": admin_port, "proc": p.proc,
+               "dir": Path(tmp), "conf": p.conf}
+    except BaseException:
+        print(p.log_tail())
+        raise
+    finally:
+        p.stop()
 
 
 @pytest.fixture(scope="session")

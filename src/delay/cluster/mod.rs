@@ -309,12 +309,13 @@ impl Cluster {
         let mut parts: Vec<serde_json::Value> = owned
             .values()
             .map(|o| {
-                let (pending, loaded) = match o.engine() {
+                let (pending, loaded, lag) = match o.engine() {
                     Some(e) => (
                         e.stats().pending.load(Ordering::Relaxed),
                         e.loaded_and_inflight().0,
+                        crate::delay::service::fired_through_lag_ms(&e),
                     ),
-                    None => (0, 0),
+                    None => (0, 0, 0),
                 };
                 serde_json::json!({
                     "partition": o.partition,
@@ -322,6 +323,7 @@ impl Cluster {
                     "state": if o.may_fire() { "active" } else { "replaying" },
                     "pending": pending,
                     "loaded": loaded,
+                    "firedThroughLagMs": lag,
                 })
             })
             .collect();
