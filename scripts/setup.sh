@@ -35,7 +35,7 @@ if [ "${1:-}" = "--tests" ]; then
   have losetup || need+=(mount)
   python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
   have java || need+=(openjdk-17-jre-headless)
-  have prometheus || need+=(prometheus) # tests/prometheus.rs: a real server scrapes pproxy
+  have prometheus && have promtool || need+=(prometheus) # tests/prometheus.rs, tests/dashboards.rs: a real server scrapes pproxy
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
