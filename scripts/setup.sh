@@ -35,7 +35,7 @@ if [ "${1:-}" = "--tests" ]; then
   have losetup || need+=(mount)
   python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
   have java || need+=(openjdk-17-jre-headless)
-  have prometheus || need+=(prometheus) # tests/stack/prometheus.rs: a real server scrapes pproxy
+  have prometheus && have promtool || need+=(prometheus) # tests/stack/prometheus.rs, tests/faults/dashboards.rs: a real server scrapes pproxy
   have chromium || need+=(chromium)     # tests/python/test_console.py, scripts/screenshots.sh
   have chromedriver || need+=(chromium-driver)
 fi

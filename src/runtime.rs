@@ -154,6 +154,16 @@ pub async fn serve(
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
     let (snapshot, zk_docs) = if settings.mode() == Mode::ZooKeeper {
+        // The zk series exists from the start (at 0), so that alerts can tell a ZooKeeper-mode
+        // node from one whose `pproxy_zk_connected` is 0 only because it has no ZooKeeper.
+        drop(
+            metrics
+                .config_reloads
+                .get_or_create(&crate::metrics::labels::Reload {
+                    source: "zk",
+                    result: "applied",
+                }),
+        );
         let (snap, docs) =
             crate::live::zk::initial(&settings, &node, &tasks, &metrics.broker).await;
         (snap, Some(docs))

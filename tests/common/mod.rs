@@ -2,6 +2,8 @@
 //! admin/consumer helpers against the broker started by `scripts/stack.sh`.
 #![allow(dead_code)]
 
+pub mod disk;
+pub mod prometheus;
 pub mod rmq;
 
 use std::collections::{HashMap, HashSet};
@@ -618,4 +620,15 @@ pub fn tool_available(bin: &str, what: &str) -> bool {
         skip(&format!("{bin} not found: install {what}"));
     }
     found
+}
+
+/// One framed compact call of a method the proxy does not have (a protocol error).
+pub fn unknown_method_frame() -> Vec<u8> {
+    let name = b"noSuchMethod";
+    let mut payload = vec![0x82, 0x21, 0x01, name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.push(0x00);
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend(payload);
+    frame
 }

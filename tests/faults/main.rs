@@ -9,6 +9,7 @@
 mod common;
 
 mod broker_outage;
+mod dashboards;
 mod delay_crash;
 mod disk_trouble;
 mod zookeeper;

@@ -2,14 +2,11 @@
 //! --tests`) scrapes a pproxy forwarding to the real Kafka and RocketMQ; its HTTP API must then
 //! answer a query for every family of operations.md §5 with data (issue 18).
 
-use std::io::Write as _;
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::prometheus::{everyday_traffic, Prometheus};
 use crate::common::*;
-use bytes::Bytes;
-use pproxy::proto::{Call, DelayMessage, Message};
+use pproxy::proto::Call;
 
 /// Every family of operations.md §5, as Prometheus names its series (histograms by `_count`).
 const FAMILIES: &[&str] = &[
@@ -52,73 +49,6 @@ const FAMILIES: &[&str] = &[
     "pproxy_topics_admitted",
 ];
 
-/// A Prometheus server on a free port, stopped on drop.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    /// Starts Prometheus scraping `127.0.0.1:<target>` every second.
-    fn start(target: u16) -> Prometheus {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let conf = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &conf,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: pproxy\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
-            ),
-        )
-        .expect("prometheus.yml");
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", conf.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).expect("log"))
-            .spawn()
-            .expect("start prometheus");
-        let p = Prometheus {
-            child,
-            port,
-            _dir: dir,
-        };
-        let until = Instant::now() + Duration::from_secs(30);
-        while admin_get(port, "/-/ready").map(|r| r.0) != Some(200) {
-            assert!(Instant::now() < until, "prometheus not ready in 30 s");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        p
-    }
-
-    /// The JSON answer of an instant query (`query` must be URL-safe).
-    fn query(&self, query: &str) -> serde_json::Value {
-        let (status, body) =
-            admin_get(self.port, &format!("/api/v1/query?query={query}")).expect("query");
-        assert_eq!(status, 200, "{query}: {body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{query}: {e}: {body}"))
-    }
-
-    /// The health and last error of the scrape target.
-    fn target(&self) -> String {
-        admin_get(self.port, "/api/v1/targets")
-            .map(|r| r.1)
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A local config with a Kafka and a RocketMQ cluster: an ordinary topic on each, a delay topic,
 /// and a topic limited to 1 message per second.
 fn config(kafka: &str, ns: &str, t: &Topics) -> String {
@@ -160,17 +90,6 @@ struct Topics {
     limited: String,
 }
 
-/// One framed compact call of a method the proxy does not have (a protocol error).
-fn unknown_method_frame() -> Vec<u8> {
-    let name = b"noSuchMethod";
-    let mut payload = vec![0x82, 0x21, 0x01, name.len() as u8];
-    payload.extend_from_slice(name);
-    payload.push(0x00);
-    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
-    frame.extend(payload);
-    frame
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_every_family() {
     if !tool_available(
@@ -201,62 +120,12 @@ async fn a_real_prometheus_scrapes_every_family() {
     );
     let prom = Prometheus::start(p.admin_port);
 
-    let mut c = p.client().await;
-    for topic in [&t.kafka, &t.rmq] {
-        for _ in 0..3 {
-            let code = call(&mut c, &Call::SendSync(Some(msg(topic, b"x")), 5000)).await;
-            assert_eq!(code.0, 0, "{topic}: {code:?}");
-        }
-    }
-    let batch = vec![msg(&t.kafka, b"1"), msg(&t.kafka, b"2")];
-    assert_eq!(call(&mut c, &Call::SendBatchSync(batch)).await.0, 0);
-    // Concurrent sends to one RocketMQ queue: lanes dispatch them (autobatch histograms).
-    let sends = (0..8).map(|i| {
-        let (p, topic) = (&p, t.rmq.clone());
-        async move {
-            let mut c = p.client().await;
-            let m = Message {
-                partition_id: 0,
-                ..msg(&topic, format!("c{i}").as_bytes())
-            };
-            call(&mut c, &Call::SendSync(Some(m), 5000)).await.0
-        }
-    });
-    assert!(futures::future::join_all(sends)
-        .await
-        .iter()
-        .all(|c| *c == 0));
+    everyday_traffic(&p, &t.kafka, &t.rmq, &t.delay).await;
     // A 1-message-per-second topic: a burst meets the limiter (warned or refused).
+    let mut c = p.client().await;
     for _ in 0..6 {
         call(&mut c, &Call::SendSync(Some(msg(&t.limited, b"x")), 3000)).await;
     }
-    // A delay add that fires, and one that is cancelled.
-    let now = chrono::Utc::now().timestamp_millis();
-    let add = |due: i64| DelayMessage {
-        topic: Some(t.delay.clone()),
-        body: Some(Bytes::from_static(b"d")),
-        action: 1,
-        timestamp: due,
-        dmsgtype: 2,
-        ..Default::default()
-    };
-    assert_eq!(
-        call(&mut c, &Call::SendDelaySync(Some(add(now + 300)), 3000))
-            .await
-            .0,
-        0
-    );
-    let (code, _, id) = call(&mut c, &Call::SendDelaySync(Some(add(now + 600_000)), 3000)).await;
-    assert_eq!(code, 0);
-    let id = id.expect("delay id");
-    assert_eq!(call(&mut c, &delay_cancel(&t.delay, &id)).await.0, 0);
-    // A protocol error on its own connection (which the proxy then closes or answers).
-    let mut raw = TcpStream::connect(&p.addr).expect("connect");
-    raw.write_all(&unknown_method_frame()).expect("write");
-    std::thread::sleep(Duration::from_millis(200));
-    drop(raw);
-    // A configuration reload.
-    p.hup();
 
     let until = Instant::now() + Duration::from_secs(60);
     let mut missing: Vec<&str> = FAMILIES.to_vec();
@@ -271,7 +140,7 @@ async fn a_real_prometheus_scrapes_every_family() {
         assert!(
             Instant::now() < until,
             "Prometheus has no data for {missing:?}\ntargets: {}",
-            prom.target()
+            prom.targets()
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -294,8 +163,8 @@ async fn a_real_prometheus_scrapes_every_family() {
     assert!(value("sum(pproxy_config_reloads_total)") >= 1.0);
     // Prometheus negotiated OpenMetrics (it asks for it first) and the target is healthy.
     assert!(
-        prom.target().contains(r#""health":"up""#),
+        prom.targets().contains(r#""health":"up""#),
         "{}",
-        prom.target()
+        prom.targets()
     );
 }
