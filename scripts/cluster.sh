@@ -216,7 +216,7 @@ scheduler:
     journalTopic: ""                 # ${INNER_PREFIX}journal
     journalPartitions: $JOURNAL_PARTITIONS
     sessionTimeoutMs: $SESSION_MS
-    heartbeatMs: 1000
+    heartbeatMs: 250
     group: ""                        # pproxy-scheduler-$PROXY_CLUSTER
 EOF
   done

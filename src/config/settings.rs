@@ -484,7 +484,8 @@ pub struct ClusterSettings {
     /// Consumer-group session timeout: how long a dead node keeps its partitions.
     #[serde(with = "duration::ms")]
     pub session_timeout_ms: Duration,
-    /// Consumer-group heartbeat interval.
+    /// Consumer-group heartbeat interval: the others learn of a departure at their next
+    /// heartbeat, so it adds up to this much to every failover and handover.
     #[serde(with = "duration::ms")]
     pub heartbeat_ms: Duration,
     /// Consumer group; blank = `pproxy-scheduler-<proxyCluster>`.
@@ -508,7 +509,7 @@ impl Default for ClusterSettings {
             journal_partitions: 12,
             journal_replication: -1,
             session_timeout_ms: Duration::from_millis(6000),
-            heartbeat_ms: Duration::from_millis(1000),
+            heartbeat_ms: Duration::from_millis(250),
             group: None,
             node_name: None,
             advertised_admin: None,
@@ -772,7 +773,7 @@ mod tests {
         assert_eq!(sc.store_cache_mb, 128);
         assert_eq!(sc.store_engine, scheduler::EngineKind::Redb);
         assert_eq!(sc.cluster.session_timeout_ms, ms(6000));
-        assert_eq!(sc.cluster.heartbeat_ms, ms(1000));
+        assert_eq!(sc.cluster.heartbeat_ms, ms(250));
         // One default per key: the scheduler's configuration comes back unchanged.
         let (c, d) = (sc.to_config(), scheduler::Config::default());
         assert_eq!(format!("{c:?}"), format!("{d:?}"));

@@ -191,9 +191,14 @@ impl Membership {
         let _ = tasks
             .spawn_blocking(move || {
                 self.consumer.unsubscribe();
-                // Serve the revoke callback of the unsubscribe before the consumer is closed.
+                // Serve the revoke callback of the unsubscribe, then close at once: when the
+                // unsubscribe came during a rebalance, only the close sends the LeaveGroup,
+                // and the others wait for it before they take the partitions.
                 for _ in 0..10 {
                     let _ = self.consumer.poll(Duration::from_millis(50));
+                    if self.consumer.assignment().is_ok_and(|a| a.count() == 0) {
+                        break;
+                    }
                 }
             })
             .await;

@@ -130,13 +130,17 @@ fn reader(cluster: &Cluster, p: i32, from: Option<u64>) -> Result<StreamConsumer
     c.set("group.id", format!("{}-reader", cluster.group))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("fetch.wait.max.ms", "50");
+        .set("fetch.wait.max.ms", "50")
+        // Only for a start offset out of range (records deleted below it): read from the
+        // earliest one kept rather than skip to the end.
+        .set("auto.offset.reset", "earliest");
     let consumer: StreamConsumer = c.create()?;
     let mut tpl = TopicPartitionList::new();
-    let offset = match from {
-        Some(o) => Offset::Offset(o as i64 + 1),
-        None => Offset::Beginning,
-    };
+    // A concrete offset, never `Offset::Beginning`: a logical offset makes a fresh consumer
+    // query it, and librdkafka retries that query 500 ms later when the partition's leader
+    // becomes known meanwhile, which it always does on a new client: a 500 ms replay floor.
+    // Compaction leaves a partition's log start where it is, so offset 0 is the beginning.
+    let offset = Offset::Offset(from.map_or(0, |o| o as i64 + 1));
     tpl.add_partition_offset(&cluster.topic, p, offset)?;
     consumer.assign(&tpl)?;
     Ok(consumer)
