@@ -216,7 +216,7 @@ scheduler:
     journalTopic: ""                 # ${INNER_PREFIX}journal
     journalPartitions: $JOURNAL_PARTITIONS
     sessionTimeoutMs: $SESSION_MS
-    heartbeatMs: 250
+    heartbeatMs: 100
     group: ""                        # pproxy-scheduler-$PROXY_CLUSTER
 EOF
   done

@@ -509,7 +509,7 @@ impl Default for ClusterSettings {
             journal_partitions: 12,
             journal_replication: -1,
             session_timeout_ms: Duration::from_millis(6000),
-            heartbeat_ms: Duration::from_millis(250),
+            heartbeat_ms: Duration::from_millis(100),
             group: None,
             node_name: None,
             advertised_admin: None,
@@ -773,7 +773,7 @@ mod tests {
         assert_eq!(sc.store_cache_mb, 128);
         assert_eq!(sc.store_engine, scheduler::EngineKind::Redb);
         assert_eq!(sc.cluster.session_timeout_ms, ms(6000));
-        assert_eq!(sc.cluster.heartbeat_ms, ms(250));
+        assert_eq!(sc.cluster.heartbeat_ms, ms(100));
         // One default per key: the scheduler's configuration comes back unchanged.
         let (c, d) = (sc.to_config(), scheduler::Config::default());
         assert_eq!(format!("{c:?}"), format!("{d:?}"));

@@ -60,6 +60,8 @@ pub struct Owned {
     pub engine: Mutex<Option<scheduler::Scheduler>>,
     /// When the assignment arrived (for the claim-to-active time).
     pub since: std::time::Instant,
+    /// How long the replay up to the claim took, ms (shown by `/delay/cluster`).
+    pub replay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Owned {
@@ -324,6 +326,7 @@ impl Cluster {
                     "pending": pending,
                     "loaded": loaded,
                     "firedThroughLagMs": lag,
+                    "replayMs": o.replay_ms.load(Ordering::Relaxed),
                 })
             })
             .collect();

@@ -85,6 +85,7 @@ impl ConsumerContext for GroupContext {
                 tasks: TaskTracker::new(),
                 engine: std::sync::Mutex::new(None),
                 since: Instant::now(),
+                replay_ms: Default::default(),
             });
             owned.insert(p, o.clone());
             cluster.stats.gained.fetch_add(1, Ordering::Relaxed);

@@ -271,6 +271,8 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
         }
         apply_replay(&cluster.tasks, &store, &mut batch, catch_up).await?;
     }
+    o.replay_ms
+        .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
     if o.lost.is_cancelled() {
         return Ok(());
     }
