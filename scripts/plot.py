@@ -256,7 +256,7 @@ def cpu_cases(runs):
 
 def thread_group(name):
     """Thread names as loadgen reports them (digits dropped, 15 characters at most)."""
-    if name.startswith("tokio-runtime-w"):
+    if name.startswith(("tokio-runtime-w", "tokio-rt-worker")):
         return "tokio workers"
     return name
 
@@ -303,6 +303,7 @@ def plot_cpu(runs, out, docs):
         bottoms = [b + v for b, v in zip(bottoms, vals)]
     for x, b in enumerate(bottoms):
         ax.text(x, b, f"{b:.0f}", ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(0, max(bottoms) * 1.1 or 1)
     ax.set_xticks(range(len(bars)))
     ax.set_xticklabels([b[0] for b in bars], fontsize=6.5)
     ax.set_ylabel("CPU µs per stored message")
