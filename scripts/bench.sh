@@ -24,8 +24,8 @@
 #                              the lateness of their fires from pproxy's /metrics histogram
 #                              pproxy_delay_fire_lateness_seconds, scraped before and after
 #                              (until nothing is pending), ~30 s
-#   scripts/bench.sh all       full, sweep and delay in one go (~11 min, under 15 min on the
-#                              2-core machine), then the tables and plots; prints the wall time
+#   scripts/bench.sh all       full, sweep and delay in one go (8 min 52 s on the busy 2-core
+#                              machine, without the build), then the tables and plots; prints the wall time
 #   scripts/bench.sh table     print the tables again from the JSON summaries (and re-plot)
 #   scripts/bench.sh plot      only the plots, from the JSON summaries
 #
