@@ -15,18 +15,39 @@
 #                              connections, 100 B; and a new connection per call, the
 #                              handshake's cost), ~2 min
 #   scripts/bench.sh perf      perf record -g of pproxy under max-rate Kafka load, top entries
-#   scripts/bench.sh table     print the tables again from the JSON summaries
+#   scripts/bench.sh sweep     throughput against connections: direct and pproxy at 1, 4, 16, 64
+#                              and 256 connections (BENCH_SWEEP_CONNS), 100 B, closed loop, one
+#                              run each of BENCH_SECS (default 4 here), Kafka then RocketMQ,
+#                              ~2.5 min
+#   scripts/bench.sh delay     Kafka, one node: sendDelaySync adds at max rate (BENCH_CONNS
+#                              connections, due BENCH_DELAY_MS = 2000 ms after the add), then
+#                              the lateness of their fires from pproxy's /metrics histogram
+#                              pproxy_delay_fire_lateness_seconds, scraped before and after
+#                              (until nothing is pending), ~30 s
+#   scripts/bench.sh all       full, sweep and delay in one go (8 min 52 s on the busy 2-core
+#                              machine, without the build), then the tables and plots; prints the wall time
+#   scripts/bench.sh table     print the tables again from the JSON summaries (and re-plot)
+#   scripts/bench.sh plot      only the plots, from the JSON summaries
 #
-# Every comparison runs twice, interleaved (direct, pproxy, direct, pproxy), because the machine
-# is shared: both runs are reported. JSON summaries, logs and tables go to target/bench/
-# (BENCH_OUT). Timing targets live in docs/BENCHMARKS.md, never in this script's exit status.
+# Every comparison of full/kafka/rocketmq runs twice, interleaved (direct, pproxy, direct,
+# pproxy), because the machine is shared: both runs are reported. JSON summaries, logs and
+# tables go to target/bench/ (BENCH_OUT). Timing targets live in docs/BENCHMARKS.md, never in
+# this script's exit status.
+#
+# Plots: every mode but smoke and perf ends with scripts/plot.py, which reads all the JSON
+# summaries in BENCH_OUT and rewrites the SVGs in docs/bench/ (BENCH_PLOTS) that it has data
+# for: throughput-connections.svg (sweep), latency-percentiles.svg, cpu-per-message.svg,
+# delay-lateness.svg (delay). It runs in a virtualenv OUTSIDE the repository,
+# ${BENCH_PLOT_VENV:-~/.cache/pproxy-plot/venv}, made on first use with matplotlib from PyPI
+# (pinned: the same JSON gives the same SVG bytes). BENCH_NO_PLOT=1 skips the plots.
 #
 # Environment: BENCH_SECS (measured seconds per run, default 8), BENCH_WARMUP (default 1),
 # BENCH_CONNS (default 64), BENCH_NO_BUILD=1 (use the binaries in target/release as they are),
 # BENCH_PROXY_YAML (extra carrera.yaml lines for every pproxy started, e.g. kafkaOverrides to try
 # a producer setting without a rebuild), BENCH_VERBOSE=1 (show the load generator's progress lines), PPROXY_BIN and LOADGEN_BIN (binaries
 # other than target/release/{pproxy,loadgen}), KAFKA (127.0.0.1:9092),
-# NAMESRV (127.0.0.1:9876).
+# NAMESRV (127.0.0.1:9876), BENCH_SWEEP_CONNS ("1 4 16 64 256"), BENCH_DELAY_MS (2000),
+# BENCH_PLOTS (docs/bench), BENCH_PLOT_VENV, BENCH_NO_PLOT=1.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,6 +69,7 @@ LOADGEN=${LOADGEN_BIN:-$ROOT/target/release/loadgen}
 PROXY_PID=
 PROXY_DIR=
 PROXY_ADDR=
+PROXY_ADMIN=
 cleanup() {
   stop_proxy
 }
@@ -69,6 +91,7 @@ start_proxy() {
   pproxy_start "$PROXY_DIR" c.yaml
   PROXY_PID=$PPROXY_PID
   PROXY_ADDR=127.0.0.1:$port
+  PROXY_ADMIN=127.0.0.1:$admin
   pproxy_wait_ready "$admin" 60 "$PROXY_PID" "$PROXY_DIR/console.log" || die "pproxy did not start"
   log "pproxy pid $PROXY_PID on $PROXY_ADDR ($PROXY_DIR)"
 }
@@ -365,6 +388,154 @@ bench_perf() {
     grep '%' | tee -a "$OUT/perf-top.txt"
 }
 
+# Throughput against connections (the plot of scripts/plot.py): one run per point, direct then
+# pproxy, short windows; stale points of an earlier sweep of the same backend are removed first.
+bench_sweep() {
+  local be t ab c secs=${BENCH_SECS:-4} direct=()
+  local conns_list=${BENCH_SWEEP_CONNS:-1 4 16 64 256}
+  local common=(--secs "$secs" --warmup "$WARMUP" --size 100)
+  for be in kafka rmq; do
+    rm -f "$OUT"/sweep-"$be"-c*.json
+    if [[ $be == kafka ]]; then
+      scripts/stack.sh up kafka
+      broker_pids kafka
+      t=bench-sweep-kafka-$(stamp)
+      scripts/stack.sh kafka-topic "$t" 4 >/dev/null
+      start_proxy "$(kafka_config "$t")"
+      direct=(direct-kafka --bootstrap "$KAFKA")
+    else
+      scripts/stack.sh up rocketmq
+      broker_pids rocketmq
+      t=bench-sweep-rmq-$(stamp)
+      ab=bench-sweep-rmq-ab-$(stamp)
+      scripts/stack.sh rocketmq-topic "$t" 4 >/dev/null
+      scripts/stack.sh rocketmq-topic "$ab" 4 >/dev/null
+      start_proxy "$(rocketmq_config "$t" "$ab")"
+      direct=(direct-rocketmq --namesrv "$NAMESRV")
+    fi
+    record_env sweep
+    for c in $conns_list; do
+      lg "sweep-$be-c$c-direct" "${direct[@]}" --topic "$t" "${common[@]}" --conns "$c"
+      proxy_run "sweep-$be-c$c-proxy" --topic "$t" "${common[@]}" --conns "$c"
+    done
+    stop_proxy
+  done
+  record_env sweep
+}
+
+# scrape_delay FILE: pproxy's delay metrics (the lateness histogram, pending) as JSON in FILE.
+scrape_delay() {
+  curl -sf --max-time 5 "http://$PROXY_ADMIN/metrics" | python3 -c '
+import json, re, sys
+out = {"buckets": [], "count": 0, "sum": 0.0, "pending": 0.0}
+for line in sys.stdin:
+    m = re.match(r"pproxy_delay_fire_lateness_seconds_bucket\{le=\"([^\"]+)\"\} (\S+)", line)
+    if m:
+        out["buckets"].append([m.group(1), int(float(m.group(2)))])
+    elif line.startswith("pproxy_delay_fire_lateness_seconds_count"):
+        out["count"] = int(float(line.split()[-1]))
+    elif line.startswith("pproxy_delay_fire_lateness_seconds_sum"):
+        out["sum"] = float(line.split()[-1])
+    elif re.match(r"pproxy_delay_pending(\{.*\})? ", line):
+        out["pending"] += float(line.split()[-1])
+json.dump(out, sys.stdout)
+' >"$1" || die "scraping http://$PROXY_ADMIN/metrics failed"
+}
+
+# Delay adds at max rate through Thrift, then the lateness of their fires: the difference of
+# the lateness histogram between a scrape before the adds and one after nothing is pending
+# (delay-lateness.json). Fires/s is from scrapes every 0.5 s while they fall due; they fall due
+# at the rate they were added, so it is bounded by the add rate.
+bench_delay() {
+  local d t before=$OUT/logs/delay-metrics-before.json after=$OUT/logs/delay-metrics-after.json
+  local delay_ms=${BENCH_DELAY_MS:-2000} wait_end now count base first=0 t_first=0 last=0 t_last=0
+  mkdir -p "$OUT/logs"
+  scripts/stack.sh up kafka
+  broker_pids kafka
+  t=bench-delay-out-$(stamp)
+  d=bench-delay-$(stamp)
+  scripts/stack.sh kafka-topic "$t" 4 >/dev/null
+  scripts/stack.sh kafka-topic "$d" 4 >/dev/null
+  start_proxy "$(kafka_config "$t" "$d")"
+  record_env delay
+  scrape_delay "$before"
+  proxy_run delay-adds-proxy --topic "$d" --secs "$SECS" --warmup "$WARMUP" --size 100 --conns "$CONNS" \
+    --method delay --delay-ms "$delay_ms"
+  # Until nothing is pending, at most the delay plus 120 s.
+  base=$(jq .count "$before")
+  wait_end=$((SECONDS + delay_ms / 1000 + 120))
+  while :; do
+    scrape_delay "$after"
+    now=$(date +%s.%N)
+    count=$(jq .count "$after")
+    if ((count > base)); then
+      [[ $first != 0 ]] || first=$count t_first=$now
+      ((count <= last)) || last=$count t_last=$now
+      [[ $(jq '.pending == 0' "$after") != true ]] || break
+    fi
+    if ((SECONDS >= wait_end)); then
+      log "delay: still $(jq .pending "$after") pending after waiting; lateness of the fires so far"
+      break
+    fi
+    sleep 0.5
+  done
+  python3 - "$before" "$after" "$OUT/delay-adds-proxy.json" "$delay_ms" "$first" "$t_first" "$last" "$t_last" \
+    >"$OUT/delay-lateness.json" <<'EOF'
+import json, sys, time
+b, a, adds = (json.load(open(p)) for p in sys.argv[1:4])
+delay_ms, first, t_first = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+last, t_last = int(sys.argv[7]), float(sys.argv[8])
+base = dict(b["buckets"])
+buckets = [[le, n - base.get(le, 0)] for le, n in a["buckets"]]  # cumulative, as scraped
+fires = a["count"] - b["count"]
+rate = (last - first) / (t_last - t_first) if t_last > t_first else None
+def bound(q):  # the upper bound (seconds) of the bucket that holds the q-quantile
+    for le, n in buckets:
+        if fires and n >= q * fires:
+            return le
+    return None
+json.dump({
+    "tool": "bench-delay", "delay_ms": delay_ms, "fires": fires,
+    "sum_s": round(a["sum"] - b["sum"], 3),
+    "mean_ms": round((a["sum"] - b["sum"]) / fires * 1000, 2) if fires else None,
+    "p50_le": bound(0.5), "p99_le": bound(0.99), "p999_le": bound(0.999),
+    "buckets": buckets, "pending_after": a["pending"],
+    "adds": adds["ok_msgs"], "adds_per_s": adds["throughput"],
+    "fires_per_s": round(rate, 1) if rate else None,
+    "unix_time": int(time.time()), "loadavg": " ".join(open("/proc/loadavg").read().split()[:3]),
+}, sys.stdout, indent=2)
+print()
+EOF
+  jq -r '"delay: \(.fires) fires, \(.fires_per_s) fires/s, lateness p50 <= \(.p50_le) s, p99 <= \(.p99_le) s, p99.9 <= \(.p999_le) s, mean \(.mean_ms) ms, pending after \(.pending_after)"' \
+    "$OUT/delay-lateness.json" >&2
+  record_env delay
+  stop_proxy
+}
+
+# ------------------------------------------------------------------ plots
+
+# plot_venv: the virtualenv of scripts/plot.py, outside the repository, made on first use.
+PLOT_VENV=${BENCH_PLOT_VENV:-$HOME/.cache/pproxy-plot/venv}
+MATPLOTLIB_VERSION=3.11.2 # pinned: another version may draw the same JSON differently
+plot_venv() {
+  local py=${PYTHON:-python3}
+  if [[ -x $PLOT_VENV/bin/python ]] &&
+    "$PLOT_VENV/bin/python" -c "import sys, matplotlib; sys.exit(matplotlib.__version__ != '$MATPLOTLIB_VERSION')" 2>/dev/null; then
+    return 0
+  fi
+  log "preparing virtualenv $PLOT_VENV (matplotlib $MATPLOTLIB_VERSION)"
+  mkdir -p "$(dirname "$PLOT_VENV")"
+  [[ -x $PLOT_VENV/bin/python ]] || "$py" -m venv "$PLOT_VENV"
+  "$PLOT_VENV/bin/python" -m pip install -q --disable-pip-version-check "matplotlib==$MATPLOTLIB_VERSION" >&2
+}
+
+# plots: the SVGs of docs/bench/ from the JSON summaries in $OUT (scripts/plot.py).
+plots() {
+  [[ ${BENCH_NO_PLOT:-0} == 1 ]] && return 0
+  plot_venv || die "no virtualenv for the plots ($PLOT_VENV); BENCH_NO_PLOT=1 skips them"
+  "$PLOT_VENV/bin/python" scripts/plot.py "$OUT" "${BENCH_PLOTS:-$ROOT/docs/bench}"
+}
+
 # ------------------------------------------------------------------ tables
 
 tables() {
@@ -465,6 +636,16 @@ if load("cluster-adds-single-r1"):
             print(f"| {label} | {r} | {k(a['throughput'])} | {k(b['throughput'])} | **{b['throughput']/max(a['throughput'],1):.2f}** "
                   f"| {al['p50']} / {al['p99']} | {bl['p50']} / {bl['p99']} "
                   f"| {(a['proxy_cpu'] or {}).get('us_per_msg','-')} / {(b['proxy_cpu'] or {}).get('us_per_msg','-')} |")
+if load("delay-lateness"):
+    d, a = load("delay-lateness"), load("delay-adds-proxy") or {}
+    print("\n### Delay: sendDelaySync adds at max rate, then their fires, Kafka, one node, 100 B\n")
+    print("| conns | adds/s | add p50 / p99 / p99.9 µs | pproxy CPU µs/add | due after | fires | fires/s | lateness p50 / p99 / p99.9 (bucket bound) | mean lateness | pending after |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    al = a.get("latency_us") or {}
+    def le(v): return "-" if v is None else ("∞" if v == "+Inf" else f"≤ {float(v) * 1000:g} ms")
+    print(f"| {a.get('conns', '-')} | {k(d['adds_per_s'])} | {al.get('p50', '-')} / {al.get('p99', '-')} / {al.get('p999', '-')} "
+          f"| {us(a, 'proxy_cpu')} | {d['delay_ms']} ms | {d['fires']} | {d['fires_per_s'] or '-'} "
+          f"| {le(d['p50_le'])} / {le(d['p99_le'])} / {le(d['p999_le'])} | {d['mean_ms']} ms | {d['pending_after']:.0f} |")
 for f in sorted(os.listdir(out)):
     if f.startswith("env-"):
         print(f"\n{f}:\n" + open(os.path.join(out, f)).read().rstrip())
@@ -486,11 +667,36 @@ case $MODE in
     [[ $MODE == rocketmq ]] || bench_kafka
     [[ $MODE == kafka ]] || bench_rocketmq
     tables | tee "$OUT/tables-$MODE.md"
+    plots
     ;;
   kafka-max)
     build
     bench_kafka max
     tables | tee "$OUT/tables-$MODE.md"
+    plots
+    ;;
+  sweep)
+    build
+    bench_sweep
+    plots
+    ;;
+  delay)
+    build
+    bench_delay
+    tables | tee "$OUT/tables-delay.md"
+    plots
+    ;;
+  all)
+    start=$SECONDS
+    build
+    built=$SECONDS
+    bench_kafka
+    bench_rocketmq
+    bench_sweep
+    bench_delay
+    tables | tee "$OUT/tables-all.md"
+    plots
+    log "all: $(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s wall time, $((built - start)) s of it the build"
     ;;
   smoke)
     build
@@ -504,14 +710,20 @@ case $MODE in
     build
     bench_tls
     tables | tee "$OUT/tables-tls.md"
+    plots
     ;;
   cluster)
     build
     bench_cluster
     tables | tee "$OUT/tables-cluster.md"
+    plots
     ;;
   table)
     tables
+    plots
     ;;
-  *) die "usage: $0 [full|kafka|kafka-max|rocketmq|smoke|tls|cluster|perf|table]" ;;
+  plot)
+    plots
+    ;;
+  *) die "usage: $0 [full|kafka|kafka-max|rocketmq|smoke|tls|cluster|perf|sweep|delay|all|table|plot]" ;;
 esac
