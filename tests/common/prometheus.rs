@@ -12,6 +12,68 @@ use pproxy::proto::{Call, DelayMessage, Message};
 
 use super::{admin_get, call, delay_cancel, free_port, msg, unknown_method_frame, Proxy};
 
+/// Whether a family is a histogram: Prometheus names its series `<family>_count`, ...
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A counter or gauge: one series name.
+    Plain,
+    /// A histogram: `_bucket`, `_sum` and `_count` series.
+    Histogram,
+}
+
+/// Every family pproxy declares: operations.md §5, then the few it adds (store health, the
+/// wheel's loaded and in-flight counts, refused connections). The one list both metrics tests
+/// check (tests/hermetic/metrics.rs on the page, tests/stack/prometheus.rs through Prometheus).
+pub const FAMILIES: &[(&str, Kind)] = &[
+    ("pproxy_build_info", Kind::Plain),
+    ("pproxy_requests_total", Kind::Plain),
+    ("pproxy_messages_total", Kind::Plain),
+    ("pproxy_request_duration_seconds", Kind::Histogram),
+    ("pproxy_inflight_requests", Kind::Plain),
+    ("pproxy_broker_send_duration_seconds", Kind::Histogram),
+    ("pproxy_broker_sends_total", Kind::Plain),
+    ("pproxy_broker_retries_total", Kind::Plain),
+    ("pproxy_route_refresh_total", Kind::Plain),
+    ("pproxy_rate_limit_total", Kind::Plain),
+    ("pproxy_rpc_batch_size", Kind::Histogram),
+    ("pproxy_autobatch_size", Kind::Histogram),
+    ("pproxy_autobatch_bytes", Kind::Histogram),
+    ("pproxy_batch_partial_total", Kind::Plain),
+    ("pproxy_connections", Kind::Plain),
+    ("pproxy_connections_accepted_total", Kind::Plain),
+    ("pproxy_connections_rejected_total", Kind::Plain),
+    ("pproxy_connections_closed_total", Kind::Plain),
+    ("pproxy_frames_total", Kind::Plain),
+    ("pproxy_protocol_errors_total", Kind::Plain),
+    ("pproxy_delay_adds_total", Kind::Plain),
+    ("pproxy_delay_cancels_total", Kind::Plain),
+    ("pproxy_delay_pending", Kind::Plain),
+    ("pproxy_delay_loaded", Kind::Plain),
+    ("pproxy_delay_inflight", Kind::Plain),
+    ("pproxy_delay_fired_total", Kind::Plain),
+    ("pproxy_delay_skipped_total", Kind::Plain),
+    ("pproxy_delay_dead_letters", Kind::Plain),
+    ("pproxy_delay_fire_lateness_seconds", Kind::Histogram),
+    ("pproxy_delay_fired_through_lag_seconds", Kind::Plain),
+    ("pproxy_delay_commit_duration_seconds", Kind::Histogram),
+    ("pproxy_delay_commit_group_size", Kind::Histogram),
+    ("pproxy_delay_store_errors_total", Kind::Plain),
+    ("pproxy_delay_store_failed", Kind::Plain),
+    ("pproxy_delay_store_reopens_total", Kind::Plain),
+    ("pproxy_config_reloads_total", Kind::Plain),
+    ("pproxy_config_generation", Kind::Plain),
+    ("pproxy_zk_connected", Kind::Plain),
+    ("pproxy_topics_admitted", Kind::Plain),
+];
+
+/// A family's series name as Prometheus queries it (a histogram by its `_count`).
+pub fn series(family: &str, kind: Kind) -> String {
+    match kind {
+        Kind::Plain => family.to_string(),
+        Kind::Histogram => format!("{family}_count"),
+    }
+}
+
 /// A Prometheus server on a free port, stopped on drop.
 pub struct Prometheus {
     child: Child,

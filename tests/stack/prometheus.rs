@@ -4,50 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::prometheus::{everyday_traffic, Prometheus};
+use crate::common::prometheus::{everyday_traffic, series, Prometheus, FAMILIES};
 use crate::common::*;
 use pproxy::proto::Call;
-
-/// Every family of operations.md §5, as Prometheus names its series (histograms by `_count`).
-const FAMILIES: &[&str] = &[
-    "pproxy_build_info",
-    "pproxy_requests_total",
-    "pproxy_messages_total",
-    "pproxy_request_duration_seconds_count",
-    "pproxy_inflight_requests",
-    "pproxy_broker_send_duration_seconds_count",
-    "pproxy_broker_sends_total",
-    "pproxy_broker_retries_total",
-    "pproxy_route_refresh_total",
-    "pproxy_rate_limit_total",
-    "pproxy_rpc_batch_size_count",
-    "pproxy_autobatch_size_count",
-    "pproxy_autobatch_bytes_count",
-    "pproxy_batch_partial_total",
-    "pproxy_connections",
-    "pproxy_connections_accepted_total",
-    "pproxy_connections_rejected_total",
-    "pproxy_connections_closed_total",
-    "pproxy_frames_total",
-    "pproxy_protocol_errors_total",
-    "pproxy_delay_adds_total",
-    "pproxy_delay_cancels_total",
-    "pproxy_delay_pending",
-    "pproxy_delay_loaded",
-    "pproxy_delay_inflight",
-    "pproxy_delay_fired_total",
-    "pproxy_delay_skipped_total",
-    "pproxy_delay_dead_letters",
-    "pproxy_delay_fire_lateness_seconds_count",
-    "pproxy_delay_fired_through_lag_seconds",
-    "pproxy_delay_commit_duration_seconds_count",
-    "pproxy_delay_commit_group_size_count",
-    "pproxy_delay_store_errors_total",
-    "pproxy_config_reloads_total",
-    "pproxy_config_generation",
-    "pproxy_zk_connected",
-    "pproxy_topics_admitted",
-];
 
 /// A local config with a Kafka and a RocketMQ cluster: an ordinary topic on each, a delay topic,
 /// and a topic limited to 1 message per second.
@@ -128,7 +87,7 @@ async fn a_real_prometheus_scrapes_every_family() {
     }
 
     let until = Instant::now() + Duration::from_secs(60);
-    let mut missing: Vec<&str> = FAMILIES.to_vec();
+    let mut missing: Vec<String> = FAMILIES.iter().map(|&(f, k)| series(f, k)).collect();
     while !missing.is_empty() {
         missing.retain(|family| {
             let v = prom.query(family);
