@@ -176,23 +176,23 @@ async fn dispatch(app: &Admin, req: Request, loopback: bool) -> Response {
             }
         };
     }
+    let forwarded = req
+        .headers()
+        .contains_key(crate::delay::cluster::forward::FORWARDED_HEADER);
     match (req.method(), path) {
         (&Method::GET, "/health") => pages::health(),
         (&Method::GET, "/ready") => pages::ready(app),
         (&Method::GET, "/status") => pages::status(app),
         (&Method::GET, "/metrics") => pages::metrics(app, req.headers()),
-        (&Method::GET, "/delay/dead") => pages::delay_dead(app, query).await,
+        (&Method::GET, "/delay/dead") => pages::delay_dead(app, query, forwarded).await,
         (&Method::GET, "/delay/cluster") => pages::delay_cluster(app),
         (&Method::GET, p) if p == "/ui" || p.starts_with("/ui/") => console::get(app, p),
         (&Method::GET, p) if p.starts_with("/delay/") => {
-            let forwarded = req
-                .headers()
-                .contains_key(crate::delay::cluster::forward::FORWARDED_HEADER);
             pages::delay_status(app, &p["/delay/".len()..], forwarded).await
         }
         (&Method::POST, "/loglevel") => pages::loglevel(query),
         (&Method::POST, p) if p.starts_with("/delay/dead/") => {
-            pages::delay_dead_action(app, &p["/delay/dead/".len()..]).await
+            pages::delay_dead_action(app, &p["/delay/dead/".len()..], forwarded).await
         }
         _ => json(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
     }

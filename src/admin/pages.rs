@@ -4,7 +4,10 @@
 use serde_json::json;
 
 use super::Admin;
-use crate::http::{header, json, respond, HeaderMap, Response, StatusCode, TEXT};
+use crate::http::{
+    header, json, respond, with_header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode,
+    TEXT,
+};
 use crate::metrics::scrape::{render, Format};
 
 /// A JSON body the delay service already rendered, with its status code.
@@ -117,8 +120,9 @@ pub(super) async fn delay_status(app: &Admin, raw_id: &str, forwarded: bool) -> 
     rendered(service.status(&decoded(raw_id), forwarded, token).await)
 }
 
-/// `GET /delay/dead?topic=&limit=`.
-pub(super) async fn delay_dead(app: &Admin, query: &str) -> Response {
+/// `GET /delay/dead?topic=&limit=`: in cluster mode every node's, unless `forwarded`; a list
+/// with parts missing says why in `X-Pproxy-Incomplete`.
+pub(super) async fn delay_dead(app: &Admin, query: &str, forwarded: bool) -> Response {
     let service = &app.delay;
     let topic = query_param(query, "topic")
         .filter(|t| !t.is_empty())
@@ -126,11 +130,37 @@ pub(super) async fn delay_dead(app: &Admin, query: &str) -> Response {
     let limit = query_param(query, "limit")
         .and_then(|l| l.parse().ok())
         .unwrap_or(100);
-    rendered(service.dead_letters(topic, limit).await)
+    let settings = app.live.settings();
+    let token = settings.server.admin_token.as_deref();
+    let list = service.dead_letters(topic, limit, forwarded, token).await;
+    let r = rendered(list.answer);
+    match list.incomplete.map(|why| header_text(&why)) {
+        Some(why) => with_header(r, HeaderName::from_static(INCOMPLETE), why),
+        None => r,
+    }
 }
 
-/// `POST /delay/dead/{id}/{k}/redrive|purge`.
-pub(super) async fn delay_dead_action(app: &Admin, rest: &str) -> Response {
+/// The header naming what a cluster-wide dead-letter list is missing.
+pub(super) const INCOMPLETE: &str = "x-pproxy-incomplete";
+
+/// `text` as a header value: visible ASCII, other characters replaced by `?`.
+fn header_text(text: &str) -> HeaderValue {
+    let clean: String = text
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("incomplete"))
+}
+
+/// `POST /delay/dead/{id}/{k}/redrive|purge` (sent on to the owner in cluster mode unless
+/// `forwarded`).
+pub(super) async fn delay_dead_action(app: &Admin, rest: &str, forwarded: bool) -> Response {
     let parts: Vec<&str> = rest.rsplitn(3, '/').collect();
     let (Some(action), Some(k), Some(id)) = (parts.first(), parts.get(1), parts.get(2)) else {
         return json(
@@ -144,7 +174,13 @@ pub(super) async fn delay_dead_action(app: &Admin, rest: &str) -> Response {
             &json!({"error": "k must be a number"}),
         );
     };
-    rendered(app.delay.dead_action(decoded(id), k, action).await)
+    let settings = app.live.settings();
+    let token = settings.server.admin_token.as_deref();
+    rendered(
+        app.delay
+            .dead_action(decoded(id), k, action, forwarded, token)
+            .await,
+    )
 }
 
 /// `GET /metrics`: every family, in the format the scraper's `Accept` asks for.

@@ -498,6 +498,11 @@ pub struct ClusterSettings {
     /// when the admin port listens on loopback or all addresses, else `<adminBindAddr>:<adminPort>`.
     #[serde(deserialize_with = "blank_none")]
     pub advertised_admin: Option<String>,
+    /// CA bundle, PEM, that peers' admin certificates are verified against when calls are
+    /// forwarded over TLS (`server.adminTls`); blank = `tls.clientCaFile`, else the
+    /// certificates of `tls.certFile`.
+    #[serde(deserialize_with = "blank_none")]
+    pub admin_ca_file: Option<PathBuf>,
 }
 
 impl Default for ClusterSettings {
@@ -513,6 +518,7 @@ impl Default for ClusterSettings {
             group: None,
             node_name: None,
             advertised_admin: None,
+            admin_ca_file: None,
         }
     }
 }

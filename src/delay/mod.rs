@@ -3,6 +3,7 @@
 //! proxy's writer.
 
 pub mod cluster;
+pub mod dead;
 pub mod id;
 mod metrics;
 mod request;

@@ -131,6 +131,10 @@ async fn handle_clustered(
     inner_topic_num: i64,
 ) -> (Code, String) {
     let journal_failed = |e: &cluster::ClusterError| {
+        if let cluster::ClusterError::Full(_) = e {
+            // `maxPending` reached cluster-wide: the code single-node answers (SchedError::Full).
+            return Code::RateLimited;
+        }
         tracing::warn!(error = %e, "delay journal append failed");
         Code::Failed
     };

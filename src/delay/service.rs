@@ -200,54 +200,109 @@ impl DelayService {
         }
     }
 
-    /// `GET /delay/dead`: dead letters of this node, the oldest first, at most `limit`.
-    pub async fn dead_letters(&self, topic: Option<String>, limit: usize) -> Answer {
-        if self.backend().is_none() {
-            return not_open();
-        }
-        let scheds = self.local_schedulers();
-        let merged = scheds.len() > 1;
-        let mut list = Vec::new();
-        for sched in scheds {
-            match sched.dead_letters(topic.clone(), limit).await {
-                Ok(l) => list.extend(l),
-                Err(e) => return error(500, json!({"error": e.to_string()})),
+    /// `GET /delay/dead`: dead letters, the oldest first, at most `limit`. In cluster mode those of
+    /// every partition: this node's, plus every other member's unless this query was itself
+    /// `forwarded` (asked with `admin_token`); each entry names its `journalPartition` and
+    /// `servedBy`.
+    pub async fn dead_letters(
+        &self,
+        topic: Option<String>,
+        limit: usize,
+        forwarded: bool,
+        admin_token: Option<&str>,
+    ) -> super::dead::DeadList {
+        let whole = |answer| super::dead::DeadList {
+            answer,
+            incomplete: None,
+        };
+        let (parts, cluster) = match self.backend() {
+            None => return whole(not_open()),
+            Some(Backend::Single(s)) => (vec![(None, s.clone())], None),
+            Some(Backend::Cluster(c)) => {
+                let owned: Vec<_> = c
+                    .owned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .filter_map(|o| Some((Some(o.partition), o.engine()?)))
+                    .collect();
+                (owned, Some(c))
             }
+        };
+        let mut owned_partitions = Vec::new();
+        let mut partitions = Vec::new();
+        for (p, sched) in parts {
+            let list = match sched.dead_letters(topic.clone(), limit).await {
+                Ok(l) => l,
+                Err(e) => return whole(error(500, json!({"error": e.to_string()}))),
+            };
+            let items: Vec<_> = list
+                .iter()
+                .map(|d| {
+                    let mut v = json!({"id": d.id, "k": d.k, "topic": d.record.topic, "key": d.record.occurrence_id(d.k),
+                                       "code": d.code, "msg": d.msg, "deadMs": d.dead_ms});
+                    if let (Some(p), Some(c)) = (p, cluster) {
+                        v["journalPartition"] = json!(p);
+                        v["servedBy"] = json!(c.node);
+                    }
+                    v
+                })
+                .collect();
+            owned_partitions.extend(p);
+            partitions.push(items);
         }
-        if merged {
-            // Several partitions in cluster mode: the oldest first, at most `limit` in all.
-            list.sort_by_key(|d| d.dead_ms);
-            list.truncate(limit);
+        match cluster {
+            Some(c) if !forwarded => {
+                let local = super::dead::merge(partitions, limit);
+                super::dead::cluster_list(
+                    c,
+                    local,
+                    owned_partitions,
+                    topic.as_deref(),
+                    limit,
+                    admin_token,
+                )
+                .await
+            }
+            _ => whole((
+                200,
+                json!(super::dead::merge(partitions, limit)).to_string(),
+            )),
         }
-        let items: Vec<_> = list
-            .iter()
-            .map(|d| {
-                json!({"id": d.id, "k": d.k, "topic": d.record.topic, "key": d.record.occurrence_id(d.k),
-                       "code": d.code, "msg": d.msg, "deadMs": d.dead_ms})
-            })
-            .collect();
-        (200, json!(items).to_string())
     }
 
-    /// `POST /delay/dead/{id}/{k}/redrive|purge` on the scheduler that holds `id`.
-    pub async fn dead_action(&self, id: String, k: u64, action: &str) -> Answer {
-        let sched = match self.backend() {
+    /// `POST /delay/dead/{id}/{k}/redrive|purge` on the scheduler that holds `id`. In cluster
+    /// mode a node that does not own the id's partition sends it on to the owner (with
+    /// `admin_token`) unless it was itself `forwarded`, and answers the owner's answer.
+    pub async fn dead_action(
+        &self,
+        id: String,
+        k: u64,
+        action: &str,
+        forwarded: bool,
+        admin_token: Option<&str>,
+    ) -> Answer {
+        let (sched, tag) = match self.backend() {
             None => return not_open(),
-            Some(Backend::Single(s)) => s.clone(),
+            Some(Backend::Single(s)) => (s.clone(), None),
             Some(Backend::Cluster(c)) => {
                 let p = c.partition_of_id(&scheduler::DelayId::canonical_of(&id));
                 match c.owned(p).and_then(|o| o.engine()) {
-                    Some(e) => e,
-                    None => {
+                    Some(e) => (e, Some((p, c.node.clone()))),
+                    None if forwarded => {
+                        // Ownership moved while the call was forwarded: the caller may try again.
                         return error(
                             503,
                             json!({"error": "this node does not own the id's journal partition", "journalPartition": p}),
-                        )
+                        );
+                    }
+                    None => {
+                        return super::dead::forward_action(c, p, &id, k, action, admin_token).await
                     }
                 }
             }
         };
-        match action {
+        let answer = match action {
             "redrive" => match sched.redrive(id, k).await {
                 Ok(Some(out)) => {
                     let (code, msg) = super::sink::code_and_msg(&out);
@@ -262,6 +317,10 @@ impl DelayService {
                 Err(e) => error(500, json!({"error": e.to_string()})),
             },
             _ => error(404, json!({"error": "unknown action"})),
+        };
+        match tag {
+            Some((p, node)) => super::dead::tagged(answer, p, &node),
+            None => answer,
         }
     }
 
@@ -297,17 +356,7 @@ async fn clustered_status(
 ) -> Answer {
     let canonical = scheduler::DelayId::canonical_of(raw_id);
     let p = cluster.partition_of_id(&canonical);
-    let with_partition =
-        |(code, body): Answer, by: &str| match serde_json::from_str::<serde_json::Value>(&body) {
-            Ok(mut v) if v.is_object() => {
-                v["journalPartition"] = json!(p);
-                if v.get("servedBy").is_none() {
-                    v["servedBy"] = json!(by);
-                }
-                (code, v.to_string())
-            }
-            _ => (code, body),
-        };
+    let with_partition = |answer: Answer, by: &str| super::dead::tagged(answer, p, by);
     if let Some(engine) = cluster.owned(p).and_then(|o| o.engine()) {
         return with_partition(super::status::of(&engine, raw_id).await, &cluster.node);
     }
@@ -318,20 +367,18 @@ async fn clustered_status(
             json!({"error": "not the owner of this id's partition", "journalPartition": p}),
         );
     }
-    let owner = cluster
-        .members()
-        .await
-        .into_iter()
-        .find(|(_, parts)| parts.contains(&p))
-        .and_then(|(client_id, _)| super::cluster::forward::member_address(&client_id));
-    let Some((node, admin)) = owner else {
+    let Some((node, admin)) = cluster.owner_of(p).await else {
         return error(
             503,
             json!({"error": "no node owns this id's partition now", "journalPartition": p}),
         );
     };
     let path = format!("/delay/{raw_id}");
-    match super::cluster::forward::get(&admin, &path, admin_token).await {
+    let got = cluster
+        .peers
+        .call(crate::http::Method::GET, &admin, &path, admin_token)
+        .await;
+    match got {
         Ok(r) => with_partition(r, &node),
         Err(e) => error(
             503,

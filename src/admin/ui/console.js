@@ -108,7 +108,7 @@
       $('auth').hidden = false;
       throw new AuthNeeded('token needed');
     }
-    return { status: r.status, ok: r.ok, body };
+    return { status: r.status, ok: r.ok, body, headers: r.headers };
   }
 
   function showError(e) {
@@ -380,7 +380,10 @@
       $('dead-count').textContent = '';
       return;
     }
-    $('dead-count').textContent = r.body.length + ' shown' + (topic ? ' for topic ' + topic : '');
+    // Cluster mode: a member that did not answer is named, never silently left out.
+    const missing = r.headers.get('X-Pproxy-Incomplete');
+    $('dead-count').textContent = r.body.length + ' shown' + (topic ? ' for topic ' + topic : '') +
+      (missing ? ' (incomplete: ' + missing + ')' : '');
     if (!r.body.length) { empty(list, 8, topic ? 'no dead letters for topic ' + topic : 'no dead letters'); return; }
     list.replaceChildren(...r.body.map((x) => el('tr', { 'data-id': x.id, 'data-k': x.k },
       el('td', null, el('a', { href: delayHref(x.id), class: 'mono internal' }, x.id)),
@@ -414,7 +417,7 @@
     body.replaceChildren(el('table', { class: 'kv' }, info),
       el('table', null, el('thead', null, row(...['partition', 'owner', 'epoch', 'state', 'pending', 'loaded', 'fired-through lag']
         .map((h) => el('th', { class: h === 'owner' || h === 'state' ? '' : 'num' }, h)))), tb),
-      el('p', { class: 'muted' }, 'Partitions owned by other nodes are shown by their own consoles.'));
+      el('p', { class: 'muted' }, 'Partitions owned by other nodes are shown by their own consoles; dead letters of every node are listed under Dead letters.'));
   }
 
   // ------------------------------------------------------------------ refresh loop

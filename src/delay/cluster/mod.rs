@@ -7,6 +7,7 @@ pub mod forward;
 pub mod journal;
 pub mod owner;
 pub mod partition;
+pub mod pending;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -40,6 +41,9 @@ pub enum ClusterError {
     /// The partition's store failed.
     #[error("partition store: {0}")]
     Store(String),
+    /// `scheduler.maxPending` reached cluster-wide (docs/CLUSTER.md, "maxPending").
+    #[error("too many pending records in the cluster ({0})")]
+    Full(i64),
 }
 
 /// State of one partition this node owns.
@@ -139,6 +143,10 @@ pub struct Cluster {
     /// The process's tasks: every task of cluster mode is spawned through them.
     tasks: Tasks,
     membership: Mutex<Option<owner::Membership>>,
+    /// How forwarded admin calls reach the other nodes (TLS with `server.adminTls`).
+    pub peers: forward::Peers,
+    /// The cluster-wide pending count `maxPending` is checked against.
+    pub pending: pending::PendingTotal,
 }
 
 /// What `add` or `cancel` answers when the journal append failed.
@@ -190,6 +198,8 @@ impl Cluster {
             pc.set(k, v);
         }
         let producer: FutureProducer = pc.create()?;
+        let peers = forward::Peers::from_settings(settings)
+            .map_err(|e| ClusterError::Config(e.to_string()))?;
         let partitions = ensure_topic(&bootstrap, &overrides, &topic, cs, tasks).await?;
         Ok(Arc::new(Cluster {
             topic,
@@ -210,6 +220,8 @@ impl Cluster {
             stop: tasks.phase(),
             tasks: tasks.clone(),
             membership: Mutex::new(None),
+            peers,
+            pending: pending::PendingTotal::default(),
         }))
     }
 
@@ -217,6 +229,9 @@ impl Cluster {
     pub fn start(self: &Arc<Self>) -> Result<(), ClusterError> {
         let m = owner::Membership::start(self.clone(), tokio::runtime::Handle::current())?;
         *self.membership.lock().unwrap_or_else(|e| e.into_inner()) = Some(m);
+        let me = self.clone();
+        self.tasks
+            .spawn_until_shutdown(async move { pending::refresh(me).await });
         Ok(())
     }
 
@@ -264,14 +279,21 @@ impl Cluster {
         });
     }
 
-    /// Journals an add; answered once the broker has it.
+    /// Journals an add; answered once the broker has it. Refused while the cluster-wide pending
+    /// count is at `scheduler.maxPending` or above.
     pub async fn add(&self, id: String, record: Record) -> Result<(), ClusterError> {
+        let limit = self.sink.live.settings().scheduler.max_pending;
+        if let Some(total) = self.pending.refuses(limit) {
+            return Err(ClusterError::Full(total));
+        }
         let p = journal::partition_of(&record.id.uuid, self.partitions);
         let e = Entry::Add {
             id,
             record: Box::new(record),
         };
-        self.append(p, &e).await.map(|_| ())
+        self.append(p, &e).await?;
+        self.pending.accepted();
+        Ok(())
     }
 
     /// Journals a cancel of a canonical id; its outcome is decided by the owner when applied.
@@ -294,6 +316,38 @@ impl Cluster {
     /// Partition of a canonical id.
     pub fn partition_of_id(&self, canonical: &str) -> i32 {
         journal::partition_of_id(canonical, self.partitions)
+    }
+
+    /// Pending count of the partitions this node owns and fires.
+    pub fn local_pending(&self) -> i64 {
+        self.owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(|o| o.engine())
+            .map(|e| e.stats().pending.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Node name and admin address of the member that owns partition `p` now.
+    pub async fn owner_of(self: &Arc<Self>, p: i32) -> Option<(String, String)> {
+        self.members()
+            .await
+            .into_iter()
+            .find(|(_, parts)| parts.contains(&p))
+            .and_then(|(client_id, _)| forward::member_address(&client_id))
+    }
+
+    /// The other members: (node, admin address, partitions), this node left out.
+    pub async fn other_members(self: &Arc<Self>) -> Vec<(String, String, Vec<i32>)> {
+        self.members()
+            .await
+            .into_iter()
+            .filter_map(|(client_id, parts)| {
+                let (node, admin) = forward::member_address(&client_id)?;
+                (admin != self.admin).then_some((node, admin, parts))
+            })
+            .collect()
     }
 
     /// The owned partition `p`, if this node has it.
@@ -338,6 +392,8 @@ impl Cluster {
             "journalTopic": self.topic,
             "journalPartitions": self.partitions,
             "partitions": parts,
+            // The cluster-wide pending count `maxPending` is checked against (refreshed every second).
+            "clusterPending": self.pending.get(),
         })
     }
 
