@@ -9,6 +9,7 @@
 mod common;
 
 mod cluster;
+mod cluster_cancel;
 mod drain;
 mod kafka_delay;
 mod kafka_forwarding;
