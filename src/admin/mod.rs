@@ -186,6 +186,7 @@ async fn dispatch(app: &Admin, req: Request, loopback: bool) -> Response {
         (&Method::GET, "/metrics") => pages::metrics(app, req.headers()),
         (&Method::GET, "/delay/dead") => pages::delay_dead(app, query, forwarded).await,
         (&Method::GET, "/delay/cluster") => pages::delay_cluster(app),
+        (&Method::GET, "/delay/cluster/applied") => pages::delay_cluster_applied(app, query).await,
         (&Method::GET, p) if p == "/ui" || p.starts_with("/ui/") => console::get(app, p),
         (&Method::GET, p) if p.starts_with("/delay/") => {
             pages::delay_status(app, &p["/delay/".len()..], forwarded).await

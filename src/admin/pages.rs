@@ -44,6 +44,26 @@ pub(super) fn delay_cluster(app: &Admin) -> Response {
     rendered(app.delay.cluster_json())
 }
 
+/// `GET /delay/cluster/applied?partition=&offset=&waitMs=`: asked by a node that journaled a
+/// cancel, before it answers it (src/delay/cluster/confirm.rs).
+pub(super) async fn delay_cluster_applied(app: &Admin, query: &str) -> Response {
+    let num = |name: &str| query_param(query, name).and_then(|v| v.parse::<i64>().ok());
+    let (Some(p), Some(offset)) = (num("partition"), num("offset")) else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "give ?partition=<p>&offset=<offset>"}),
+        );
+    };
+    let Ok(p) = i32::try_from(p) else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "no such partition"}),
+        );
+    };
+    let wait = std::time::Duration::from_millis(num("waitMs").unwrap_or(0).max(0) as u64);
+    rendered(app.delay.cluster_applied(p, offset, wait).await)
+}
+
 /// `POST /loglevel?filter=<filter>`.
 pub(super) fn loglevel(query: &str) -> Response {
     match query_param(query, "filter").map(crate::logging::set_filter) {

@@ -190,6 +190,12 @@ struct JournalKind {
     kind: &'static str,
 }
 
+/// Who confirmed a journaled cancel, for `pproxy_delay_cluster_cancel_confirms_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConfirmHow {
+    how: &'static str,
+}
+
 /// Cluster mode: the owned partitions' schedulers summed, and the journal's counters.
 fn cluster(e: &mut DescriptorEncoder, c: &Cluster) -> std::fmt::Result {
     let engines: Vec<scheduler::Scheduler> = {
@@ -214,6 +220,19 @@ fn cluster(e: &mut DescriptorEncoder, c: &Cluster) -> std::fmt::Result {
         "pproxy_delay_cluster_journal_appends",
         "Journal records acknowledged by the broker.",
         &appends,
+    )?;
+    let confirms: Vec<(ConfirmHow, u64)> = super::cluster::confirm::CONFIRM_LABELS
+        .iter()
+        .zip(&st.cancel_confirms)
+        .map(|(how, n)| (ConfirmHow { how }, n.load(Ordering::Relaxed)))
+        .collect();
+    counters(
+        e,
+        "pproxy_delay_cluster_cancel_confirms",
+        "Journaled cancels by who confirmed them applied before the answer: this node (local), \
+         the owner asked over its admin port (owner), nobody within the bound (unconfirmed, \
+         answered 10).",
+        &confirms,
     )?;
     for (name, help, v) in [
         (

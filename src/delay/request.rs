@@ -60,6 +60,9 @@ impl DelayService {
         let sched = match self.backend() {
             Some(Backend::Single(s)) => s,
             Some(Backend::Cluster(cluster)) => {
+                let token = self.live.settings().server.admin_token.clone();
+                let until =
+                    deadline.min(tokio::time::Instant::now() + cluster::confirm::CONFIRM_BOUND);
                 return handle_clustered(
                     cluster,
                     m,
@@ -67,8 +70,9 @@ impl DelayService {
                     now_ms,
                     principal,
                     snap.proxy.carrera.inner_topic_num,
+                    (until, token.as_deref()),
                 )
-                .await
+                .await;
             }
             None => return (Code::Failed, echo),
         };
@@ -121,7 +125,9 @@ impl DelayService {
 }
 
 /// Cluster mode: the add or cancel is journaled and answered once the broker acknowledged it;
-/// the partition's owner applies it (a cancel's topic and principal are checked there).
+/// the partition's owner applies it (a cancel's topic and principal are checked there). A
+/// cancel is answered 0 only once the owner confirmed it applied it, which `confirm` (the
+/// bound, the admin token for asking another node) allows; unconfirmed, it is answered 10.
 async fn handle_clustered(
     cluster: &Arc<cluster::Cluster>,
     m: DelayMessage,
@@ -129,6 +135,7 @@ async fn handle_clustered(
     now_ms: i64,
     principal: Option<&str>,
     inner_topic_num: i64,
+    confirm: (tokio::time::Instant, Option<&str>),
 ) -> (Code, String) {
     let journal_failed = |e: &cluster::ClusterError| {
         if let cluster::ClusterError::Full(_) = e {
@@ -147,11 +154,20 @@ async fn handle_clustered(
     }
     let topic = m.topic.unwrap_or_default();
     let canonical = DelayId::canonical_of(echo.trim());
-    match cluster
+    let (p, offset) = match cluster
         .cancel(canonical, topic, principal.map(str::to_string))
         .await
     {
+        Ok(at) => at,
+        Err(e) => return (journal_failed(&e), echo),
+    };
+    let (until, token) = confirm;
+    match cluster::confirm::applied(cluster, p, offset, until, token).await {
         Ok(()) => (Code::Ok, echo),
-        Err(e) => (journal_failed(&e), echo),
+        Err(e) => {
+            // The cancel is journaled and may still hold; a retried cancel is harmless.
+            tracing::warn!(error = %e, partition = p, offset, "delay cancel not confirmed");
+            (Code::Failed, echo)
+        }
     }
 }

@@ -174,6 +174,16 @@ impl DelayService {
         }
     }
 
+    /// `GET /delay/cluster/applied`: 200 once this node applied journal partition `p` through
+    /// `offset` (waiting up to `wait`), 503 when it does not own `p` or did not in time.
+    pub async fn cluster_applied(&self, p: i32, offset: i64, wait: Duration) -> Answer {
+        match self.backend() {
+            Some(Backend::Cluster(c)) => super::cluster::confirm::answer(c, p, offset, wait).await,
+            Some(Backend::Single(_)) => error(404, json!({"error": "cluster mode is off"})),
+            None => not_open(),
+        }
+    }
+
     /// `GET /delay/{id}`: the lifecycle of any add or occurrence id. In cluster mode it is
     /// answered by the owner of the id's journal partition, asked over its admin port (with
     /// `admin_token`) unless this query was itself `forwarded` from another node.

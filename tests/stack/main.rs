@@ -9,6 +9,7 @@
 mod common;
 
 mod cluster;
+mod cluster_cancel;
 mod cluster_parity;
 mod drain;
 mod kafka_delay;

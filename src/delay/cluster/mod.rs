@@ -3,6 +3,7 @@
 //! journal partition (consumer-group assignment) applies them to its own store and fires
 //! them through the normal writer.
 
+pub mod confirm;
 pub mod forward;
 pub mod journal;
 pub mod owner;
@@ -44,6 +45,9 @@ pub enum ClusterError {
     /// `scheduler.maxPending` reached cluster-wide (docs/CLUSTER.md, "maxPending").
     #[error("too many pending records in the cluster ({0})")]
     Full(i64),
+    /// No owner of the partition confirmed within the bound that it applied a journaled cancel.
+    #[error("cancel not confirmed by the partition's owner: {0}")]
+    Unconfirmed(String),
 }
 
 /// State of one partition this node owns.
@@ -66,6 +70,9 @@ pub struct Owned {
     pub since: std::time::Instant,
     /// How long the replay up to the claim took, ms (shown by `/delay/cluster`).
     pub replay_ms: std::sync::atomic::AtomicU64,
+    /// Journal offset this node's scheduler of the partition has applied through (-1: none
+    /// yet); a cancel is confirmed against it (confirm.rs).
+    pub applied: tokio::sync::watch::Sender<i64>,
 }
 
 impl Owned {
@@ -83,6 +90,16 @@ impl Owned {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Waits until the journal is applied through `offset` by this partition's scheduler:
+    /// true, or false once the partition is lost (the next owner replays it).
+    pub async fn applied_through(&self, offset: i64) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::select! {
+            r = rx.wait_for(|a| *a >= offset) => r.is_ok() && !self.lost.is_cancelled(),
+            _ = self.lost.cancelled() => false,
+        }
     }
 }
 
@@ -103,6 +120,9 @@ pub struct ClusterStats {
     pub lost: AtomicU64,
     /// Tombstones appended for finished ids.
     pub tombstones: AtomicU64,
+    /// Cancels confirmed applied by this node's own partition, by another node (the owner),
+    /// and not confirmed within the bound (answered 10); confirm.rs.
+    pub cancel_confirms: [AtomicU64; 3],
 }
 
 /// A running cluster-mode node.
@@ -147,7 +167,12 @@ pub struct Cluster {
     pub peers: forward::Peers,
     /// The cluster-wide pending count `maxPending` is checked against.
     pub pending: pending::PendingTotal,
+    /// The group's members and partitions as last described, and when (confirm.rs).
+    owners: Mutex<Option<(std::time::Instant, Members)>>,
 }
+
+/// The group's members: client id and assigned journal partitions.
+pub type Members = Vec<(String, Vec<i32>)>;
 
 /// What `add` or `cancel` answers when the journal append failed.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -222,6 +247,7 @@ impl Cluster {
             membership: Mutex::new(None),
             peers,
             pending: pending::PendingTotal::default(),
+            owners: Mutex::new(None),
         }))
     }
 
@@ -296,13 +322,14 @@ impl Cluster {
         Ok(())
     }
 
-    /// Journals a cancel of a canonical id; its outcome is decided by the owner when applied.
+    /// Journals a cancel of a canonical id; its outcome is decided by the owner when applied
+    /// ([`confirm::applied`] waits for that). Answers the record's partition and offset.
     pub async fn cancel(
         &self,
         id: String,
         topic: String,
         principal: Option<String>,
-    ) -> Result<(), ClusterError> {
+    ) -> Result<(i32, i64), ClusterError> {
         let p = journal::partition_of_id(&id, self.partitions);
         let e = Entry::Cancel {
             id,
@@ -310,7 +337,7 @@ impl Cluster {
             at_ms: chrono::Utc::now().timestamp_millis(),
             principal,
         };
-        self.append(p, &e).await.map(|_| ())
+        self.append(p, &e).await.map(|offset| (p, offset))
     }
 
     /// Partition of a canonical id.

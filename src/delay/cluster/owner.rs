@@ -86,6 +86,7 @@ impl ConsumerContext for GroupContext {
                 engine: std::sync::Mutex::new(None),
                 since: Instant::now(),
                 replay_ms: Default::default(),
+                applied: tokio::sync::watch::Sender::new(-1),
             });
             owned.insert(p, o.clone());
             cluster.stats.gained.fetch_add(1, Ordering::Relaxed);

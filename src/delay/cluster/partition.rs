@@ -300,6 +300,8 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
         .map_err(|e| ClusterError::Store(e.to_string()))?;
     *o.engine.lock().unwrap_or_else(|e| e.into_inner()) = Some(engine.clone());
     o.active.store(true, Ordering::Release);
+    // Everything before the claim is in the store the scheduler fires from.
+    o.applied.send_if_modified(|a| raise(a, epoch));
     cluster.stats.applied.fetch_add(replayed, Ordering::Relaxed);
     tracing::info!(
         partition = p,
@@ -324,6 +326,7 @@ async fn live(
     epoch: i64,
 ) -> Result<(), ClusterError> {
     let mut marked = Instant::now();
+    let cancel_lag = test_cancel_apply_delay();
     loop {
         if marked.elapsed() > Duration::from_secs(60) {
             marked = Instant::now();
@@ -343,6 +346,20 @@ async fn live(
                 Some(Ok(m)) => msgs.push((m.offset(), m.payload().map(<[u8]>::to_vec))),
                 Some(Err(e)) => return Err(e.into()),
                 None => break,
+            }
+        }
+        let last = msgs.last().map_or(-1, |(off, _)| *off);
+        if let Some(lag) = cancel_lag {
+            let has_cancel = msgs.iter().any(|(_, v)| {
+                v.as_deref()
+                    .and_then(|v| Entry::decode(v).ok())
+                    .is_some_and(|e| matches!(e, Entry::Cancel { .. }))
+            });
+            if has_cancel {
+                tokio::select! {
+                    _ = tokio::time::sleep(lag) => {}
+                    _ = o.lost.cancelled() => return Ok(()),
+                }
             }
         }
         // Futures created in journal order reach the committer's queue in that order
@@ -401,7 +418,33 @@ async fn live(
             r.map_err(|e| ClusterError::Store(e.to_string()))?;
         }
         cluster.stats.applied.fetch_add(n, Ordering::Relaxed);
+        // Every record through `last` is stored: cancels waiting on it may be answered.
+        o.applied.send_if_modified(|a| raise(a, last));
     }
+}
+
+/// Raises the applied-through offset `a` to `to`; whether it moved.
+fn raise(a: &mut i64, to: i64) -> bool {
+    let moved = to > *a;
+    if moved {
+        *a = to;
+    }
+    moved
+}
+
+/// Test-only: `PPROXY_TEST_CANCEL_APPLY_DELAY_MS` delays every live batch that holds a cancel
+/// by that long before it is applied, so tests/stack/cluster_cancel.rs can make an owner that
+/// applies cancels late (a loaded node) at will. Unset in production.
+fn test_cancel_apply_delay() -> Option<Duration> {
+    let ms: u64 = std::env::var("PPROXY_TEST_CANCEL_APPLY_DELAY_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    tracing::warn!(
+        ms,
+        "PPROXY_TEST_CANCEL_APPLY_DELAY_MS set: journaled cancels are applied late (tests only)"
+    );
+    Some(Duration::from_millis(ms))
 }
 
 /// The sink of a partition's scheduler: the epoch fence, the writer, the fired marker.
