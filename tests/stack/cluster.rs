@@ -1152,8 +1152,9 @@ fn takeover_lines(log: &str, from: i64, to: i64) -> Vec<String> {
 /// Failover and handover with the shipped `scheduler.cluster` defaults (session timeout and
 /// heartbeat not set), as a new user runs it on a stock broker (issue #20): three nodes, one
 /// SIGKILLed, then one SIGTERMed. Asserted: after the kill the survivors have every journal
-/// partition active within the session timeout + 500 ms; after the SIGTERM the last node has
-/// them all within 1 s (the leaving node leaves the group, nobody waits for its session).
+/// partition active within the session timeout + 1 s (issue #20 asks + 500 ms: see below);
+/// after the SIGTERM the last node has them all within 1 s (the leaving node leaves the
+/// group, nobody waits for its session).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipped_defaults_fail_over_within_the_session_and_hand_over_on_sigterm() {
     let Some(kafka) = kafka_bootstrap() else {
@@ -1257,9 +1258,11 @@ async fn shipped_defaults_fail_over_within_the_session_and_hand_over_on_sigterm(
         "replay of near-empty partitions took {replays:?} ms; logs in {}",
         logs()
     );
-    // Issue 20's bound is the session timeout + 500 ms (measured 5.8-6.5 s on a busy 2-core
-    // machine, docs/RELIABILITY.md); CI allows another 500 ms for a loaded machine, which still
-    // fails a return of the seconds-long takeovers.
+    // Issue 20's bound is the session timeout + 500 ms. Measured 5.96-6.86 s on the busy 2-core
+    // machine (docs/RELIABILITY.md "Failover breakdown"): up to 0.69 s of it is the group
+    // noticing the dead member and reassigning (broker and survivors starved of CPU), up to
+    // 0.71 s the takeover (store open, replay); + 500 ms failed 4 of 11 runs there. The test
+    // allows 1 s, which still fails a return of the seconds-long takeovers.
     let failover = failover.unwrap_or(i64::MAX);
     assert!(
         failover <= session_ms + 1000,
