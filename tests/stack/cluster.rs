@@ -1261,7 +1261,7 @@ async fn shipped_defaults_fail_over_within_the_session_and_hand_over_on_sigterm(
     // Issue 20's bound is the session timeout + 500 ms. Measured 5.96-6.86 s on the busy 2-core
     // machine (docs/RELIABILITY.md "Failover breakdown"): up to 0.69 s of it is the group
     // noticing the dead member and reassigning (broker and survivors starved of CPU), up to
-    // 0.71 s the takeover (store open, replay); + 500 ms failed 4 of 11 runs there. The test
+    // 0.71 s the takeover (store open, replay); + 500 ms failed 5 of 13 runs there. The test
     // allows 1 s, which still fails a return of the seconds-long takeovers.
     let failover = failover.unwrap_or(i64::MAX);
     assert!(
