@@ -11,8 +11,11 @@
 //! 2. nothing fires before its due time (Kafka CreateTime >= due, for every record);
 //! 3. every cancel answered 0 at least 2 s before an occurrence's due time holds (in cluster
 //!    mode the owner applies a cancel after its journal consumer lag);
-//! 4. duplicates are counted and bounded by the fires around the disruptions (1 s before each
-//!    kill or restart up to the end of the rebalance it causes);
+//! 4. duplicates happen only for occurrences the killed node had in flight at a kill: the
+//!    partition's last claim before the kill is the killed node's, the first copy reached Kafka
+//!    at most 1 s before the kill, every later copy after the takeover claim of another node
+//!    (claims read back from the journal), and at most `fireConcurrency` (set to 32) per
+//!    partition and kill; a graceful move (the restarts) duplicates nothing;
 //! 5. `GET /delay/{id}` answers the same record on every node (`journalPartition`,
 //!    `servedBy`), and `GET /delay/cluster` shows every journal partition active exactly once.
 //!
@@ -33,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use pproxy::client::Client;
+use pproxy::delay::cluster::journal::{self, Entry};
 use pproxy::proto::types::Reply;
 use pproxy::proto::{Call, Protocol};
 use rand::{Rng, SeedableRng};
@@ -59,6 +63,15 @@ const LOOP_GAP_MS: i64 = 3000;
 const CANCEL_LEAD_MS: i64 = 2000;
 /// Failover is measured on the fires due in this window after a kill.
 const FAILOVER_WINDOW_MS: i64 = 10_000;
+/// How long before a kill a fire may still lack its acknowledged fired marker, as in
+/// tests/faults/delay_crash.rs: the record's CreateTime is taken when the writer produces it,
+/// then come the broker's acknowledgement and the fired marker's append (milliseconds; tens
+/// under load). A copy older than that at the kill was journaled as fired and must not fire
+/// again on the new owner.
+const IN_FLIGHT_WINDOW_MS: i64 = 1_000;
+/// `scheduler.fireConcurrency` of the nodes: a fire holds its slot until its fired marker is
+/// acknowledged, so a partition has at most this many fires in flight at a kill.
+const FIRE_CONCURRENCY: usize = 32;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -319,6 +332,94 @@ struct Event {
     ready: i64,
 }
 
+/// One claim of a journal partition: (partition, Kafka CreateTime ms, the claimer's admin
+/// address).
+type Claim = (i32, i64, String);
+
+/// Every claim in `journal` (the compacted topic keeps them: `min.compaction.lag.ms` is 1 h), in
+/// offset order per partition. A claim's CreateTime is when its node took the partition over:
+/// it fires nothing of the partition before the claim is acknowledged.
+fn journal_claims(bootstrap: &str, journal: &str) -> Vec<Claim> {
+    let consumer = consumer_from_beginning(bootstrap, journal);
+    let mut ends: HashMap<i32, i64> = (0..JOURNAL_PARTITIONS)
+        .filter_map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(journal, p, Duration::from_secs(10))
+                .ok()?;
+            (high > 0).then_some((p, high))
+        })
+        .collect();
+    let mut claims = Vec::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    while !ends.is_empty() && Instant::now() < until {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let c = Consumed::from_message(&m);
+        if c.key.as_deref() == Some(&b"#claim"[..]) {
+            if let Ok(Entry::Claim { admin, .. }) = Entry::decode(&c.value) {
+                claims.push((c.partition, c.timestamp_ms, admin));
+            }
+        }
+        if ends.get(&c.partition).is_some_and(|h| c.offset + 1 >= *h) {
+            ends.remove(&c.partition);
+        }
+    }
+    assert!(
+        ends.is_empty(),
+        "journal {journal} not read to its end: {ends:?}"
+    );
+    claims
+}
+
+/// Why occurrence `key`, fired at `times` (CreateTimes, sorted), fired more than once: the
+/// kill (index into `kills`) and journal partition that explain it, or what does not fit. It
+/// fits when the node killed owned the partition at the kill (the partition's last claim
+/// before the kill is that node's), its first copy reached Kafka at most
+/// `IN_FLIGHT_WINDOW_MS` before the kill, and every later copy came after the next claim of
+/// the partition, by another node (the new owner, after the takeover).
+fn explain_duplicate(
+    key: &str,
+    times: &[i64],
+    kills: &[Event],
+    claims: &[Claim],
+    admin: &[u16],
+) -> Result<(usize, i32), String> {
+    let id = scheduler::DelayId::parse(key).ok_or_else(|| format!("{key}: not an id"))?;
+    let p = journal::partition_of(&id.uuid, JOURNAL_PARTITIONS);
+    let first = times[0];
+    let Some(i) = kills.iter().position(|k| k.at >= first) else {
+        return Err(format!(
+            "{key} (partition {p}) fired {times:?}, first after the last kill"
+        ));
+    };
+    let kill = kills[i];
+    let killed = format!("127.0.0.1:{}", admin[kill.node]);
+    let before = claims
+        .iter()
+        .filter(|c| c.0 == p && c.1 <= kill.at)
+        .next_back();
+    let after = claims.iter().find(|c| c.0 == p && c.1 > kill.at);
+    let why = if kill.at - first > IN_FLIGHT_WINDOW_MS {
+        format!(
+            "first copy {} ms before kill {i} (in-flight window {IN_FLIGHT_WINDOW_MS} ms)",
+            kill.at - first
+        )
+    } else if before.is_none_or(|c| c.2 != killed) {
+        format!("partition {p} was not the killed node's ({killed}): last claim {before:?}")
+    } else if after.is_none_or(|c| c.2 == killed) {
+        format!("partition {p}: no takeover claim by another node after the kill: {after:?}")
+    } else if let Some(c) = after.filter(|c| times[1..].iter().any(|t| *t < c.1)) {
+        format!("a later copy before the takeover claim {c:?}")
+    } else {
+        return Ok((i, p));
+    };
+    Err(format!(
+        "{key} (partition {p}) fired {times:?}: {why}; kill {i} at {}",
+        kill.at
+    ))
+}
+
 /// Copies the node logs to `<tmp>/pproxy-cluster-<unique>/` for a failure report; its path.
 fn keep_logs(unique: &str, logs: &[String]) -> String {
     let dir = std::env::temp_dir().join(format!("pproxy-cluster-{unique}"));
@@ -380,9 +481,9 @@ async fn three_nodes_kill9_failover_loses_nothing() {
     );
     let yaml = format!(
         "localConfig: local.json\n\
-         scheduler:\n  cluster:\n    enabled: true\n    journalCluster: K_test\n    \
-         journalTopic: \"{journal}\"\n    journalPartitions: {JOURNAL_PARTITIONS}\n    \
-         sessionTimeoutMs: {session_ms}\n    heartbeatMs: {heartbeat_ms}\n    group: \"{group}\"\n"
+         scheduler:\n  fireConcurrency: {FIRE_CONCURRENCY}\n  cluster:\n    enabled: true\n    \
+         journalCluster: K_test\n    journalTopic: \"{journal}\"\n    \
+         journalPartitions: {JOURNAL_PARTITIONS}\n    sessionTimeoutMs: {session_ms}\n    heartbeatMs: {heartbeat_ms}\n    group: \"{group}\"\n"
     );
     let mut proxies: Vec<Proxy> = (0..NODES)
         .map(|_| Proxy::start_with_files(&yaml, &[("local.json", doc.clone())]))
@@ -602,23 +703,28 @@ async fn three_nodes_kill9_failover_loses_nothing() {
         missing,
     } = check_occurrences(&l.adds, &l.cancel_tried, &seen);
 
-    // Duplicates: only fires in flight at a disruption. Bound: the fires handed to the producer
-    // from 1 s before each kill or restart to the end of the rebalance it causes (session timeout
-    // + 3 s after the kill, or after the restarted node was ready).
-    let windows: Vec<(i64, i64)> = events
+    // Duplicates: only occurrences the killed node had in flight at the kill (docs/CLUSTER.md
+    // "Failover and duplicates"). Each is explained by one kill or the check fails.
+    let claims = journal_claims(&kafka, &journal);
+    let kills: Vec<Event> = events
         .iter()
-        .map(|e| match e.kind {
-            Kind::Kill => (e.at - 1000, e.at + session_ms + 3000),
-            Kind::Restart => (e.at - 1000, e.ready + session_ms + 3000),
-        })
+        .filter(|e| e.kind == Kind::Kill)
+        .copied()
         .collect();
-    let in_windows = |t: i64| windows.iter().any(|(a, b)| (*a..=*b).contains(&t));
     let duplicates: usize = seen.values().map(|t| t.len() - 1).sum();
     let duplicated_keys = seen.values().filter(|t| t.len() > 1).count();
-    let fires_in_windows = seen.values().filter(|t| in_windows(t[0])).count();
-    let dup_outside: Vec<(&String, &Vec<i64>)> = seen
+    // (kill index, journal partition) -> duplicate copies.
+    let mut per_kill_partition: BTreeMap<(usize, i32), usize> = BTreeMap::new();
+    let mut unexplained: Vec<String> = Vec::new();
+    for (key, times) in seen.iter().filter(|(_, t)| t.len() > 1) {
+        match explain_duplicate(key, times, &kills, &claims, &admin) {
+            Ok(at) => *per_kill_partition.entry(at).or_default() += times.len() - 1,
+            Err(why) => unexplained.push(why),
+        }
+    }
+    let over_bound: Vec<(&(usize, i32), &usize)> = per_kill_partition
         .iter()
-        .filter(|(_, t)| t.len() > 1 && !in_windows(t[0]))
+        .filter(|(_, n)| **n > FIRE_CONCURRENCY)
         .collect();
 
     // After the restarts every journal partition is active on exactly one node.
@@ -775,11 +881,12 @@ async fn three_nodes_kill9_failover_loses_nothing() {
         got.len()
     );
     println!(
-        "cluster: duplicates {duplicates} ({duplicated_keys} keys; bound: {fires_in_windows} \
-         fires from 1 s before each kill/restart to the end of its rebalance; {} duplicated keys \
-         first fired outside those windows: {:?})",
-        dup_outside.len(),
-        &dup_outside[..dup_outside.len().min(3)]
+        "cluster: duplicates {duplicates} ({duplicated_keys} keys), per (kill, journal \
+         partition) {per_kill_partition:?} (bound {FIRE_CONCURRENCY} per partition: \
+         fireConcurrency); {} not explained by a kill: {:?}; {} claims in the journal",
+        unexplained.len(),
+        &unexplained[..unexplained.len().min(3)],
+        claims.len()
     );
     println!(
         "cluster: {} ownership poll rounds, {overlaps} with a partition active on two nodes; \
@@ -828,7 +935,8 @@ async fn three_nodes_kill9_failover_loses_nothing() {
         && early.is_empty()
         && cancel_broken.is_empty()
         && malformed.is_empty()
-        && duplicates <= fires_in_windows
+        && unexplained.is_empty()
+        && over_bound.is_empty()
         && converged;
     let kept = if ok {
         String::new()
@@ -850,13 +958,12 @@ async fn three_nodes_kill9_failover_loses_nothing() {
         &malformed[..malformed.len().min(3)],
     );
     assert!(
-        duplicates <= fires_in_windows,
-        "{duplicates} duplicates, more than the {fires_in_windows} fires around the \
-         disruptions; events {events:?}; some: {:?}; node logs kept in {kept}",
-        seen.iter()
-            .filter(|(_, t)| t.len() > 1)
-            .take(5)
-            .collect::<Vec<_>>()
+        unexplained.is_empty() && over_bound.is_empty(),
+        "{} of {duplicated_keys} duplicated occurrences were not in flight at a kill: {:?}; \
+         (kill, partition) over the {FIRE_CONCURRENCY} in flight: {over_bound:?}; events \
+         {events:?}; node logs kept in {kept}",
+        unexplained.len(),
+        &unexplained[..unexplained.len().min(5)],
     );
     assert!(
         converged,
@@ -1023,11 +1130,31 @@ fn all_active_after(ports: &[u16], partitions: usize, from: i64, bound: Duration
     None
 }
 
+/// The ownership lines of a node log ("partition assigned", "partition active" with its
+/// claim, open and replay times) logged in `[from, to)` (epoch ms), each as "+ms since
+/// `from`: line".
+fn takeover_lines(log: &str, from: i64, to: i64) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("partition assigned") || l.contains("partition active"))
+        .filter_map(|l| {
+            let (stamp, rest) = l.split_once(' ')?;
+            let t = chrono::DateTime::parse_from_rfc3339(stamp)
+                .ok()?
+                .timestamp_millis();
+            let what = rest.split_once("delay cluster: ").map_or(rest, |x| x.1);
+            (from..to)
+                .contains(&t)
+                .then(|| format!("+{} ms: {what}", t - from))
+        })
+        .collect()
+}
+
 /// Failover and handover with the shipped `scheduler.cluster` defaults (session timeout and
 /// heartbeat not set), as a new user runs it on a stock broker (issue #20): three nodes, one
 /// SIGKILLed, then one SIGTERMed. Asserted: after the kill the survivors have every journal
-/// partition active within the session timeout + 500 ms; after the SIGTERM the last node has
-/// them all within 1 s (the leaving node leaves the group, nobody waits for its session).
+/// partition active within the session timeout + 1 s (issue #20 asks + 500 ms: see below);
+/// after the SIGTERM the last node has them all within 1 s (the leaving node leaves the
+/// group, nobody waits for its session).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipped_defaults_fail_over_within_the_session_and_hand_over_on_sigterm() {
     let Some(kafka) = kafka_bootstrap() else {
@@ -1103,6 +1230,12 @@ async fn shipped_defaults_fail_over_within_the_session_and_hand_over_on_sigterm(
         session_ms,
         defaults.heartbeat_ms.as_millis()
     );
+    // Where the failover went: the survivors' assignments and activations after the kill.
+    for (node, log) in [(1, leaving_log.clone()), (2, proxies[1].log())] {
+        for line in takeover_lines(&log, killed_at, termed_at) {
+            println!("cluster: after the kill, node {node}: {line}");
+        }
+    }
     let logs = || {
         let mut logs: Vec<String> = proxies.iter().map(Proxy::log).collect();
         logs.push(leaving_log.clone());
@@ -1125,9 +1258,11 @@ async fn shipped_defaults_fail_over_within_the_session_and_hand_over_on_sigterm(
         "replay of near-empty partitions took {replays:?} ms; logs in {}",
         logs()
     );
-    // Issue 20's bound is the session timeout + 500 ms (measured 5.8-6.5 s on a busy 2-core
-    // machine, docs/RELIABILITY.md); CI allows another 500 ms for a loaded machine, which still
-    // fails a return of the seconds-long takeovers.
+    // Issue 20's bound is the session timeout + 500 ms. Measured 5.96-6.86 s on the busy 2-core
+    // machine (docs/RELIABILITY.md "Failover breakdown"): up to 0.69 s of it is the group
+    // noticing the dead member and reassigning (broker and survivors starved of CPU), up to
+    // 0.71 s the takeover (store open, replay); + 500 ms failed 5 of 13 runs there. The test
+    // allows 1 s, which still fails a return of the seconds-long takeovers.
     let failover = failover.unwrap_or(i64::MAX);
     assert!(
         failover <= session_ms + 1000,

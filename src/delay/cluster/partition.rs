@@ -203,34 +203,47 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
         admin: cluster.admin.clone(),
     };
     // The claim's offset is the epoch: larger than any earlier owner's, and every record
-    // before it belongs to the history this node replays.
-    let epoch = loop {
-        tokio::select! {
-            r = cluster.append(p, &claim) => match r {
-                Ok(off) => break off,
-                Err(e) => {
-                    tracing::warn!(partition = p, error = %e, "delay cluster: claim failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = o.lost.cancelled() => return Ok(()),
+    // before it belongs to the history this node replays. The claim and opening the store
+    // (with the reader, which connects meanwhile) do not depend on each other: a takeover
+    // waits for the slower of the two, not for both in turn (docs/CLUSTER.md).
+    let t0 = Instant::now();
+    let claimed = async {
+        loop {
+            tokio::select! {
+                r = cluster.append(p, &claim) => match r {
+                    Ok(off) => return Some((off, t0.elapsed().as_millis() as u64)),
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "delay cluster: claim failed");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = o.lost.cancelled() => return None,
+                        }
                     }
-                }
-            },
-            _ = o.lost.cancelled() => return Ok(()),
+                },
+                _ = o.lost.cancelled() => return None,
+            }
         }
     };
-    o.epoch.store(epoch, Ordering::Release);
     let (cache, engine) = (cfg.cache_bytes, cfg.engine);
-    let c2 = cluster.clone();
-    let store = cluster
-        .tasks
-        .spawn_blocking(move || open_store(&c2, p, cache, engine))
-        .await
-        .map_err(|e| ClusterError::Store(e.to_string()))??;
-    let from = store
-        .offset()
-        .map_err(|e| ClusterError::Store(e.to_string()))?;
-    let reader = reader(cluster, p, from)?;
+    let opened = async {
+        let c2 = cluster.clone();
+        let store = cluster
+            .tasks
+            .spawn_blocking(move || open_store(&c2, p, cache, engine))
+            .await
+            .map_err(|e| ClusterError::Store(e.to_string()))??;
+        let from = store
+            .offset()
+            .map_err(|e| ClusterError::Store(e.to_string()))?;
+        let reader = reader(cluster, p, from)?;
+        Ok::<_, ClusterError>((store, from, reader, t0.elapsed().as_millis() as u64))
+    };
+    let (claimed, opened) = tokio::join!(claimed, opened);
+    let Some((epoch, claim_ms)) = claimed else {
+        return Ok(());
+    };
+    o.epoch.store(epoch, Ordering::Release);
+    let (store, from, reader, open_ms) = opened?;
     let started = Instant::now();
     let mut replayed = 0u64;
     let mut batch: Vec<(u64, JournalEntry)> = Vec::new();
@@ -308,6 +321,8 @@ async fn own(cluster: &Arc<Cluster>, o: &Arc<Owned>) -> Result<(), ClusterError>
         epoch,
         replayed,
         replay_ms = started.elapsed().as_millis() as u64,
+        claim_ms,
+        open_ms,
         since_assign_ms = o.since.elapsed().as_millis() as u64,
         "delay cluster: partition active"
     );
