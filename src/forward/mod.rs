@@ -100,13 +100,29 @@ fn count_limit(metrics: &Metrics, topic: &str, d: Decision, result: &'static str
     }
 }
 
-fn outcome_of(r: Result<(), SendError>) -> Code {
+fn outcome_of(r: Result<(), SendError>) -> Outcome {
     match r {
-        Ok(()) => Code::Ok,
-        Err(e) => {
-            tracing::debug!(error = %e, "send failed");
-            e.code()
-        }
+        Ok(()) => Code::Ok.into(),
+        Err(e) => Outcome {
+            code: e.code(),
+            cause: Some(e),
+        },
+    }
+}
+
+/// A send's answer and, when a writer failure decided it, that failure: the wire message of a
+/// code is fixed (wire.md §6), so the failure log line is where the cause is named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The code answered.
+    pub code: Code,
+    /// The writer failure behind `code`, if one decided it.
+    pub cause: Option<SendError>,
+}
+
+impl From<Code> for Outcome {
+    fn from(code: Code) -> Outcome {
+        Outcome { code, cause: None }
     }
 }
 
@@ -204,13 +220,18 @@ impl Forwarder {
     }
 
     /// `sendSync` / `sendAsync` after the drain and heartbeat checks.
-    pub async fn send_one(&self, snap: &Snapshot, m: Option<Message>, deadline: Instant) -> Code {
+    pub async fn send_one(
+        &self,
+        snap: &Snapshot,
+        m: Option<Message>,
+        deadline: Instant,
+    ) -> Outcome {
         let Some(m) = m else {
-            return Code::Illegal;
+            return Code::Illegal.into();
         };
         let a = match admit_one(snap, m) {
             Ok(a) => a,
-            Err(code) => return code,
+            Err(code) => return code.into(),
         };
         let topic = a.record.topic.clone();
         if let Err(code) = self
@@ -218,24 +239,29 @@ impl Forwarder {
             .await
         {
             self.metrics.message(topic, code.as_i32());
-            return code;
+            return code.into();
         }
         let out = outcome_of(self.send_record(a.writer, &a.record, deadline).await);
-        self.metrics.message(topic, out.as_i32());
+        self.metrics.message(topic, out.code.as_i32());
         out
     }
 
     /// `sendBatchSync` (forwarding.md §5).
-    pub async fn send_batch(&self, snap: &Snapshot, ms: Vec<Message>, deadline: Instant) -> Code {
+    pub async fn send_batch(
+        &self,
+        snap: &Snapshot,
+        ms: Vec<Message>,
+        deadline: Instant,
+    ) -> Outcome {
         self.metrics.rpc_batch_size.observe(ms.len() as f64);
         if ms.is_empty() {
-            return Code::Ok;
+            return Code::Ok.into();
         }
         let mut admitted = Vec::with_capacity(ms.len());
         for m in ms {
             match admit_one(snap, m) {
                 Ok(a) => admitted.push(a),
-                Err(code) => return code,
+                Err(code) => return code.into(),
             }
         }
         // One permit per message: n_t per topic, their sum at node level; one refusal refuses all.
@@ -248,7 +274,7 @@ impl Forwarder {
         }
         let retry_setting = admitted[0].retry_setting;
         if let Err(code) = self.limit_gate(snap, &wants, retry_setting, deadline).await {
-            return code;
+            return code.into();
         }
         // One chain per cluster in batch order: the producer keeps per-partition order itself.
         let mut chains: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -270,7 +296,7 @@ impl Forwarder {
         });
         let results = match tokio::time::timeout_at(deadline, join_all(sends)).await {
             Ok(r) => r,
-            Err(_) => return Code::Timeout,
+            Err(_) => return Code::Timeout.into(),
         };
         let mut first_failure: Option<(usize, SendError)> = None;
         let mut stored = 0usize;
@@ -289,7 +315,7 @@ impl Forwarder {
             }
         }
         match first_failure {
-            None => Code::Ok,
+            None => Code::Ok.into(),
             Some((i, e)) => {
                 if stored > 0 {
                     self.metrics.batch_partial.inc();

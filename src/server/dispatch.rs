@@ -9,6 +9,7 @@ use futures::FutureExt;
 use tokio::time::Instant;
 
 use super::Context;
+use crate::forward::Outcome;
 use crate::metrics::labels::{self, Kind};
 use crate::proto::codec::{message_type, read_header, Reader};
 use crate::proto::types::{encode_exception, encode_reply, read_call, AppExceptionType};
@@ -134,9 +135,9 @@ pub async fn handle_frame(
         .await;
     let (outcome, id) = handled.unwrap_or_else(|_| {
         tracing::error!(method = method.name(), "handler panicked; answered 10");
-        (Code::Failed, echo_id)
+        (Code::Failed.into(), echo_id)
     });
-    observe_request(cx, method, topic.as_deref(), outcome, start);
+    observe_request(cx, method, topic.as_deref(), outcome.code, start);
     log_request(cx, &h, method, topic.as_deref(), &outcome, start, peer);
     if h.mtype == message_type::ONEWAY {
         return FrameResult::NoReply;
@@ -146,7 +147,7 @@ pub async fn handle_frame(
         &h.name,
         h.seqid,
         method.is_delay(),
-        &outcome,
+        &outcome.code,
         &id,
     ))
 }
@@ -200,13 +201,13 @@ fn log_request(
     h: &MessageHeader,
     method: Method,
     topic: Option<&str>,
-    outcome: &Code,
+    outcome: &Outcome,
     start: Instant,
     peer: &Peer,
 ) {
     let peer = peer.addr;
     let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
-    let code = outcome.as_i32();
+    let code = outcome.code.as_i32();
     // Topics are client input: bound what reaches the logs.
     let topic: String = topic.unwrap_or("").chars().take(128).collect();
     let settings = cx.live.settings();
@@ -219,7 +220,15 @@ fn log_request(
     }
     if code != 0 {
         if let Some(suppressed) = cx.failures.admit(code, settings.failure_logs_per_sec) {
-            tracing::info!(method = method.name(), topic = %topic, code, elapsed_ms, suppressed, "request failed");
+            match &outcome.cause {
+                // The broker's reason: the wire message of 10 cannot carry it (wire.md §6).
+                Some(cause) => {
+                    tracing::info!(method = method.name(), topic = %topic, code, elapsed_ms, suppressed, %cause, "request failed")
+                }
+                None => {
+                    tracing::info!(method = method.name(), topic = %topic, code, elapsed_ms, suppressed, "request failed")
+                }
+            }
         }
     }
 }
@@ -240,10 +249,10 @@ async fn run(
     call: Call,
     start: Instant,
     peer: &Peer,
-) -> (Code, String) {
+) -> (Outcome, String) {
     let echo = cancel_echo(&call);
     if cx.traffic.is_draining() {
-        return (Code::ShuttingDown, echo);
+        return (Code::ShuttingDown.into(), echo);
     }
     // ACLs first: a refused client learns nothing about topics or ids (docs/SECURITY.md).
     let principal = match cx.security.acl.load().check(peer, &call) {
@@ -255,18 +264,18 @@ async fn run(
                 reason: why.label(),
             };
             cx.metrics.acl_denied.get_or_create(&labels).inc();
-            return (Code::NotWhitelisted, echo);
+            return (Code::NotWhitelisted.into(), echo);
         }
     };
     let _guard = cx.traffic.begin_request();
     if cx.traffic.inflight() > cx.live.settings().server.max_inflight_requests {
-        return (Code::RateLimited, echo);
+        return (Code::RateLimited.into(), echo);
     }
     let async_deadline = start + cx.live.settings().forwarding.async_timeout_ms;
     match call {
         Call::SendSync(m, timeout) => {
             if m.as_ref().and_then(|m| m.topic.as_deref()) == Some(HEARTBEAT_TOPIC) {
-                return (Code::Ok, String::new());
+                return (Code::Ok.into(), String::new());
             }
             let deadline = sync_deadline(cx, start, timeout);
             let snap = cx.live.snapshot_full();
@@ -293,8 +302,8 @@ async fn run(
             )
             .await
             {
-                Ok(r) => r,
-                Err(_) => (Code::Timeout, echo),
+                Ok((code, id)) => (code.into(), id),
+                Err(_) => (Code::Timeout.into(), echo),
             }
         }
     }

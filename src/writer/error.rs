@@ -47,12 +47,15 @@ impl SendError {
     /// Classifies a rocketmq-client-rust send error (forwarding.md §4.3).
     pub fn from_rocketmq(e: &rocketmq_client_rust::ClientError) -> SendError {
         let text = e.to_string();
-        match e.broker_response_code() {
-            Some(1 | 2 | 14 | 16) => return SendError::Retriable(text),
-            Some(13) => return SendError::Illegal(text),
-            Some(17) => return SendError::TopicNotExist(text),
-            Some(_) => return SendError::Failed(text),
-            None => {}
+        if let Some(code) = e.broker_response_code() {
+            // The library drops the broker's remark: the code is all that names the cause.
+            let text = format!("{} (broker code {code}): {text}", rocketmq_cause(code));
+            return match code {
+                1 | 2 | 14 | 16 => SendError::Retriable(text),
+                13 => SendError::Illegal(text),
+                17 => SendError::TopicNotExist(text),
+                _ => SendError::Failed(text),
+            };
         }
         match e.descriptor().class().as_str() {
             "timeout" => SendError::Timeout,
@@ -94,6 +97,23 @@ impl SendError {
             Some(RDKafkaErrorCode::MessageTimedOut) => SendError::Timeout,
             _ => SendError::Failed(text),
         }
+    }
+}
+
+/// What a RocketMQ broker's response code to a put means, for logs (the codes of the broker's
+/// `ResponseCode`, and the reasons its send processor gives for each).
+pub fn rocketmq_cause(code: i32) -> &'static str {
+    match code {
+        1 => "broker system error",
+        2 => "broker busy (page cache or request queue full)",
+        10 => "stored but not flushed to disk in time (FLUSH_DISK_TIMEOUT)",
+        11 => "stored but no slave to replicate it (SLAVE_NOT_AVAILABLE)",
+        12 => "stored but not replicated to the slave in time (FLUSH_SLAVE_TIMEOUT)",
+        13 => "message illegal",
+        14 => "broker not writable: its disk is full, it is a slave, or it is shutting down (SERVICE_NOT_AVAILABLE)",
+        16 => "no permission to write this topic on the broker",
+        17 => "topic does not exist on the broker",
+        _ => "broker refused the put",
     }
 }
 
@@ -141,5 +161,34 @@ mod tests {
         assert_eq!(t, SendError::Timeout);
         let route = SendError::from_rocketmq_route(&ClientError::illegal_argument("no route"));
         assert_eq!(route.code(), Code::TopicNotExist);
+    }
+
+    #[test]
+    fn rocketmq_refusals_name_their_cause() {
+        use rocketmq_client_rust::ClientError;
+        let text = |code| {
+            SendError::from_rocketmq(&ClientError::broker_operation_failed("send", code, "x"))
+                .to_string()
+        };
+        // A full disk (issue 20 part 5): the broker answers every put 14.
+        let full = text(14);
+        assert!(full.contains("disk is full"), "{full}");
+        assert!(full.contains("broker code 14"), "{full}");
+        assert_eq!(
+            SendError::from_rocketmq(&ClientError::broker_operation_failed("send", 14, "x")).code(),
+            Code::Failed,
+            "the wire answer stays 10 (wire.md §6: messages are byte-exact)"
+        );
+        assert!(text(2).contains("broker busy"), "{}", text(2));
+        assert!(text(1).contains("system error"), "{}", text(1));
+        assert!(text(16).contains("no permission"), "{}", text(16));
+        for (code, what) in [
+            (10, "FLUSH_DISK_TIMEOUT"),
+            (11, "SLAVE_NOT_AVAILABLE"),
+            (12, "FLUSH_SLAVE_TIMEOUT"),
+        ] {
+            assert!(rocketmq_cause(code).contains(what), "{code}");
+        }
+        assert!(text(25).contains("broker code 25"), "{}", text(25));
     }
 }

@@ -104,6 +104,20 @@ fn signed_secs(a: Instant, b: Instant) -> f64 {
     }
 }
 
+/// Prints the causes named by the (sampled) failure lines of the proxy's log, with counts:
+/// what a failed run needs to be understood.
+fn print_causes(name: &str, log: &str) {
+    let mut causes = std::collections::BTreeMap::new();
+    for l in log.lines().filter(|l| l.contains("request failed")) {
+        let code = l.split(" code=").nth(1).and_then(|r| r.split(' ').next());
+        let cause = l.split(" cause=").nth(1).unwrap_or("-");
+        *causes
+            .entry(format!("{} {cause}", code.unwrap_or("?")))
+            .or_insert(0u64) += 1;
+    }
+    println!("{name}: sampled failure lines by code and cause: {causes:#?}");
+}
+
 /// Checks the answers and prints the figures; returns the bodies answered 0.
 fn check(name: &str, answers: &[Answer], stopped: Instant, healthy: Instant) -> HashSet<String> {
     let slack = Duration::from_millis(TIMEOUT_MS as u64 + 500);
@@ -215,6 +229,7 @@ async fn rocketmq_broker_outage_under_load() {
         &["up", "rocketmq"],
     )
     .await;
+    print_causes("rocketmq", &p.log());
     let acked = check("rocketmq", &answers, stopped, healthy);
     let got = rmq::consume(&ns, &topic, acked.len(), Duration::from_secs(60)).await;
     let stored: HashSet<String> = got
@@ -223,8 +238,10 @@ async fn rocketmq_broker_outage_under_load() {
         .collect();
     let lost: Vec<&String> = acked.difference(&stored).collect();
     if !lost.is_empty() {
-        // Seen once in CI (1 of 28 323 acks, sent in the last second of the load): tell a
-        // message the broker does not hold from one the first consumer missed.
+        // Seen once in CI (1 of 28 323 acks, sent in the last second of the load), when the
+        // reader stopped at as many messages as were acknowledged, the newest of a queue unread
+        // (issue 20 part 5; it now reads every queue to its end): tell a message the broker
+        // does not hold from one the first consumer missed.
         let again = rmq::consume(&ns, &topic, acked.len(), Duration::from_secs(10)).await;
         let again: HashSet<String> = again
             .iter()

@@ -12,4 +12,5 @@ mod broker_outage;
 mod dashboards;
 mod delay_crash;
 mod disk_trouble;
+mod rocketmq_refusal;
 mod zookeeper;

@@ -18,9 +18,11 @@ use std::time::Duration;
 use rocketmq_client_rust::{ClientError, DefaultMQProducer};
 use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message;
+use rocketmq_model::result::SendStatus;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use super::error::rocketmq_cause;
 use super::retry::RetryPolicy;
 use super::{BatchPolicy, Record, SendError, SendOpts};
 use crate::config::model::RocketmqConfiguration;
@@ -72,6 +74,29 @@ impl Producer {
     }
 }
 
+/// Logs, sampled, a put the broker stored without the flush or replication it is configured
+/// for: the answer stays 0 (forwarding.md §4.3), but whoever runs SYNC_FLUSH or a slave for zero
+/// loss must be able to see that a message did not get it.
+fn note_stored(status: &SendStatus, mq: &MessageQueue) {
+    static SAMPLER: std::sync::LazyLock<crate::logging::FailureSampler> =
+        std::sync::LazyLock::new(Default::default);
+    let code = match status {
+        SendStatus::SendOk => return,
+        SendStatus::FlushDiskTimeout => 10,
+        SendStatus::SlaveNotAvailable => 11,
+        SendStatus::FlushSlaveTimeout => 12,
+    };
+    if let Some(suppressed) = SAMPLER.admit(code, 1) {
+        tracing::warn!(
+            broker = %mq.broker_name(),
+            topic = %mq.topic(),
+            cause = rocketmq_cause(code),
+            suppressed,
+            "message stored without the durability the broker is configured for; answered 0"
+        );
+    }
+}
+
 impl Sender for Producer {
     fn send_one(&self, msg: Message, mq: MessageQueue, deadline: Instant) -> SendFuture<'_> {
         Box::pin(async move {
@@ -81,7 +106,12 @@ impl Sender for Producer {
             match tokio::time::timeout_at(deadline, call).await {
                 Err(_) => Err(SendError::Timeout),
                 // FLUSH_DISK_TIMEOUT and friends: stored, so 0 (forwarding.md §4.3).
-                Ok(Ok(_)) => Ok(()),
+                Ok(Ok(r)) => {
+                    if let Some(r) = r {
+                        note_stored(&r.send_status, &mq);
+                    }
+                    Ok(())
+                }
                 Ok(Err(e)) => Err(self.failed(&e, &mq)),
             }
         })
@@ -101,7 +131,10 @@ impl Sender for Producer {
             );
             match tokio::time::timeout_at(deadline, call).await {
                 Err(_) => Err(SendError::Timeout),
-                Ok(Ok(_)) => Ok(()),
+                Ok(Ok(r)) => {
+                    note_stored(&r.send_status, &mq);
+                    Ok(())
+                }
                 Ok(Err(e)) => Err(self.failed(&e, &mq)),
             }
         })
