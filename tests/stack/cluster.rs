@@ -395,10 +395,7 @@ fn explain_duplicate(
     };
     let kill = kills[i];
     let killed = format!("127.0.0.1:{}", admin[kill.node]);
-    let before = claims
-        .iter()
-        .filter(|c| c.0 == p && c.1 <= kill.at)
-        .next_back();
+    let before = claims.iter().rfind(|c| c.0 == p && c.1 <= kill.at);
     let after = claims.iter().find(|c| c.0 == p && c.1 > kill.at);
     let why = if kill.at - first > IN_FLIGHT_WINDOW_MS {
         format!(
