@@ -159,7 +159,7 @@ async fn dispatch(app: &Admin, req: Request, loopback: bool) -> Response {
         return match why {
             "loopback" => json(
                 StatusCode::FORBIDDEN,
-                &json!({"error": "mutations only from loopback"}),
+                &json!({"error": "mutations only from loopback (or, in cluster mode, forwarded by a node with the admin token)"}),
             ),
             "cross_site" => json(
                 StatusCode::FORBIDDEN,
@@ -210,7 +210,8 @@ fn refusal(
     let settings = app.live.settings();
     let server = &settings.server;
     let mutating = method == Method::POST;
-    if mutating && server.admin_mutations_loopback_only && !loopback {
+    let peer = settings.scheduler.cluster.enabled && forwarded_by_peer(headers, server);
+    if mutating && server.admin_mutations_loopback_only && !loopback && !peer {
         return Some("loopback");
     }
     if mutating && cross_site(headers, server.admin_token.is_some()) {
@@ -224,6 +225,20 @@ fn refusal(
         }
     }
     None
+}
+
+/// Whether a request was forwarded by another node of the cluster: marked forwarded and carrying
+/// the admin token. The node that forwarded it applied its own loopback rule to the original
+/// request, and the token is what proves a peer; without a token no peer can be told apart.
+fn forwarded_by_peer(
+    headers: &HeaderMap,
+    server: &crate::config::settings::ServerSettings,
+) -> bool {
+    headers.contains_key(crate::delay::cluster::forward::FORWARDED_HEADER)
+        && server
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| bearer_matches(headers, t))
 }
 
 /// Whether the request carries `Authorization: Bearer <token>`; compared in constant time.
@@ -316,6 +331,19 @@ mod tests {
             h.append(*k, HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn a_forwarded_request_is_a_peer_only_with_the_token() {
+        let mut server = crate::config::settings::ServerSettings::default();
+        let fwd = headers(&[("x-pproxy-forwarded", "1"), ("authorization", "Bearer s3")]);
+        assert!(!forwarded_by_peer(&fwd, &server), "no token set: no peer");
+        server.admin_token = Some("s3".into());
+        assert!(forwarded_by_peer(&fwd, &server));
+        let wrong = headers(&[("x-pproxy-forwarded", "1"), ("authorization", "Bearer s4")]);
+        assert!(!forwarded_by_peer(&wrong, &server), "wrong token");
+        let unmarked = headers(&[("authorization", "Bearer s3")]);
+        assert!(!forwarded_by_peer(&unmarked, &server), "not forwarded");
     }
 
     #[test]
