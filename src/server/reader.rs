@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
+use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
 
@@ -30,15 +31,14 @@ impl Source for OwnedReadHalf {
             // Readiness first, memory after: the wait itself holds no buffer.
             self.readable().await?;
             buf.reserve(READ_BUFFER);
-            match self.try_read_buf(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // A spurious wake-up: give the memory back before waiting again.
-                    if buf.is_empty() {
-                        *buf = BytesMut::new();
-                    }
-                }
-                Err(e) => return Err(e),
+            // `read_buf` (poll_read) marks the socket not ready after a short read, so the next
+            // wait sleeps in epoll at once; `try_read_buf` keeps the readiness and costs every
+            // request a second read that finds nothing (EAGAIN).
+            match self.read_buf(buf).now_or_never() {
+                Some(r) => return r,
+                // A spurious wake-up: give the memory back before waiting again.
+                None if buf.is_empty() => *buf = BytesMut::new(),
+                None => {}
             }
         }
     }
@@ -115,6 +115,27 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
     use tokio::net::{TcpListener, TcpStream};
+
+    /// One request, one read: after a read that drained the socket, the next wait must sleep in
+    /// epoll instead of waking at once for a read that finds nothing (EAGAIN).
+    #[tokio::test]
+    async fn a_drained_socket_is_not_reported_readable_again() {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = l.accept().await.expect("accept");
+        let (rd, _wr) = server.into_split();
+        let mut r = FrameReader::new(rd);
+        client.write_all(&[0, 0, 0, 1, 9]).await.expect("write");
+        assert!(r.wait().await.expect("wait"));
+        assert_eq!(r.read_u32().await.expect("len"), 1);
+        assert_eq!(r.read_u8().await.expect("payload"), 9);
+        r.release();
+        assert!(
+            r.inner.readable().now_or_never().is_none(),
+            "readiness kept after a short read: the next request costs an extra read"
+        );
+    }
 
     #[tokio::test]
     async fn an_idle_connection_holds_no_buffer_and_frames_read_whole() {
