@@ -114,18 +114,25 @@ impl<R: AsyncRead + Unpin> AsyncRead for FrameReader<R> {
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
     use tokio::net::{TcpListener, TcpStream};
+
+    /// A reader over the server side of a fresh loopback connection, the client, and the
+    /// server's write half (kept so the connection stays open).
+    async fn connected() -> (FrameReader<OwnedReadHalf>, TcpStream, OwnedWriteHalf) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = l.accept().await.expect("accept");
+        let (rd, wr) = server.into_split();
+        (FrameReader::new(rd), client, wr)
+    }
 
     /// One request, one read: after a read that drained the socket, the next wait must sleep in
     /// epoll instead of waking at once for a read that finds nothing (EAGAIN).
     #[tokio::test]
     async fn a_drained_socket_is_not_reported_readable_again() {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = l.local_addr().expect("addr");
-        let mut client = TcpStream::connect(addr).await.expect("connect");
-        let (server, _) = l.accept().await.expect("accept");
-        let (rd, _wr) = server.into_split();
-        let mut r = FrameReader::new(rd);
+        let (mut r, mut client, _wr) = connected().await;
         client.write_all(&[0, 0, 0, 1, 9]).await.expect("write");
         assert!(r.wait().await.expect("wait"));
         assert_eq!(r.read_u32().await.expect("len"), 1);
@@ -139,12 +146,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_connection_holds_no_buffer_and_frames_read_whole() {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = l.local_addr().expect("addr");
-        let mut client = TcpStream::connect(addr).await.expect("connect");
-        let (server, _) = l.accept().await.expect("accept");
-        let (rd, _wr) = server.into_split();
-        let mut r = FrameReader::new(rd);
+        let (mut r, mut client, _wr) = connected().await;
         assert_eq!(r.held(), 0, "nothing before the first byte");
         // A wait that is cancelled (the close signal in the server) loses nothing and holds
         // nothing.
