@@ -2,6 +2,7 @@
 //! admin/consumer helpers against the broker started by `scripts/stack.sh`.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod disk;
 pub mod prometheus;
 pub mod rmq;

@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::cluster::{now_ms, seed, Journal};
 use crate::common::*;
 use pproxy::client::Client;
 use pproxy::delay::cluster::journal::{self, Entry};
@@ -72,10 +73,6 @@ const IN_FLIGHT_WINDOW_MS: i64 = 1_000;
 /// `scheduler.fireConcurrency` of the nodes: a fire holds its slot until its fired marker is
 /// acknowledged, so a partition has at most this many fires in flight at a kill.
 const FIRE_CONCURRENCY: usize = 32;
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 fn http_json(port: u16, path: &str) -> Option<(u16, serde_json::Value)> {
     let (status, body) = admin_get(port, path)?;
@@ -418,8 +415,8 @@ fn explain_duplicate(
 }
 
 /// Copies the node logs to `<tmp>/pproxy-cluster-<unique>/` for a failure report; its path.
-fn keep_logs(unique: &str, logs: &[String]) -> String {
-    let dir = std::env::temp_dir().join(format!("pproxy-cluster-{unique}"));
+fn keep_logs(journal: &str, logs: &[String]) -> String {
+    let dir = std::env::temp_dir().join(format!("pproxy-cluster-{journal}"));
     let _ = std::fs::create_dir_all(&dir);
     for (i, log) in logs.iter().enumerate() {
         let _ = std::fs::write(dir.join(format!("node{i}.log")), log);
@@ -438,10 +435,7 @@ async fn three_nodes_kill9_failover_loses_nothing() {
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
-    let seed: u64 = std::env::var("PPROXY_CLUSTER_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(rand::random);
+    let seed: u64 = seed();
     let rate: u64 = std::env::var("PPROXY_CLUSTER_RATE")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -464,17 +458,15 @@ async fn three_nodes_kill9_failover_loses_nothing() {
     );
 
     // Fresh names per run: delay topic, inner-topic prefix, journal topic, scheduler group.
-    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let names = Journal::fresh();
     let topic = unique_topic("cluster");
-    let prefix = format!("pproxy_inner_{}_", &unique[..8]);
-    let journal = format!("{prefix}journal_{unique}");
-    let group = format!("pproxy-scheduler-test-{unique}");
+    let (journal, group) = (&names.topic, &names.group);
     println!("cluster: delay topic {topic}, journal {journal}, group {group}");
     create_topic(&kafka, &topic, 6).await;
     let doc = local_config(
         &kafka,
         &[(&topic, r#","delayTopic":true"#)],
-        &format!(r#""delay":{{"chronosInnerTopicPrefix":"{prefix}","innerTopicNum":1}},"#),
+        &names.delay_section(),
     );
     let yaml = format!(
         "localConfig: local.json\n\
@@ -702,7 +694,7 @@ async fn three_nodes_kill9_failover_loses_nothing() {
 
     // Duplicates: only occurrences the killed node had in flight at the kill (docs/CLUSTER.md
     // "Failover and duplicates"). Each is explained by one kill or the check fails.
-    let claims = journal_claims(&kafka, &journal);
+    let claims = journal_claims(&kafka, journal);
     let kills: Vec<Event> = events
         .iter()
         .filter(|e| e.kind == Kind::Kill)
@@ -938,7 +930,7 @@ async fn three_nodes_kill9_failover_loses_nothing() {
     let kept = if ok {
         String::new()
     } else {
-        keep_logs(&unique, &logs)
+        keep_logs(journal, &logs)
     };
     assert!(
         missing.is_empty() && early.is_empty() && cancel_broken.is_empty() && malformed.is_empty(),
@@ -1035,16 +1027,10 @@ async fn no_cluster_task_outlives_the_server() {
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let prefix = format!("pproxy_inner_{}_", &unique[..8]);
-    let journal = format!("{prefix}journal_{unique}");
-    let group = format!("pproxy-scheduler-test-{unique}");
+    let names = Journal::fresh();
+    let (journal, group) = (&names.topic, &names.group);
     let dir = tempfile::tempdir().expect("tempdir");
-    let doc = local_config(
-        &kafka,
-        &[],
-        &format!(r#""delay":{{"chronosInnerTopicPrefix":"{prefix}","innerTopicNum":1}},"#),
-    );
+    let doc = local_config(&kafka, &[], &names.delay_section());
     let local = dir.path().join("local.json");
     std::fs::write(&local, doc).expect("write local.json");
     let (port, admin_port) = (free_port(), free_port());
@@ -1167,15 +1153,9 @@ async fn shipped_defaults_fail_over_within_the_session_and_hand_over_on_sigterm(
         );
         return;
     }
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let prefix = format!("pproxy_inner_{}_", &unique[..8]);
-    let journal = format!("{prefix}journal_{unique}");
-    let group = format!("pproxy-scheduler-test-{unique}");
-    let doc = local_config(
-        &kafka,
-        &[],
-        &format!(r#""delay":{{"chronosInnerTopicPrefix":"{prefix}","innerTopicNum":1}},"#),
-    );
+    let names = Journal::fresh();
+    let (journal, group) = (&names.topic, &names.group);
+    let doc = local_config(&kafka, &[], &names.delay_section());
     let yaml = format!(
         "localConfig: local.json\n\
          scheduler:\n  cluster:\n    enabled: true\n    journalCluster: K_test\n    \
@@ -1236,7 +1216,7 @@ async fn shipped_defaults_fail_over_within_the_session_and_hand_over_on_sigterm(
     let logs = || {
         let mut logs: Vec<String> = proxies.iter().map(Proxy::log).collect();
         logs.push(leaving_log.clone());
-        keep_logs(&unique, &logs)
+        keep_logs(journal, &logs)
     };
     // The replay floor is gone: taking over these (nearly empty) partitions replays in
     // proportion to what they hold, not the 500 ms a fresh consumer's offset lookup took.

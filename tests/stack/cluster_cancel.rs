@@ -20,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::cluster::{now_ms, seed, Journal};
 use crate::common::*;
 use pproxy::client::Client;
 use pproxy::proto::types::Reply;
@@ -45,10 +46,6 @@ fn apply_lag_ms() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(APPLY_LAG_MS)
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// A pproxy cluster node started with the test-only apply lag (the shared `Proxy` passes no
@@ -176,15 +173,10 @@ async fn cancel_to_a_non_owner_just_before_due_never_fires_after_its_answer() {
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
-    let seed: u64 = std::env::var("PPROXY_CLUSTER_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(rand::random);
-    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let seed: u64 = seed();
+    let names = Journal::fresh();
     let topic = unique_topic("cancelrace");
-    let prefix = format!("pproxy_inner_{}_", &unique[..8]);
-    let journal = format!("{prefix}journal_{unique}");
-    let group = format!("pproxy-scheduler-test-{unique}");
+    let (journal, group) = (&names.topic, &names.group);
     println!(
         "cluster_cancel: seed {seed}, delay topic {topic}, journal {journal}, apply lag {} ms",
         apply_lag_ms()
@@ -193,7 +185,7 @@ async fn cancel_to_a_non_owner_just_before_due_never_fires_after_its_answer() {
     let doc = local_config(
         &kafka,
         &[(&topic, r#","delayTopic":true"#)],
-        &format!(r#""delay":{{"chronosInnerTopicPrefix":"{prefix}","innerTopicNum":1}},"#),
+        &names.delay_section(),
     );
     let yaml = format!(
         "localConfig: local.json\n\

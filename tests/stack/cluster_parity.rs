@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::common::cluster::{now_ms, Journal};
 use crate::common::*;
 use bytes::Bytes;
 use pproxy::client::Client;
@@ -29,26 +30,16 @@ const PARTITIONS: i32 = 6;
 const SMALL_MAX: &str =
     "kafkaOverrides:\n  \"*\": {message.max.bytes: \"1000\", batch.size: \"1000\"}\n";
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// Names of one run: delay topic, inner prefix, journal, group.
+/// Names of one run: the delay topic and the journal's names.
 struct Names {
     topic: String,
-    prefix: String,
-    journal: String,
-    group: String,
+    journal: Journal,
 }
 
 fn names() -> Names {
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let prefix = format!("pproxy_inner_{}_", &unique[..8]);
     Names {
         topic: unique_topic("parity"),
-        journal: format!("{prefix}journal_{unique}"),
-        group: format!("pproxy-scheduler-test-{unique}"),
-        prefix,
+        journal: Journal::fresh(),
     }
 }
 
@@ -59,7 +50,7 @@ fn cluster_yaml(n: &Names, extra_scheduler: &str, extra_cluster: &str) -> String
          scheduler:\n{extra_scheduler}  cluster:\n    enabled: true\n    journalCluster: K_test\n    \
          journalTopic: \"{}\"\n    journalPartitions: {PARTITIONS}\n    sessionTimeoutMs: 6000\n    \
          heartbeatMs: 200\n    group: \"{}\"\n{extra_cluster}",
-        n.journal, n.group
+        n.journal.topic, n.journal.group
     )
 }
 
@@ -67,10 +58,7 @@ fn local_doc_for(kafka: &str, n: &Names) -> String {
     local_config(
         kafka,
         &[(&n.topic, r#","delayTopic":true"#)],
-        &format!(
-            r#""delay":{{"chronosInnerTopicPrefix":"{}","innerTopicNum":1}},"#,
-            n.prefix
-        ),
+        &n.journal.delay_section(),
     )
 }
 
