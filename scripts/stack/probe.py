@@ -12,6 +12,10 @@ attempt, and a probe that passes means the server really answers requests
   probe.py rocketmq-ready   NAMESRV BROKER_NAME ADDR  broker registered on the name server and answering
   probe.py rocketmq-register BROKER_ADDR              make the broker register with the name server now
   probe.py rocketmq-route   NAMESRV TOPIC             "<write queues> <read queues>", "-1 -1" if no route
+  probe.py rocketmq-stale-route NAMESRV CLUSTER BROKER_NAME ADDR TOPIC QUEUES SECONDS
+                                                     register a broker that is not there (a route
+                                                     the name server keeps after a broker vanished),
+                                                     held SECONDS or until killed
   probe.py zk-srvr          HOST:PORT                 ZooKeeper `srvr` output (exit 0 only if standalone)
 
 Exit status: 0 healthy / answered, 1 not (yet), with a reason on stderr.
@@ -184,25 +188,32 @@ def cmd_kafka_partitions(addr, name):
 # ({0:"addr"}), so they are searched with regexes rather than parsed.
 
 RMQ_UPDATE_BROKER_CONFIG = 25
+RMQ_REGISTER_BROKER = 103
+# MQVersion.Version.V5_3_3.ordinal(): a register request of an older version is read the old way.
+RMQ_VERSION_5_3_3 = 479
 RMQ_GET_BROKER_RUNTIME_INFO = 28
 RMQ_GET_ROUTEINFO_BY_TOPIC = 105
 RMQ_GET_BROKER_CLUSTER_INFO = 106
 
 
-def rmq_call(addr, code, ext=None, body=b""):
+def rmq_exchange(sock, code, ext=None, body=b"", version=0):
     header = {"code": code, "flag": 0, "language": "JAVA", "opaque": 1,
-              "serializeTypeCurrentRPC": "JSON", "version": 0}
+              "serializeTypeCurrentRPC": "JSON", "version": version}
     if ext:
         header["extFields"] = ext
     hb = json.dumps(header).encode()
     frame = struct.pack(">ii", 4 + len(hb) + len(body), len(hb)) + hb + body
-    with socket.create_connection(split_addr(addr), timeout=TIMEOUT) as sock:
-        sock.sendall(frame)
-        size = struct.unpack(">i", recv_exact(sock, 4))[0]
-        data = recv_exact(sock, size)
+    sock.sendall(frame)
+    size = struct.unpack(">i", recv_exact(sock, 4))[0]
+    data = recv_exact(sock, size)
     hlen = struct.unpack_from(">i", data)[0] & 0xFFFFFF
     resp = json.loads(data[4:4 + hlen])
     return resp.get("code"), resp.get("remark"), data[4 + hlen:].decode("utf-8", "replace")
+
+
+def rmq_call(addr, code, ext=None, body=b""):
+    with socket.create_connection(split_addr(addr), timeout=TIMEOUT) as sock:
+        return rmq_exchange(sock, code, ext, body)
 
 
 def cmd_rocketmq_ready(namesrv, broker_name, broker_addr):
@@ -260,6 +271,40 @@ def cmd_rocketmq_route(namesrv, topic):
     return 0
 
 
+def cmd_rocketmq_stale_route(namesrv, cluster, broker_name, broker_addr, topic, queues, seconds):
+    """Registers BROKER_NAME at ADDR with TOPIC on the name server while no broker is there.
+
+    The name server keeps a registration until its connection closes or 120 s pass without a
+    heartbeat: this is the route it serves after a broker vanished without unregistering (a
+    host crash, a partition, a broker stuck in shutdown). The connection is held open for
+    SECONDS; a real broker registering the same name and address meanwhile takes the
+    registration over, and closing this connection then leaves it alone.
+    """
+    import time
+    q = int(queues)
+    # Two topics: a new broker registering a single topic is refused ("has not registered").
+    table = {t: {"topicName": t, "readQueueNums": q, "writeQueueNums": q, "perm": 6,
+                 "topicFilterType": "SINGLE_TAG", "topicSysFlag": 0, "order": False,
+                 "attributes": {}}
+             for t in (topic, topic + "-stale-route")}
+    body = json.dumps({"topicConfigSerializeWrapper": {
+        "topicConfigTable": table,
+        "dataVersion": {"counter": 1, "stateVersion": 0,
+                        "timestamp": int(time.time() * 1000)}},
+        "filterServerList": []}).encode()
+    ext = {"brokerName": broker_name, "brokerAddr": broker_addr, "clusterName": cluster,
+           "haServerAddr": broker_addr, "brokerId": "0", "compressed": "false",
+           "bodyCrc32": "0"}
+    with socket.create_connection(split_addr(namesrv), timeout=TIMEOUT) as sock:
+        code, remark, _ = rmq_exchange(sock, RMQ_REGISTER_BROKER, ext, body, RMQ_VERSION_5_3_3)
+        if code != 0:
+            print(f"name server: code {code} {remark}", file=sys.stderr)
+            return 1
+        print(f"{broker_name} at {broker_addr} registered on {namesrv} with {topic}", flush=True)
+        time.sleep(float(seconds))
+    return 0
+
+
 # ----------------------------------------------------------------- ZooKeeper
 
 def cmd_zk_srvr(addr):
@@ -283,6 +328,7 @@ COMMANDS = {
     "rocketmq-ready": (cmd_rocketmq_ready, 3),
     "rocketmq-register": (cmd_rocketmq_register, 1),
     "rocketmq-route": (cmd_rocketmq_route, 2),
+    "rocketmq-stale-route": (cmd_rocketmq_stale_route, 7),
     "zk-srvr": (cmd_zk_srvr, 1),
 }
 

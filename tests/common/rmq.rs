@@ -29,6 +29,10 @@ pub fn namesrv() -> Option<String> {
     )
 }
 
+/// The stack's broker as the name server knows it: (cluster, broker name, address), as
+/// scripts/stack.sh configures it.
+pub const BROKER: (&str, &str, &str) = ("DefaultCluster", "broker-a", "127.0.0.1:10911");
+
 /// Creates `topic` with `queues` read/write queues and waits for its route.
 pub fn create_topic(topic: &str, queues: u32) {
     let out = std::process::Command::new(repo_path("scripts/stack.sh"))

@@ -35,17 +35,19 @@ fn client_runtime(scope: &str) -> Result<Arc<ClientRuntime>, String> {
     .map_err(|e| e.to_string())
 }
 
-/// Builds and starts producer instance `i` of a cluster.
+/// Builds and starts producer instance `i` of a cluster; `generation` counts its replacements
+/// (instances.rs), each a separate client instance with its own connections.
 pub async fn start_producer(
     cluster: &str,
     conf: &RocketmqConfiguration,
     start_millis: i64,
     i: usize,
+    generation: u32,
 ) -> Result<DefaultMQProducer, String> {
-    let rt = client_runtime(&format!("pproxy-{cluster}-{i}"))?;
+    let rt = client_runtime(&format!("pproxy-{cluster}-{i}-g{generation}"))?;
     let mut cc = ClientConfig::new();
     // A distinct instance name gives each producer its own connections to every broker.
-    cc.set_instance_name(format!("pproxy-{cluster}-{start_millis}-{i}").into());
+    cc.set_instance_name(format!("pproxy-{cluster}-{start_millis}-{i}-g{generation}").into());
     cc.set_poll_name_server_interval(
         conf.poll_name_server_interval.clamp(1, u32::MAX as i64) as u32
     );

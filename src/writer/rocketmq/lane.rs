@@ -32,6 +32,9 @@ struct State {
     waiting: VecDeque<Pending>,
     /// Bounds of the most recent submission: `autoBatch.*` reloads apply to new dispatches.
     policy: Option<BatchPolicy>,
+    /// Sender of the most recent submission: a replaced producer instance (instances.rs) is
+    /// not used again by a lane that stays busy.
+    sender: Option<Arc<dyn Sender>>,
 }
 
 /// Dispatch counts of a cluster's lanes, for `/status`, and its series for `/metrics`.
@@ -107,14 +110,15 @@ impl Lane {
                 .map_err(|_| SendError::Failed("lane lock poisoned".into()))?;
             s.policy = Some(policy);
             if s.busy {
+                s.sender = Some(sender);
                 s.waiting.push_back(p);
                 None
             } else {
                 s.busy = true;
-                Some(p)
+                Some((p, sender))
             }
         };
-        if let Some(p) = first {
+        if let Some((p, sender)) = first {
             let lane = self.clone();
             self.tasks
                 .spawn(async move { lane.drive(sender, vec![p]).await });
@@ -124,7 +128,7 @@ impl Lane {
     }
 
     /// Dispatches until the lane has nothing waiting, then marks it idle.
-    async fn drive(self: Arc<Self>, sender: Arc<dyn Sender>, mut group: Vec<Pending>) {
+    async fn drive(self: Arc<Self>, mut sender: Arc<dyn Sender>, mut group: Vec<Pending>) {
         loop {
             // A member whose caller already gave up (answered 12) is not sent.
             group.retain(|p| !p.done.is_closed());
@@ -161,7 +165,11 @@ impl Lane {
             };
             if s.waiting.is_empty() {
                 s.busy = false;
+                s.sender = None;
                 return;
+            }
+            if let Some(newer) = s.sender.take() {
+                sender = newer;
             }
             let policy = s.policy.unwrap_or(BatchPolicy {
                 max_bytes: usize::MAX,

@@ -3,14 +3,14 @@
 //! to the default-topic route or retries on its own.
 
 mod client;
+mod instances;
 pub mod lane;
 pub mod message;
 pub mod queues;
+mod reconnect;
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +29,7 @@ use crate::config::model::RocketmqConfiguration;
 use crate::config::settings::ForwardingSettings;
 use crate::lifecycle::Tasks;
 use crate::metrics::ClusterMetrics;
+use instances::Instances;
 use lane::{Lane, LaneStats};
 use queues::{Routes, TopicQueues};
 
@@ -57,12 +58,20 @@ struct Producer {
     inner: DefaultMQProducer,
     routes: Arc<Routes>,
     fault_backoff: Duration,
+    /// Its run of connection failures (reconnect.rs).
+    streak: reconnect::Streak,
 }
 
 impl Producer {
     /// Maps a library error, and refreshes routes or marks the broker where the spec says so.
     fn failed(&self, e: &ClientError, mq: &MessageQueue) -> SendError {
         let err = SendError::from_rocketmq(e);
+        if err.is_connection() {
+            self.streak.failure(Instant::now());
+        } else {
+            // The broker answered (or timed out): it is reachable.
+            self.streak.success();
+        }
         if matches!(e.broker_response_code(), Some(16 | 17)) || err.is_connection() {
             self.routes.invalidate(mq.topic().as_str());
         }
@@ -107,6 +116,7 @@ impl Sender for Producer {
                 Err(_) => Err(SendError::Timeout),
                 // FLUSH_DISK_TIMEOUT and friends: stored, so 0 (forwarding.md §4.3).
                 Ok(Ok(r)) => {
+                    self.streak.success();
                     if let Some(r) = r {
                         note_stored(&r.send_status, &mq);
                     }
@@ -132,6 +142,7 @@ impl Sender for Producer {
             match tokio::time::timeout_at(deadline, call).await {
                 Err(_) => Err(SendError::Timeout),
                 Ok(Ok(r)) => {
+                    self.streak.success();
                     note_stored(&r.send_status, &mq);
                     Ok(())
                 }
@@ -163,7 +174,7 @@ pub struct RocketmqCluster {
     retry: RetryPolicy,
     fault_backoff: Duration,
     start_millis: i64,
-    producers: OnceCell<Vec<Arc<Producer>>>,
+    producers: OnceCell<Arc<Instances>>,
     routes: Arc<Routes>,
     lanes: Mutex<HashMap<MessageQueue, Arc<Lane>>>,
     lane_stats: Arc<LaneStats>,
@@ -239,31 +250,32 @@ impl RocketmqCluster {
             "laneRequests": s.requests.load(Relaxed),
             "laneBatchRequests": s.batch_requests.load(Relaxed),
             "laneBatchedMessages": s.batched_messages.load(Relaxed),
+            "producerReplacements": self.producers.get().map_or(0, |p| p.replaced()),
         })
     }
 
     /// The started producers; a failed start is retried by the next send.
-    async fn producers(&self, deadline: Instant) -> Result<&[Arc<Producer>], SendError> {
+    async fn producers(&self, deadline: Instant) -> Result<&Arc<Instances>, SendError> {
         let start = self.producers.get_or_try_init(|| async {
-            let mut v = Vec::with_capacity(self.instances);
-            for i in 0..self.instances {
-                let p = client::start_producer(&self.name, &self.conf, self.start_millis, i)
-                    .await
-                    .map_err(|e| {
-                        tracing::warn!(cluster = %self.name, error = %e, "rocketmq producer start failed");
-                        SendError::Retriable(format!("producer start: {e}"))
-                    })?;
-                v.push(Arc::new(Producer {
-                    inner: p,
-                    routes: self.routes.clone(),
-                    fault_backoff: self.fault_backoff,
-                }));
-            }
-            tracing::info!(cluster = %self.name, instances = v.len(), "rocketmq producers started");
-            Ok(v)
+            let started = Instances::start(
+                &self.name,
+                &self.conf,
+                self.start_millis,
+                self.instances,
+                self.routes.clone(),
+                self.fault_backoff,
+                self.tasks.clone(),
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(cluster = %self.name, error = %e, "rocketmq producer start failed");
+                SendError::Retriable(format!("producer start: {e}"))
+            })?;
+            tracing::info!(cluster = %self.name, instances = started.len(), "rocketmq producers started");
+            Ok(Arc::new(started))
         });
         match tokio::time::timeout_at(deadline, start).await {
-            Ok(r) => r.map(Vec::as_slice),
+            Ok(r) => r,
             Err(_) => Err(SendError::Timeout),
         }
     }
@@ -272,14 +284,14 @@ impl RocketmqCluster {
     /// background every `pollNameServerInterval`.
     async fn queues(
         &self,
-        producers: &[Arc<Producer>],
+        producers: &Instances,
         topic: &str,
         deadline: Instant,
     ) -> Result<Arc<TopicQueues>, SendError> {
         let max_age = Duration::from_millis(self.conf.poll_name_server_interval.max(1) as u64);
         if let Some(q) = self.routes.get(topic).filter(|q| !q.is_stale()) {
             if q.claim_refresh(max_age) {
-                let (p, routes, t) = (producers[0].clone(), self.routes.clone(), topic.to_string());
+                let (p, routes, t) = (producers.first(), self.routes.clone(), topic.to_string());
                 let metrics = self.metrics().clone();
                 let until = Instant::now() + Duration::from_secs(10);
                 self.tasks.spawn_until_shutdown(async move {
@@ -300,7 +312,7 @@ impl RocketmqCluster {
             return Ok(q);
         }
         let known = self.routes.get(topic).is_some();
-        let fetched = fetch(&producers[0].inner, topic, deadline).await;
+        let fetched = fetch(&producers.first().inner, topic, deadline).await;
         self.metrics()
             .route_refresh(matches!(&fetched, Ok(l) if !l.is_empty()));
         let fetched = fetched.and_then(|list| {
@@ -321,13 +333,6 @@ impl RocketmqCluster {
             }
             Err(e) => Err(e),
         }
-    }
-
-    /// The producer instance of `mq`: fixed per (topic, queue) so per-queue order holds.
-    fn instance<'p>(&self, producers: &'p [Arc<Producer>], mq: &MessageQueue) -> &'p Arc<Producer> {
-        let mut h = DefaultHasher::new();
-        mq.hash(&mut h);
-        &producers[(h.finish() % producers.len() as u64) as usize]
     }
 
     fn lane(&self, mq: &MessageQueue) -> Arc<Lane> {
@@ -391,7 +396,7 @@ impl RocketmqCluster {
                     match mq {
                         None => Err(SendError::TopicNotExist(unit.topic.into())),
                         Some(mq) => {
-                            let p = self.instance(producers, &mq).clone();
+                            let p = producers.for_queue(&mq);
                             let r = match (attempt, unit.lane, unit.msgs.len()) {
                                 (1, Some(policy), 1) => {
                                     let lane = self.lane(&mq);
@@ -399,7 +404,7 @@ impl RocketmqCluster {
                                         self.rotate_sticky(unit.topic, &q, &mq);
                                     }
                                     lane.submit(
-                                        p,
+                                        p.clone(),
                                         unit.msgs[0].clone(),
                                         unit.body_len,
                                         policy,
@@ -412,6 +417,9 @@ impl RocketmqCluster {
                                 }
                                 _ => p.send_batch(unit.msgs.clone(), mq.clone(), deadline).await,
                             };
+                            if matches!(&r, Err(e) if e.is_connection()) {
+                                producers.connection_failed(&p, &mq);
+                            }
                             previous = Some(mq);
                             r
                         }
