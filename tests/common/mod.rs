@@ -295,8 +295,8 @@ pub fn skip(why: &str) {
     let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
 }
 
-/// Held for writing by a test that stops a shared server, for reading by the tests that use
-/// one, within one test binary.
+/// Held for writing by a test that stops a shared server or asserts a time (it then runs alone
+/// in its binary), for reading by the tests that use a server, within one test binary.
 pub static STACK: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// A unique topic name.

@@ -432,6 +432,7 @@ struct Round {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_kill9_failover_loses_nothing() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
@@ -1024,6 +1025,7 @@ async fn three_nodes_kill9_failover_loses_nothing() {
 /// tasks, tombstones).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_cluster_task_outlives_the_server() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
@@ -1135,11 +1137,12 @@ fn takeover_lines(log: &str, from: i64, to: i64) -> Vec<String> {
 /// Failover and handover with the shipped `scheduler.cluster` defaults (session timeout and
 /// heartbeat not set), as a new user runs it on a stock broker (issue #20): three nodes, one
 /// SIGKILLed, then one SIGTERMed. Asserted: after the kill the survivors have every journal
-/// partition active within the session timeout + 1 s (issue #20 asks + 500 ms: see below);
-/// after the SIGTERM the last node has them all within 1 s (the leaving node leaves the
+/// partition active within the session timeout + 500 ms (issue #20); after the SIGTERM the last node has them all within 1 s (the leaving node leaves the
 /// group, nobody waits for its session).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipped_defaults_fail_over_within_the_session_and_hand_over_on_sigterm() {
+    // Timed: runs alone in this binary (every other test holds STACK for reading).
+    let _alone = STACK.write().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
@@ -1235,15 +1238,18 @@ async fn shipped_defaults_fail_over_within_the_session_and_hand_over_on_sigterm(
         "replay of near-empty partitions took {replays:?} ms; logs in {}",
         logs()
     );
-    // Issue 20's bound is the session timeout + 500 ms. Measured 5.96-6.86 s on the busy 2-core
-    // machine (docs/RELIABILITY.md "Failover breakdown"): up to 0.69 s of it is the group
-    // noticing the dead member and reassigning (broker and survivors starved of CPU), up to
-    // 0.71 s the takeover (store open, replay); + 500 ms failed 5 of 13 runs there. The test
-    // allows 1 s, which still fails a return of the seconds-long takeovers.
+    // Issue 20's bound. Measured 6.01-6.03 s when this test ran alone on the 2-core machine,
+    // 5.96-6.86 s (5 of 13 over 6.5 s) while five other builds starved it of CPU: so the test
+    // runs alone (STACK) and is to be read together with the load of the machine it ran on
+    // (docs/RELIABILITY.md "Failover breakdown").
     let failover = failover.unwrap_or(i64::MAX);
     assert!(
-        failover <= session_ms + 1000,
-        "failover took {failover} ms, more than the session timeout + 1 s; logs in {}",
+        failover <= session_ms + 500,
+        "failover took {failover} ms, more than the session timeout + 500 ms (load average \
+         {}); logs in {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim(),
         logs()
     );
     let handover = handover.unwrap_or(i64::MAX);

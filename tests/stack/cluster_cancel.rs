@@ -170,6 +170,7 @@ struct Cancelled {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_to_a_non_owner_just_before_due_never_fires_after_its_answer() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };

@@ -248,6 +248,7 @@ fn all_logs(proxies: &[Proxy]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_listed_redriven_and_purged_through_any_node() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
@@ -313,6 +314,7 @@ async fn dead_letters_listed_redriven_and_purged_through_any_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_pending_is_enforced_across_the_cluster() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
@@ -408,6 +410,7 @@ fn pki(ip: IpAddr) -> (String, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_calls_use_tls_when_the_admin_port_does() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };

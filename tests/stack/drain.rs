@@ -13,6 +13,7 @@ use pproxy::proto::{Call, Protocol};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_everything_and_loses_nothing() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };

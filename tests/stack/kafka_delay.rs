@@ -9,6 +9,7 @@ use pproxy::proto::{Call, DelayMessage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_messages_fire_on_time_once_and_cancel_holds() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };

@@ -15,6 +15,7 @@ fn local_proxy(bootstrap: &str, topics: &[(&str, &str)]) -> Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_field_lands_where_the_spec_says() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
@@ -131,6 +132,7 @@ async fn every_field_lands_where_the_spec_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_keeps_order_per_partition_and_async_arrives() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
@@ -182,6 +184,7 @@ async fn batch_keeps_order_per_partition_and_async_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn result_codes_the_front_end_produces() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
@@ -284,6 +287,7 @@ async fn result_codes_the_front_end_produces() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_broker_answers_12_within_the_deadline() {
+    let _stack = STACK.read().await;
     // A cluster whose only broker address refuses connections: the outcome cannot be known.
     let dead = format!("127.0.0.1:{}", free_port());
     let doc = local_config(&dead, &[("orders", "")], "");

@@ -51,6 +51,7 @@ struct Topics {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_every_family() {
+    let _stack = STACK.read().await;
     if !tool_available(
         "prometheus",
         "Debian's prometheus package (scripts/setup.sh --tests)",

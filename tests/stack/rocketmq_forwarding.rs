@@ -22,6 +22,7 @@ fn by_body(got: &[Got]) -> BTreeMap<Vec<u8>, Got> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explicit_hash_and_random_messages_land_with_their_fields() {
+    let _stack = STACK.read().await;
     let Some(ns) = rmq::namesrv() else {
         return;
     };
@@ -119,6 +120,7 @@ async fn explicit_hash_and_random_messages_land_with_their_fields() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_keep_order_per_queue_and_pack_with_auto_batch() {
+    let _stack = STACK.read().await;
     let Some(ns) = rmq::namesrv() else {
         return;
     };
@@ -254,6 +256,7 @@ fn lane_figures(p: &Proxy) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_small_messages_share_lane_requests_and_all_arrive() {
+    let _stack = STACK.read().await;
     let Some(ns) = rmq::namesrv() else {
         return;
     };
@@ -270,6 +273,7 @@ async fn concurrent_small_messages_share_lane_requests_and_all_arrive() {
 /// Issue 16: a topic without auto-batch coalesces too while its lane is busy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ordinary_topic_coalesces_while_its_lane_is_busy() {
+    let _stack = STACK.read().await;
     let Some(ns) = rmq::namesrv() else {
         return;
     };
@@ -283,6 +287,7 @@ async fn an_ordinary_topic_coalesces_while_its_lane_is_busy() {
 /// sent at once (no batch window), in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_client_never_waits_for_a_batch() {
+    let _stack = STACK.read().await;
     let Some(ns) = rmq::namesrv() else {
         return;
     };
@@ -312,6 +317,7 @@ async fn a_lone_client_never_waits_for_a_batch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_without_a_route_answers_14_and_is_not_created() {
+    let _stack = STACK.read().await;
     let Some(ns) = rmq::namesrv() else {
         return;
     };

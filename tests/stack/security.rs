@@ -170,6 +170,7 @@ fn tls_yaml(extra: &str) -> String {
 
 #[tokio::test]
 async fn tls_and_plaintext_share_the_port() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
@@ -226,6 +227,7 @@ async fn tls_and_plaintext_share_the_port() {
 
 #[tokio::test]
 async fn tls_required_refuses_plaintext() {
+    let _stack = STACK.read().await;
     let pki = Pki::new("test ca");
     let files = server_files(&pki, &pki.leaf("pproxy"));
     let p = Proxy::start_with_files(&tls_yaml("  required: true\n"), &files);
@@ -249,6 +251,7 @@ async fn tls_required_refuses_plaintext() {
 
 #[tokio::test]
 async fn mutual_tls_subjects_choose_the_principal() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
@@ -341,6 +344,7 @@ async fn mutual_tls_subjects_choose_the_principal() {
 
 #[tokio::test]
 async fn address_acl_refuses_one_client_and_allows_another() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
@@ -432,6 +436,7 @@ async fn address_acl_refuses_one_client_and_allows_another() {
 
 #[tokio::test]
 async fn delay_cancel_only_by_the_adding_principal() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
@@ -487,6 +492,7 @@ async fn delay_cancel_only_by_the_adding_principal() {
 
 #[tokio::test]
 async fn certificate_reload_under_load() {
+    let _stack = STACK.read().await;
     let Some(kafka) = kafka_bootstrap() else {
         return;
     };
@@ -611,6 +617,7 @@ fn host_ip() -> Option<IpAddr> {
 
 #[tokio::test]
 async fn admin_token_loopback_and_tls() {
+    let _stack = STACK.read().await;
     let pki = Pki::new("test ca");
     let files = server_files(&pki, &pki.leaf("pproxy"));
     let base = "server:\n  bindAddr: 127.0.0.1\n  adminBindAddr: 0.0.0.0\n  adminToken: s3cret\n  adminTls: true\n";
