@@ -24,6 +24,14 @@
 #                              the lateness of their fires from pproxy's /metrics histogram
 #                              pproxy_delay_fire_lateness_seconds, scraped before and after
 #                              (until nothing is pending), ~30 s
+#   scripts/bench.sh pending   Kafka, one node: BENCH_PENDING (10 000 000) far-future delay adds
+#                              (due in a day) through Thrift in 30 s rounds at max rate; with
+#                              those pending, fire lateness at BENCH_PENDING_RATE (10 000)
+#                              adds/s due 2 s later for 20 s (pending-lateness.json); then a
+#                              few thousand due 20 s later, the pproxy process's RSS,
+#                              kill -9, and a restart on the same store: seconds to /ready, to
+#                              a sendSync answered 0 and to the first fire of an overdue
+#                              message (pending.json); ~6 min for 10M
 #   scripts/bench.sh all       full, sweep and delay in one go (8 min 52 s on the busy 2-core
 #                              machine, without the build), then the tables and plots; prints the wall time
 #   scripts/bench.sh table     print the tables again from the JSON summaries (and re-plot)
@@ -512,6 +520,122 @@ EOF
   stop_proxy
 }
 
+# metric_sum NAME: the sum of every series of one pproxy metric (0 when absent).
+metric_sum() {
+  curl -sf --max-time 5 "http://$PROXY_ADMIN/metrics" |
+    awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%d\n", s }' || true
+}
+
+# since START: seconds from START (date +%s.%N) to now, 3 decimals.
+since() { awk -v a="$(date +%s.%N)" -v b="$1" 'BEGIN { printf "%.3f\n", a - b }'; }
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# Delay messages pending on disk (issue 16): RSS with BENCH_PENDING far-future messages, and a
+# restart after kill -9 on the same store (pending.json).
+bench_pending() {
+  local n=${BENCH_PENDING:-10000000} d t pending=0 round=0 rss_loaded due_at start ready=0 sent=0
+  local fired=0 t_ready=-1 t_sent=-1 t_fire=-1 rss_ready rss_after store dir yaml fire_wait probe=
+  mkdir -p "$OUT/logs"
+  scripts/stack.sh up kafka
+  broker_pids kafka
+  t=bench-pending-out-$(stamp)
+  d=bench-pending-$(stamp)
+  scripts/stack.sh kafka-topic "$t" 4 >/dev/null
+  scripts/stack.sh kafka-topic "$d" 4 >/dev/null
+  start_proxy "$(kafka_config "$t" "$d")"
+  record_env pending
+  while ((pending < n)); do
+    round=$((round + 1))
+    proxy_run "pending-adds-r$round" --topic "$d" --secs 30 --warmup 0 --size 100 --conns "$CONNS" \
+      --method delay --delay-ms 86400000
+    pending=$(metric_sum pproxy_delay_pending)
+    log "pending: $pending after round $round"
+  done
+  # Lateness with that many pending: BENCH_PENDING_RATE (10 000) adds/s due 2 s after their
+  # add, for 20 s, so as many fire per second; the lateness histogram's difference.
+  scrape_delay "$OUT/logs/pending-lateness-before.json"
+  proxy_run pending-steady --topic "$d" --secs 20 --warmup 0 --size 100 --conns "$CONNS" \
+    --rate "${BENCH_PENDING_RATE:-10000}" --method delay --delay-ms 2000
+  sleep 5
+  scrape_delay "$OUT/logs/pending-lateness-after.json"
+  python3 - "$OUT/logs/pending-lateness-before.json" "$OUT/logs/pending-lateness-after.json" \
+    >"$OUT/pending-lateness.json" <<'EOF'
+import json, sys
+b, a = (json.load(open(p)) for p in sys.argv[1:3])
+base = dict(b["buckets"])
+buckets = [[le, n - base.get(le, 0)] for le, n in a["buckets"]]
+fires = a["count"] - b["count"]
+def bound(q):
+    for le, n in buckets:
+        if fires and n >= q * fires:
+            return le
+    return None
+json.dump({"fires": fires, "p50_le": bound(0.5), "p99_le": bound(0.99), "p999_le": bound(0.999),
+           "mean_ms": round((a["sum"] - b["sum"]) / fires * 1000, 2) if fires else None,
+           "pending": b["pending"], "buckets": buckets}, sys.stdout, indent=2)
+print()
+EOF
+  jq -r '"pending: \(.fires) fires over 20 s with \(.pending) pending: lateness p50 <= \(.p50_le) s, p99 <= \(.p99_le) s, p99.9 <= \(.p999_le) s, mean \(.mean_ms) ms"' \
+    "$OUT/pending-lateness.json" >&2
+  # A few thousand due 20 s from now: overdue once pproxy is back from the kill.
+  proxy_run pending-due --topic "$d" --secs 1 --warmup 0 --size 100 --conns 4 --method delay --delay-ms 20000
+  due_at=$((SECONDS + 20))
+  pending=$(metric_sum pproxy_delay_pending)
+  sleep 5
+  rss_loaded=$(rss_kb "$PROXY_PID")
+  store=$(du -sb "$PROXY_DIR/data" 2>/dev/null | cut -f1)
+  log "pending: $pending pending, RSS $((rss_loaded / 1024)) MiB, store $((store / 1048576)) MiB; kill -9"
+  kill -KILL "$PROXY_PID"
+  wait "$PROXY_PID" 2>/dev/null || true
+  while ((SECONDS < due_at + 1)); do sleep 0.5; done
+  # Restart on the same directory, store and ports.
+  dir=$PROXY_DIR
+  yaml=c.yaml
+  start=$(date +%s.%N)
+  pproxy_start "$dir" "$yaml"
+  PROXY_PID=$PPROXY_PID
+  fire_wait=$((SECONDS + 120))
+  while ((SECONDS < fire_wait)); do
+    alive "$PROXY_PID" || die "pproxy exited after the restart: $(tail -n 5 "$dir/console.log")"
+    if ((ready == 0)) && [[ $(http_code "http://$PROXY_ADMIN/ready") == 200 ]]; then
+      ready=1
+      t_ready=$(since "$start")
+    fi
+    # One sendSync at a time, in the background so the fire poll keeps its pace.
+    if ((sent == 0)) && [[ -z $probe ]]; then
+      "$PPROXY" send --addr "$PROXY_ADDR" --topic "$t" --body probe --timeout-ms 1000 \
+        >"$OUT/logs/pending-probe.out" 2>&1 &
+      probe=$!
+    fi
+    if [[ -n $probe ]] && ! alive "$probe"; then
+      if wait "$probe"; then
+        sent=1
+        t_sent=$(since "$start")
+      fi
+      probe=
+    fi
+    if ((fired == 0)) && (($(metric_sum pproxy_delay_fired_total) > 0)); then
+      fired=1
+      t_fire=$(since "$start")
+    fi
+    ((ready == 1 && sent == 1 && fired == 1)) && break
+    sleep 0.05
+  done
+  rss_ready=$(rss_kb "$PROXY_PID")
+  sleep 10
+  rss_after=$(rss_kb "$PROXY_PID")
+  jq -n --argjson pending "$pending" --argjson rss_loaded "$rss_loaded" --argjson store "${store:-0}" \
+    --argjson t_ready "$t_ready" --argjson t_sent "$t_sent" --argjson t_fire "$t_fire" \
+    --argjson rss_ready "$rss_ready" --argjson rss_after "$rss_after" --argjson rounds "$round" \
+    '{tool: "bench-pending", pending: $pending, rounds: $rounds, rss_mib_loaded: ($rss_loaded / 1024 | floor),
+      store_mib: ($store / 1048576 | floor), restart_ready_s: $t_ready, restart_first_send_s: $t_sent,
+      restart_first_fire_s: $t_fire, rss_mib_after_restart: ($rss_ready / 1024 | floor),
+      rss_mib_10s_after_restart: ($rss_after / 1024 | floor)}' >"$OUT/pending.json"
+  jq -r '"pending: \(.pending) pending: RSS \(.rss_mib_loaded) MiB, store \(.store_mib) MiB; after kill -9: ready \(.restart_ready_s) s, first sendSync 0 \(.restart_first_send_s) s, first overdue fire \(.restart_first_fire_s) s, RSS \(.rss_mib_after_restart) MiB (\(.rss_mib_10s_after_restart) MiB 10 s later)"' \
+    "$OUT/pending.json" >&2
+}
+
 # ------------------------------------------------------------------ plots
 
 # plot_venv: the virtualenv of scripts/plot.py, outside the repository, made on first use.
@@ -701,6 +825,10 @@ case $MODE in
   smoke)
     build
     bench_smoke
+    ;;
+  pending)
+    build
+    bench_pending
     ;;
   perf)
     build
