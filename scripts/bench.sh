@@ -32,6 +32,9 @@
 #                              kill -9, and a restart on the same store: seconds to /ready, to
 #                              a sendSync answered 0 and to the first fire of an overdue
 #                              message (pending.json); ~6 min for 10M
+#   scripts/bench.sh fires     Kafka, one node: BENCH_FIRES (500 000) delay adds, pproxy stopped
+#                              (SIGTERM) until all are overdue, started again: the rate of the
+#                              catch-up is the maximum fire rate (fires.json), ~2.5 min
 #   scripts/bench.sh all       full, sweep and delay in one go (8 min 52 s on the busy 2-core
 #                              machine, without the build), then the tables and plots; prints the wall time
 #   scripts/bench.sh table     print the tables again from the JSON summaries (and re-plot)
@@ -636,6 +639,62 @@ EOF
     "$OUT/pending.json" >&2
 }
 
+# Fire rate (issue 16): BENCH_FIRES (500 000) delay adds due 60 s after the first, pproxy stopped
+# (SIGTERM) until they are all overdue, then started again on the same store: every one is due at
+# once, and the rate at which pproxy fires them into Kafka is its maximum fire rate (fires.json).
+bench_fires() {
+  local n=${BENCH_FIRES:-500000} d t added=0 round=0 start now count last=0 t_first='' t_last='' wait_end
+  local first_count=0 rss_peak=0 rss
+  mkdir -p "$OUT/logs"
+  scripts/stack.sh up kafka
+  broker_pids kafka
+  t=bench-fires-out-$(stamp)
+  d=bench-fires-$(stamp)
+  scripts/stack.sh kafka-topic "$t" 4 >/dev/null
+  scripts/stack.sh kafka-topic "$d" 4 >/dev/null
+  start_proxy "$(kafka_config "$t" "$d")"
+  record_env fires
+  start=$SECONDS
+  # Rounds of 5 s until N are pending (at most 50 s of them: every add is due 60 s after the
+  # first round began, whenever its round runs).
+  while ((added < n && SECONDS - start < 50)); do
+    round=$((round + 1))
+    proxy_run "fires-adds-r$round" --topic "$d" --secs 5 --warmup 0 --size 100 --conns "$CONNS" \
+      --method delay --delay-ms $(((60 - (SECONDS - start)) * 1000))
+    added=$(metric_sum pproxy_delay_pending)
+  done
+  log "fires: $added pending; stopping pproxy until they are all due"
+  stop_pids 60 "$PROXY_PID"
+  while ((SECONDS < start + 62)); do sleep 0.5; done
+  pproxy_start "$PROXY_DIR" c.yaml
+  PROXY_PID=$PPROXY_PID
+  pproxy_wait_ready "${PROXY_ADMIN##*:}" 60 "$PROXY_PID" "$PROXY_DIR/console.log" || die "pproxy did not restart"
+  wait_end=$((SECONDS + 300))
+  while ((SECONDS < wait_end)); do
+    count=$(metric_sum pproxy_delay_fired_total)
+    now=$(date +%s.%N)
+    rss=$(rss_kb "$PROXY_PID")
+    ((rss <= rss_peak)) || rss_peak=$rss
+    if ((count > 0)) && [[ -z $t_first ]]; then
+      t_first=$now first_count=$count
+    fi
+    if ((count > last)); then
+      last=$count t_last=$now
+    fi
+    (($(metric_sum pproxy_delay_pending) > 0)) || break
+    sleep 0.25
+  done
+  jq -n --argjson added "$added" --argjson fired "$last" --argjson first "$first_count" \
+    --argjson t_first "${t_first:-0}" --argjson t_last "${t_last:-0}" --argjson rss "$rss_peak" \
+    --argjson pending "$(metric_sum pproxy_delay_pending)" \
+    '{tool: "bench-fires", added: $added, fired: $fired, pending_after: $pending,
+      seconds: (($t_last - $t_first) * 1000 | round / 1000),
+      fires_per_s: (if $t_last > $t_first then (($fired - $first) / ($t_last - $t_first) | floor) else null end),
+      rss_mib_peak: ($rss / 1024 | floor)}' >"$OUT/fires.json"
+  jq -r '"fires: \(.fired) fired of \(.added) overdue in \(.seconds) s: \(.fires_per_s) fires/s, peak RSS \(.rss_mib_peak) MiB, \(.pending_after) pending after"' "$OUT/fires.json" >&2
+  stop_proxy
+}
+
 # ------------------------------------------------------------------ plots
 
 # plot_venv: the virtualenv of scripts/plot.py, outside the repository, made on first use.
@@ -829,6 +888,10 @@ case $MODE in
   pending)
     build
     bench_pending
+    ;;
+  fires)
+    build
+    bench_fires
     ;;
   perf)
     build
