@@ -107,6 +107,12 @@ start_proxy() {
   log "pproxy pid $PROXY_PID on $PROXY_ADDR ($PROXY_DIR)"
 }
 
+# restart_proxy: pproxy again in the directory of start_proxy (its config, store and ports).
+restart_proxy() {
+  pproxy_start "$PROXY_DIR" c.yaml
+  PROXY_PID=$PPROXY_PID
+}
+
 stop_proxy() {
   if [[ -n $PROXY_PID ]]; then
     stop_pids 60 "$PROXY_PID"
@@ -453,22 +459,53 @@ json.dump(out, sys.stdout)
 ' >"$1" || die "scraping http://$PROXY_ADMIN/metrics failed"
 }
 
+# delay_proxy NAME: Kafka up, an output topic and a delay topic of 4 partitions (DELAY_OUT,
+# DELAY_TOPIC, named after NAME), pproxy started on them, the environment recorded as NAME.
+delay_proxy() {
+  mkdir -p "$OUT/logs"
+  scripts/stack.sh up kafka
+  broker_pids kafka
+  DELAY_OUT=bench-$1-out-$(stamp)
+  DELAY_TOPIC=bench-$1-$(stamp)
+  scripts/stack.sh kafka-topic "$DELAY_OUT" 4 >/dev/null
+  scripts/stack.sh kafka-topic "$DELAY_TOPIC" 4 >/dev/null
+  start_proxy "$(kafka_config "$DELAY_OUT" "$DELAY_TOPIC")"
+  record_env "$1"
+}
+
+# lateness_diff BEFORE AFTER: the fires between two scrape_delay files, as JSON: their count,
+# lateness sum and mean, quantiles as bucket bounds, the buckets, what was pending at each scrape.
+lateness_diff() {
+  python3 - "$1" "$2" <<'EOF'
+import json, sys
+b, a = (json.load(open(p)) for p in sys.argv[1:3])
+base = dict(b["buckets"])
+buckets = [[le, n - base.get(le, 0)] for le, n in a["buckets"]]  # cumulative, as scraped
+fires = a["count"] - b["count"]
+def bound(q):  # the upper bound (seconds) of the bucket that holds the q-quantile
+    for le, n in buckets:
+        if fires and n >= q * fires:
+            return le
+    return None
+json.dump({
+    "fires": fires, "sum_s": round(a["sum"] - b["sum"], 3),
+    "mean_ms": round((a["sum"] - b["sum"]) / fires * 1000, 2) if fires else None,
+    "p50_le": bound(0.5), "p99_le": bound(0.99), "p999_le": bound(0.999),
+    "buckets": buckets, "pending_before": b["pending"], "pending_after": a["pending"],
+}, sys.stdout, indent=2)
+print()
+EOF
+}
+
 # Delay adds at max rate through Thrift, then the lateness of their fires: the difference of
 # the lateness histogram between a scrape before the adds and one after nothing is pending
 # (delay-lateness.json). Fires/s is from scrapes every 0.5 s while they fall due; they fall due
 # at the rate they were added, so it is bounded by the add rate.
 bench_delay() {
-  local d t before=$OUT/logs/delay-metrics-before.json after=$OUT/logs/delay-metrics-after.json
+  local d before=$OUT/logs/delay-metrics-before.json after=$OUT/logs/delay-metrics-after.json
   local delay_ms=${BENCH_DELAY_MS:-2000} wait_end now count base first=0 t_first=0 last=0 t_last=0
-  mkdir -p "$OUT/logs"
-  scripts/stack.sh up kafka
-  broker_pids kafka
-  t=bench-delay-out-$(stamp)
-  d=bench-delay-$(stamp)
-  scripts/stack.sh kafka-topic "$t" 4 >/dev/null
-  scripts/stack.sh kafka-topic "$d" 4 >/dev/null
-  start_proxy "$(kafka_config "$t" "$d")"
-  record_env delay
+  delay_proxy delay
+  d=$DELAY_TOPIC
   scrape_delay "$before"
   proxy_run delay-adds-proxy --topic "$d" --secs "$SECS" --warmup "$WARMUP" --size 100 --conns "$CONNS" \
     --method delay --delay-ms "$delay_ms"
@@ -490,33 +527,14 @@ bench_delay() {
     fi
     sleep 0.5
   done
-  python3 - "$before" "$after" "$OUT/delay-adds-proxy.json" "$delay_ms" "$first" "$t_first" "$last" "$t_last" \
-    >"$OUT/delay-lateness.json" <<'EOF'
-import json, sys, time
-b, a, adds = (json.load(open(p)) for p in sys.argv[1:4])
-delay_ms, first, t_first = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
-last, t_last = int(sys.argv[7]), float(sys.argv[8])
-base = dict(b["buckets"])
-buckets = [[le, n - base.get(le, 0)] for le, n in a["buckets"]]  # cumulative, as scraped
-fires = a["count"] - b["count"]
-rate = (last - first) / (t_last - t_first) if t_last > t_first else None
-def bound(q):  # the upper bound (seconds) of the bucket that holds the q-quantile
-    for le, n in buckets:
-        if fires and n >= q * fires:
-            return le
-    return None
-json.dump({
-    "tool": "bench-delay", "delay_ms": delay_ms, "fires": fires,
-    "sum_s": round(a["sum"] - b["sum"], 3),
-    "mean_ms": round((a["sum"] - b["sum"]) / fires * 1000, 2) if fires else None,
-    "p50_le": bound(0.5), "p99_le": bound(0.99), "p999_le": bound(0.999),
-    "buckets": buckets, "pending_after": a["pending"],
-    "adds": adds["ok_msgs"], "adds_per_s": adds["throughput"],
-    "fires_per_s": round(rate, 1) if rate else None,
-    "unix_time": int(time.time()), "loadavg": " ".join(open("/proc/loadavg").read().split()[:3]),
-}, sys.stdout, indent=2)
-print()
-EOF
+  lateness_diff "$before" "$after" |
+    jq --argjson delay_ms "$delay_ms" --slurpfile adds "$OUT/delay-adds-proxy.json" \
+      --argjson first "$first" --argjson t_first "$t_first" --argjson last "$last" \
+      --argjson t_last "$t_last" --arg loadavg "$(cut -d' ' -f1-3 /proc/loadavg)" \
+      '{tool: "bench-delay", delay_ms: $delay_ms} + . + {adds: $adds[0].ok_msgs,
+        adds_per_s: $adds[0].throughput,
+        fires_per_s: (if $t_last > $t_first then (($last - $first) / ($t_last - $t_first) * 10 | round / 10) else null end),
+        unix_time: (now | floor), loadavg: $loadavg}' >"$OUT/delay-lateness.json"
   jq -r '"delay: \(.fires) fires, \(.fires_per_s) fires/s, lateness p50 <= \(.p50_le) s, p99 <= \(.p99_le) s, p99.9 <= \(.p999_le) s, mean \(.mean_ms) ms, pending after \(.pending_after)"' \
     "$OUT/delay-lateness.json" >&2
   record_env delay
@@ -538,16 +556,9 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # restart after kill -9 on the same store (pending.json).
 bench_pending() {
   local n=${BENCH_PENDING:-10000000} d t pending=0 round=0 rss_loaded due_at start ready=0 sent=0
-  local fired=0 t_ready=-1 t_sent=-1 t_fire=-1 rss_ready rss_after store dir yaml fire_wait probe=
-  mkdir -p "$OUT/logs"
-  scripts/stack.sh up kafka
-  broker_pids kafka
-  t=bench-pending-out-$(stamp)
-  d=bench-pending-$(stamp)
-  scripts/stack.sh kafka-topic "$t" 4 >/dev/null
-  scripts/stack.sh kafka-topic "$d" 4 >/dev/null
-  start_proxy "$(kafka_config "$t" "$d")"
-  record_env pending
+  local fired=0 t_ready=-1 t_sent=-1 t_fire=-1 rss_ready rss_after store fire_wait probe=
+  delay_proxy pending
+  t=$DELAY_OUT d=$DELAY_TOPIC
   while ((pending < n)); do
     round=$((round + 1))
     proxy_run "pending-adds-r$round" --topic "$d" --secs 30 --warmup 0 --size 100 --conns "$CONNS" \
@@ -562,24 +573,9 @@ bench_pending() {
     --rate "${BENCH_PENDING_RATE:-10000}" --method delay --delay-ms 2000
   sleep 5
   scrape_delay "$OUT/logs/pending-lateness-after.json"
-  python3 - "$OUT/logs/pending-lateness-before.json" "$OUT/logs/pending-lateness-after.json" \
-    >"$OUT/pending-lateness.json" <<'EOF'
-import json, sys
-b, a = (json.load(open(p)) for p in sys.argv[1:3])
-base = dict(b["buckets"])
-buckets = [[le, n - base.get(le, 0)] for le, n in a["buckets"]]
-fires = a["count"] - b["count"]
-def bound(q):
-    for le, n in buckets:
-        if fires and n >= q * fires:
-            return le
-    return None
-json.dump({"fires": fires, "p50_le": bound(0.5), "p99_le": bound(0.99), "p999_le": bound(0.999),
-           "mean_ms": round((a["sum"] - b["sum"]) / fires * 1000, 2) if fires else None,
-           "pending": b["pending"], "buckets": buckets}, sys.stdout, indent=2)
-print()
-EOF
-  jq -r '"pending: \(.fires) fires over 20 s with \(.pending) pending: lateness p50 <= \(.p50_le) s, p99 <= \(.p99_le) s, p99.9 <= \(.p999_le) s, mean \(.mean_ms) ms"' \
+  lateness_diff "$OUT/logs/pending-lateness-before.json" "$OUT/logs/pending-lateness-after.json" \
+    >"$OUT/pending-lateness.json"
+  jq -r '"pending: \(.fires) fires over 20 s with \(.pending_before) pending: lateness p50 <= \(.p50_le) s, p99 <= \(.p99_le) s, p99.9 <= \(.p999_le) s, mean \(.mean_ms) ms"' \
     "$OUT/pending-lateness.json" >&2
   # A few thousand due 20 s from now: overdue once pproxy is back from the kill.
   proxy_run pending-due --topic "$d" --secs 1 --warmup 0 --size 100 --conns 4 --method delay --delay-ms 20000
@@ -592,15 +588,11 @@ EOF
   kill -KILL "$PROXY_PID"
   wait "$PROXY_PID" 2>/dev/null || true
   while ((SECONDS < due_at + 1)); do sleep 0.5; done
-  # Restart on the same directory, store and ports.
-  dir=$PROXY_DIR
-  yaml=c.yaml
   start=$(date +%s.%N)
-  pproxy_start "$dir" "$yaml"
-  PROXY_PID=$PPROXY_PID
+  restart_proxy
   fire_wait=$((SECONDS + 120))
   while ((SECONDS < fire_wait)); do
-    alive "$PROXY_PID" || die "pproxy exited after the restart: $(tail -n 5 "$dir/console.log")"
+    alive "$PROXY_PID" || die "pproxy exited after the restart: $(tail -n 5 "$PROXY_DIR/console.log")"
     if ((ready == 0)) && [[ $(http_code "http://$PROXY_ADMIN/ready") == 200 ]]; then
       ready=1
       t_ready=$(since "$start")
@@ -643,17 +635,10 @@ EOF
 # (SIGTERM) until they are all overdue, then started again on the same store: every one is due at
 # once, and the rate at which pproxy fires them into Kafka is its maximum fire rate (fires.json).
 bench_fires() {
-  local n=${BENCH_FIRES:-500000} d t added=0 round=0 start now count last=0 t_first='' t_last='' wait_end
+  local n=${BENCH_FIRES:-500000} d added=0 round=0 start now count last=0 t_first='' t_last='' wait_end
   local first_count=0 rss_peak=0 rss
-  mkdir -p "$OUT/logs"
-  scripts/stack.sh up kafka
-  broker_pids kafka
-  t=bench-fires-out-$(stamp)
-  d=bench-fires-$(stamp)
-  scripts/stack.sh kafka-topic "$t" 4 >/dev/null
-  scripts/stack.sh kafka-topic "$d" 4 >/dev/null
-  start_proxy "$(kafka_config "$t" "$d")"
-  record_env fires
+  delay_proxy fires
+  d=$DELAY_TOPIC
   start=$SECONDS
   # Rounds of 5 s until N are pending (at most 50 s of them: every add is due 60 s after the
   # first round began, whenever its round runs).
@@ -666,8 +651,7 @@ bench_fires() {
   log "fires: $added pending; stopping pproxy until they are all due"
   stop_pids 60 "$PROXY_PID"
   while ((SECONDS < start + 62)); do sleep 0.5; done
-  pproxy_start "$PROXY_DIR" c.yaml
-  PROXY_PID=$PPROXY_PID
+  restart_proxy
   pproxy_wait_ready "${PROXY_ADMIN##*:}" 60 "$PROXY_PID" "$PROXY_DIR/console.log" || die "pproxy did not restart"
   wait_end=$((SECONDS + 300))
   while ((SECONDS < wait_end)); do
