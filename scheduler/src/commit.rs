@@ -143,17 +143,12 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<C
             Ok(p) => apply_all(p, &group),
             Err(e) => group.iter().map(|_| Err(e.clone())).collect(),
         };
-        let first_due = pinned.as_ref().ok().map(|db| db.first_due());
-        if let Some(Ok(Some(first_due))) = first_due {
-            stats
+        // The gauge follows the group; the stored watermark rode in the group's transaction.
+        match pinned.as_ref().map(|db| db.first_due()) {
+            Ok(Ok(Some(first_due))) => stats
                 .fired_through_ms
-                .store(first_due - 1, Ordering::Relaxed);
-            if let Ok(p) = &pinned {
-                let _ = p.set_meta("fired_through_ms", &(first_due - 1).to_be_bytes());
-            }
-        } else {
-            let now = now_ms();
-            stats.fired_through_ms.store(now, Ordering::Relaxed);
+                .store(first_due - 1, Ordering::Relaxed),
+            _ => stats.fired_through_ms.store(now_ms(), Ordering::Relaxed),
         }
         let applied_at = Instant::now();
         stats.apply_us_sum.fetch_add(
@@ -214,12 +209,14 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, max_group: usize, stats: Arc<C
     }
 }
 
-/// Applies a group: every mutation but trims in one transaction; if that fails, one by one,
-/// so a single bad record fails only itself.
+/// Applies a group: every mutation but trims in one transaction, with the fired-through
+/// watermark; if that fails, one by one, so a single bad record fails only itself.
 fn apply_all(store: &Db, group: &[Job]) -> Vec<Reply> {
     let is_trim = |m: &Mutation| matches!(m, Mutation::Trim { .. });
     let batch: Vec<&Mutation> = group.iter().map(|j| &j.m).filter(|m| !is_trim(m)).collect();
-    let mut grouped = match store.apply_group(&batch) {
+    let first_due = store.first_due();
+    let grouped = first_due.and_then(|first| store.apply_group_marked(&batch, first));
+    let mut grouped = match grouped {
         Ok(v) if v.len() == batch.len() => Some(v.into_iter()),
         _ => None,
     };

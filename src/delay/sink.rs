@@ -60,12 +60,20 @@ async fn fire(sink: WriterSink, m: FireMessage) -> Outcome {
         return fail(Code::NotWhitelisted);
     };
     // Random partition, cluster chosen by the key's hash (partitionId -2 with a key).
-    let probe = Message {
-        key: Some(m.key.clone()),
-        partition_id: -2,
-        ..Default::default()
+    let index = match route.clusters.len() {
+        0 | 1 => 0,
+        n => {
+            let probe = Message {
+                key: Some(m.key.clone()),
+                partition_id: -2,
+                ..Default::default()
+            };
+            route::choose_index(&probe, n)
+        }
     };
-    let cluster = &route.clusters[route::choose_index(&probe, route.clusters.len())];
+    let Some(cluster) = route.clusters.get(index) else {
+        return fail(Code::NoProducer);
+    };
     let Some(writer) = snap.writer(cluster) else {
         return fail(Code::NoProducer);
     };

@@ -141,6 +141,11 @@ pub(crate) trait Kv: Send + Sync {
     fn transact(&self, body: TxBody<'_>) -> Result<(), StoreError>;
     /// Reads a key outside a transaction.
     fn get(&self, t: TreeId, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Reads several keys of one tree at one point in time (one read transaction where the
+    /// engine has them).
+    fn get_many(&self, t: TreeId, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.get(t, k)).collect()
+    }
     /// Writes a key outside a transaction.
     fn insert(&self, t: TreeId, k: &[u8], v: &[u8]) -> Result<(), StoreError>;
     /// Deletes a key outside a transaction; returns the old value.

@@ -285,8 +285,16 @@ impl TxOps for RedbTx<'_> {
         Ok(())
     }
 
+    /// Like `take`, without copying the old value out (a removed record holds its body).
     fn remove(&mut self, t: TreeId, k: &[u8]) -> Result<(), TxFail> {
-        self.take(t, k).map(|_| ())
+        let existed = self.tables[t as usize]
+            .remove(k)
+            .map_err(|e| TxFail::Engine(engine_error(e)))?
+            .is_some();
+        if existed {
+            self.ops.del(t, k);
+        }
+        Ok(())
     }
 }
 
@@ -301,6 +309,14 @@ impl Kv for RedbKv {
             .get(k)
             .map_err(redb_err)?
             .map(|v| v.value().to_vec()))
+    }
+
+    /// One read transaction for all of them: opening one costs more than a lookup.
+    fn get_many(&self, t: TreeId, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let table = self.read(t)?;
+        keys.iter()
+            .map(|k| Ok(table.get(*k).map_err(redb_err)?.map(|v| v.value().to_vec())))
+            .collect()
     }
 
     fn insert(&self, t: TreeId, k: &[u8], v: &[u8]) -> Result<(), StoreError> {

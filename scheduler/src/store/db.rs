@@ -59,6 +59,25 @@ impl Db {
     /// One transaction per group costs far less than one per mutation; a group that fails is
     /// retried mutation by mutation by the caller so one bad record cannot fail the others.
     pub fn apply_group(&self, ms: &[&Mutation]) -> Result<Vec<Applied>, StoreError> {
+        self.apply_group_with(ms, None)
+    }
+
+    /// `apply_group`, storing the fired-through watermark in the same transaction: derived
+    /// from `first_due_before`, what `first_due` answered before the group, so the committer
+    /// needs no transaction of its own for it.
+    pub fn apply_group_marked(
+        &self,
+        ms: &[&Mutation],
+        first_due_before: Option<i64>,
+    ) -> Result<Vec<Applied>, StoreError> {
+        self.apply_group_with(ms, Some(first_due_before))
+    }
+
+    fn apply_group_with(
+        &self,
+        ms: &[&Mutation],
+        first_due_before: Option<Option<i64>>,
+    ) -> Result<Vec<Applied>, StoreError> {
         if let [Mutation::Trim {
             before_ms,
             dead_before_ms,
@@ -74,7 +93,7 @@ impl Db {
         }
         let out = std::cell::RefCell::new(Vec::new());
         self.kv.transact(&|ops| {
-            *out.borrow_mut() = mutate::apply_group(ops, ms)?;
+            *out.borrow_mut() = mutate::apply_group(ops, ms, first_due_before)?;
             Ok(())
         })?;
         let out = out.into_inner();
@@ -147,6 +166,24 @@ impl Db {
             Some(v) => Some(decode_dead(&key, &v)?),
             None => None,
         })
+    }
+
+    /// The pending records of several canonical ids, read at one point in time.
+    pub fn records(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Result<Option<Record>, StoreError>>, StoreError> {
+        let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
+        Ok(self
+            .kv
+            .get_many(Records, &keys)?
+            .into_iter()
+            .map(|v| {
+                v.map(|v| Record::decode(&v))
+                    .transpose()
+                    .map_err(StoreError::from)
+            })
+            .collect())
     }
 
     /// Number of dead letters.
@@ -251,6 +288,10 @@ impl Kv for Noted {
 
     fn get(&self, t: TreeId, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.health.note(self.kv.get(t, k))
+    }
+
+    fn get_many(&self, t: TreeId, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.health.note(self.kv.get_many(t, keys))
     }
 
     fn insert(&self, t: TreeId, k: &[u8], v: &[u8]) -> Result<(), StoreError> {

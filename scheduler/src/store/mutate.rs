@@ -3,7 +3,7 @@
 
 use super::schema::{
     dead_key, due_key, encode_dead, group_time_key, split_due_key, split_id_list,
-    JOURNAL_OFFSET_KEY, MAX_CANCELS_KEPT, PENDING_KEY,
+    FIRED_THROUGH_KEY, JOURNAL_OFFSET_KEY, MAX_CANCELS_KEPT, PENDING_KEY,
 };
 use super::types::{Applied, CancelResult, DoneEntry, Final, FireEnd, Mutation};
 use crate::config::CatchUp;
@@ -18,13 +18,27 @@ struct Tx<'a> {
     /// Ids finished by this group: indexed for trimming by one `done_by_time` entry per group
     /// instead of one per id (one write fewer per completion).
     finished: Vec<(i64, String)>,
+    /// Change of the pending count: written once per group, not once per add or completion.
+    pending_delta: i64,
+    /// Earliest `due` entry this group wrote.
+    lowest_due: Option<i64>,
 }
 
-/// The body of a group transaction: applies `ms` through `ops`.
-pub(super) fn apply_group(ops: &mut dyn TxOps, ms: &[&Mutation]) -> Result<Vec<Applied>, TxFail> {
+/// The body of a group transaction: applies `ms` through `ops`. With `Some(first_due_before)`
+/// (the earliest due time before the group; `None` inside when nothing was pending) it also
+/// stores the fired-through watermark (delay.md §8.5) in the same transaction: the earlier of
+/// that and every due time the group wrote, less one, which can only be at or below the exact
+/// watermark (the group's removals raise it).
+pub(super) fn apply_group(
+    ops: &mut dyn TxOps,
+    ms: &[&Mutation],
+    first_due_before: Option<Option<i64>>,
+) -> Result<Vec<Applied>, TxFail> {
     let mut tx = Tx {
         ops,
         finished: Vec::new(),
+        pending_delta: 0,
+        lowest_due: None,
     };
     let mut out = Vec::with_capacity(ms.len());
     for m in ms {
@@ -38,6 +52,18 @@ pub(super) fn apply_group(ops: &mut dyn TxOps, ms: &[&Mutation]) -> Result<Vec<A
         }
     }
     tx.index_finished()?;
+    tx.write_pending()?;
+    let Some(before) = first_due_before else {
+        return Ok(out);
+    };
+    let floor = match (before, tx.lowest_due) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if let Some(first) = floor {
+        tx.ops
+            .insert(Meta, FIRED_THROUGH_KEY, &(first - 1).to_be_bytes())?;
+    }
     Ok(out)
 }
 
@@ -73,9 +99,8 @@ impl Tx<'_> {
             return Ok(Applied::AddExisting);
         }
         self.ops.insert(Records, id.as_bytes(), &record.encode())?;
-        self.ops
-            .insert(Due, &due_key(record.next_due_ms, id), &[])?;
-        self.bump(1)?;
+        self.insert_due(record.next_due_ms, id)?;
+        self.bump(1);
         Ok(Applied::Added {
             due_ms: record.next_due_ms,
         })
@@ -170,7 +195,7 @@ impl Tx<'_> {
             }
             rec.next_due_ms = *at_ms;
             self.ops.remove(Due, &old_due)?;
-            self.ops.insert(Due, &due_key(rec.next_due_ms, id), &[])?;
+            self.insert_due(rec.next_due_ms, id)?;
             self.ops.insert(Records, id.as_bytes(), &rec.encode())?;
             return Ok(Applied::Rescheduled {
                 due_ms: *at_ms,
@@ -210,7 +235,7 @@ impl Tx<'_> {
         rec.next_due_ms = rec.due_ms(n);
         rec.attempts = 0;
         rec.first_failure_ms = 0;
-        self.ops.insert(Due, &due_key(rec.next_due_ms, id), &[])?;
+        self.insert_due(rec.next_due_ms, id)?;
         self.ops.insert(Records, id.as_bytes(), &rec.encode())?;
         Ok(Applied::Rescheduled {
             due_ms: rec.next_due_ms,
@@ -242,16 +267,30 @@ impl Tx<'_> {
         Ok(Applied::Finished(state))
     }
 
+    /// Counts a change of the pending count (`write_pending` stores it).
+    fn bump(&mut self, delta: i64) {
+        self.pending_delta += delta;
+    }
+
     /// The pending count lives in the same transactions that change it, so it is exact after
     /// any crash and start-up never has to walk the records.
-    fn bump(&mut self, delta: i64) -> Result<(), TxFail> {
+    fn write_pending(&mut self) -> Result<(), TxFail> {
+        if self.pending_delta == 0 {
+            return Ok(());
+        }
         let cur = self
             .ops
             .get(Meta, PENDING_KEY)?
             .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
             .map_or(0, i64::from_be_bytes);
         self.ops
-            .insert(Meta, PENDING_KEY, &(cur + delta).to_be_bytes())
+            .insert(Meta, PENDING_KEY, &(cur + self.pending_delta).to_be_bytes())
+    }
+
+    /// Writes the `due` entry of `id` at `due_ms`.
+    fn insert_due(&mut self, due_ms: i64, id: &str) -> Result<(), TxFail> {
+        self.lowest_due = Some(self.lowest_due.map_or(due_ms, |l| l.min(due_ms)));
+        self.ops.insert(Due, &due_key(due_ms, id), &[])
     }
 
     /// Stores the final state of `id`.
@@ -265,7 +304,7 @@ impl Tx<'_> {
     fn retire(&mut self, id: &str, rec: &Record, entry: &DoneEntry) -> Result<(), TxFail> {
         self.ops.remove(Records, id.as_bytes())?;
         self.ops.remove(Due, &due_key(rec.next_due_ms, id))?;
-        self.bump(-1)?;
+        self.bump(-1);
         self.finish(id, entry)
     }
 

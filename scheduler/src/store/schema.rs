@@ -7,6 +7,8 @@ use crate::record::{Corrupt, Record};
 pub(super) const PENDING_KEY: &[u8] = b"pending";
 /// Meta key of the last cluster-journal offset applied.
 pub(super) const JOURNAL_OFFSET_KEY: &[u8] = b"journal_offset";
+/// Meta key of the fired-through watermark (delay.md §8.5), big-endian ms.
+pub(super) const FIRED_THROUGH_KEY: &[u8] = b"fired_through_ms";
 
 /// Key of the `due` tree: big-endian due ms, then the id.
 pub(crate) fn due_key(due_ms: i64, id: &str) -> Vec<u8> {

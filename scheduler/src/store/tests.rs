@@ -423,6 +423,53 @@ on_each_engine! {
         assert!(s.due_range(0, i64::MAX, 10).unwrap().is_empty());
     }
 
+    /// The committer's groups carry the fired-through watermark in their own transaction; it
+    /// never claims more than what has fired, and the pending count is one write per group.
+    #[test]
+    fn a_marked_group_stores_a_watermark_at_or_below_the_first_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), KIND);
+        let watermark = |s: &Db| s.meta("fired_through_ms").unwrap().map(|v| {
+            i64::from_be_bytes(<[u8; 8]>::try_from(v.as_slice()).unwrap())
+        });
+        let (late, early) = (rec(2, 1_700_000_100, 0, 0), rec(2, 1_700_000_000, 0, 0));
+        let add = |r: &Record| Mutation::Add {
+            id: r.occurrence_id(0),
+            record: Box::new(r.clone()),
+        };
+        s.apply_group_marked(&[&add(&late)], s.first_due().unwrap())
+            .unwrap();
+        assert_eq!(watermark(&s), Some(1_700_000_100_000 - 1));
+        // An add earlier than everything pending lowers it in the same group.
+        s.apply_group_marked(&[&add(&early)], s.first_due().unwrap())
+            .unwrap();
+        assert_eq!(watermark(&s), Some(1_700_000_000_000 - 1));
+        assert_eq!(s.count_pending().unwrap(), 2);
+        // Firing the early one: the group's watermark stays below it (a lower bound); the
+        // next group's reaches the late one.
+        let fired = Mutation::Complete {
+            id: early.occurrence_id(0),
+            k: 0,
+            end: FireEnd::Ok,
+            now_ms: 1_700_000_000_001,
+            catch_up: CU,
+        };
+        s.apply_group_marked(&[&fired], s.first_due().unwrap())
+            .unwrap();
+        assert_eq!(watermark(&s), Some(1_700_000_000_000 - 1));
+        s.apply_group_marked(&[], s.first_due().unwrap()).unwrap();
+        assert_eq!(watermark(&s), Some(1_700_000_100_000 - 1));
+        assert_eq!(s.count_pending().unwrap(), 1);
+        // A group that is not marked leaves it alone.
+        s.apply_group(&[&add(&rec(2, 1_600_000_000, 0, 0))]).unwrap();
+        assert_eq!(watermark(&s), Some(1_700_000_100_000 - 1));
+        assert_eq!(s.count_pending().unwrap(), 2);
+        // One read for several records: in order, missing ones as None.
+        let ids = [early.occurrence_id(0), late.occurrence_id(0)];
+        let got: Vec<_> = s.records(&ids).unwrap().into_iter().map(Result::unwrap).collect();
+        assert_eq!(got, vec![None, Some(late.clone())]);
+    }
+
     #[test]
     fn cancel_is_bound_to_the_adding_principal() {
         let dir = tempfile::tempdir().unwrap();
