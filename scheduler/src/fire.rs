@@ -55,14 +55,10 @@ pub(crate) async fn drive(inner: Arc<Inner>) {
             // One blocking read for the whole batch instead of one per record.
             let store = inner.store.clone();
             let ids: Vec<String> = chunk.iter().map(|(_, id)| id.clone()).collect();
-            let records = blocking(move || {
-                let db = store.db();
-                ids.iter()
-                    .map(|id| match &db {
-                        Ok(db) => db.record(id),
-                        Err(_) => Err(StoreError::Unavailable),
-                    })
-                    .collect::<Vec<_>>()
+            let n = ids.len();
+            let records = blocking(move || match store.db().and_then(|db| db.records(&ids)) {
+                Ok(recs) => recs.into_iter().map(|r| r.map_err(Arc::new)).collect(),
+                Err(e) => vec![Err(Arc::new(e)); n],
             })
             .await;
             for ((due, id), rec) in chunk.iter().cloned().zip(records) {
@@ -87,12 +83,18 @@ pub(crate) async fn drive(inner: Arc<Inner>) {
                 inner.tasks.spawn(fire);
             }
         }
-        let next = lock(&inner.state).wheel.next_expiration();
-        let now = now_ms();
         let period = inner.cfg.near_window_ms.clamp(10, 1000);
-        let wait_ms = match next {
-            Some(n) => (n as i64 - now).clamp(0, period),
-            None => period,
+        let wait_ms = {
+            let mut st = lock(&inner.state);
+            let now = now_ms();
+            let wait_ms = match st.wheel.next_expiration() {
+                Some(n) => (n as i64 - now).clamp(0, period),
+                None => period,
+            };
+            // Set with the read above, under one lock: an entry scheduled after it and due
+            // before this wakes the loop (`schedule_if_loaded`); later ones need no wake-up.
+            st.wake_at_ms = now + wait_ms;
+            wait_ms
         };
         if wait_ms > 0 {
             tokio::select! {
@@ -118,6 +120,20 @@ pub(crate) fn fire_message(rec: &Record, k: u64) -> FireMessage {
     }
 }
 
+/// `fire_message`, taking the body and the rest from `rec` instead of copying them.
+fn into_fire_message(rec: Record, k: u64) -> FireMessage {
+    FireMessage {
+        key: rec.occurrence_id(k),
+        due_ms: rec.due_ms(k),
+        id: rec.id.to_string(),
+        index: k,
+        topic: rec.topic,
+        body: rec.body,
+        tags: rec.tags,
+        properties: rec.properties,
+    }
+}
+
 /// One fire (protocol states 3 and 4, `loader.rs`): checks that the record read for it is
 /// still due at `due`, waits for that time, hands the message to the sink and submits the
 /// completion.
@@ -125,7 +141,7 @@ async fn fire_one(
     inner: Arc<Inner>,
     due: i64,
     id: String,
-    rec: Result<Option<Record>, StoreError>,
+    rec: Result<Option<Record>, Arc<StoreError>>,
     permit: OwnedSemaphorePermit,
 ) {
     debug_assert!(
@@ -167,9 +183,11 @@ async fn fire_one(
         }
     }
     let k = rec.next_index;
+    let (occurrence_due, attempts) = (rec.due_ms(k), rec.attempts);
     let handed = now_ms();
     inner.stats.observe_lateness((handed - due).max(0) as u64);
-    let outcome = inner.sink.fire(fire_message(&rec, k)).await;
+    // The record (and its body) is not kept while the sink and the committer work.
+    let outcome = inner.sink.fire(into_fire_message(rec, k)).await;
     let now = now_ms();
     let dead = |reason: Reason| FireEnd::Dead {
         code: reason.code,
@@ -184,7 +202,7 @@ async fn fire_one(
             inner.stats.fired[2].fetch_add(1, Ordering::Relaxed);
             dead(reason)
         }
-        Outcome::Retry { reason } => match inner.retry_at(&rec, k, now) {
+        Outcome::Retry { reason } => match inner.retry_at(occurrence_due, attempts, now) {
             Some(at_ms) => {
                 inner.stats.fired[1].fetch_add(1, Ordering::Relaxed);
                 FireEnd::Retry { at_ms }
@@ -204,9 +222,7 @@ async fn fire_one(
     };
     // The fire slot is given back once the sink answered, so a committer pause (a store
     // checkpoint: 20-35 ms, docs/DECISIONS.md) does not stop the next fires; completions
-    // waiting for the committer have their own bound (RAM bounded, delay.md §6.8). The
-    // record (and its body) is not kept while waiting.
-    drop(rec);
+    // waiting for the committer have their own bound (RAM bounded, delay.md §6.8).
     let Ok(waiting) = inner.completion_slots.clone().acquire_owned().await else {
         return;
     };
@@ -237,14 +253,13 @@ async fn fire_one(
 }
 
 impl Inner {
-    /// When to retry occurrence `k` of `rec` after a failure at `now`; `None` once the retry
-    /// budget is spent.
-    fn retry_at(&self, rec: &Record, k: u64, now: i64) -> Option<i64> {
-        let occurrence_due = rec.due_ms(k);
+    /// When to retry an occurrence due at `occurrence_due` after its `attempts`-th failure at
+    /// `now`; `None` once the retry budget is spent.
+    fn retry_at(&self, occurrence_due: i64, attempts: u32, now: i64) -> Option<i64> {
         if now - occurrence_due > self.cfg.fire_retry_budget_sec.saturating_mul(1000) {
             return None;
         }
-        let exp = rec.attempts.min(30);
+        let exp = attempts.min(30);
         let backoff = self
             .cfg
             .fire_retry_initial_ms

@@ -40,16 +40,27 @@ impl Inner {
             "{id} in the wheel and in flight"
         );
         st.wheel.insert(due_ms.max(0) as u64, id);
+        // A wake-up per add would also cost the drive loop a pass (and a store read); one due
+        // after the loop's next wake-up is polled then.
+        let early = due_ms < st.wake_at_ms;
         drop(st);
-        self.wake.notify_one();
+        if early {
+            self.wake.notify_one();
+        }
     }
 }
 
-/// Loads `due` entries up to `now + nearWindowMs` into the wheel.
+/// Loads `due` entries up to `now + nearWindowMs` into the wheel, once what is loaded reaches
+/// less than 7/8 of that window ahead: a store read per batch of the window, not per pass of
+/// the drive loop (entries committed inside the loaded part go to the wheel on commit).
 pub(crate) async fn load(inner: &Arc<Inner>, now: i64) {
     let horizon = now
         .saturating_add(inner.cfg.near_window_ms)
         .min(now + MAX_SPAN as i64 - 1);
+    let refill = horizon - inner.cfg.near_window_ms / 8;
+    if lock(&inner.state).cursor >= due_key(refill, "") {
+        return;
+    }
     loop {
         let end = due_key(horizon, "");
         let (from, room, generation) = {

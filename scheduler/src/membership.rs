@@ -50,6 +50,9 @@ pub(crate) struct State {
     /// Bumped when the store is reopened: a scan that started before belongs to the old
     /// database and is discarded.
     pub(crate) generation: u64,
+    /// When the drive loop wakes up next, epoch ms: only an entry due before it needs to wake
+    /// the loop early.
+    pub(crate) wake_at_ms: i64,
 }
 
 /// Locks the state. A panic while holding the lock leaves consistent data (every update is one
@@ -67,6 +70,7 @@ impl State {
             cursor: Vec::new(),
             scan_end: None,
             generation: 0,
+            wake_at_ms: 0,
         }
     }
 
