@@ -22,13 +22,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// thread within seconds (the default keeps them 10 s, then 10 s more as lazily freed pages that
 /// still count in RSS), so memory returns after a storm of connections.
 #[export_name = "_rjem_malloc_conf"]
-static MALLOC_CONF: MallocConf = MallocConf(
-    b"background_thread:true,dirty_decay_ms:2000,muzzy_decay_ms:0\0".as_ptr(),
-);
+static MALLOC_CONF: MallocConf =
+    MallocConf(c"background_thread:true,dirty_decay_ms:2000,muzzy_decay_ms:0".as_ptr());
 
 /// A C string pointer jemalloc reads once, before any allocation.
 #[repr(transparent)]
-struct MallocConf(*const u8);
+struct MallocConf(*const std::ffi::c_char);
 
 // SAFETY: the pointer is to a static, NUL-terminated, never-written byte string.
 unsafe impl Sync for MallocConf {}
