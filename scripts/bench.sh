@@ -672,6 +672,7 @@ bench_pending() {
       rss_mib_10s_after_restart: ($rss_after / 1024 | floor)}' >"$OUT/pending.json"
   jq -r '"pending: \(.pending) pending: RSS \(.rss_mib_loaded) MiB, store \(.store_mib) MiB; after kill -9: ready \(.restart_ready_s) s, first sendSync 0 \(.restart_first_send_s) s, first overdue fire \(.restart_first_fire_s) s, RSS \(.rss_mib_after_restart) MiB (\(.rss_mib_10s_after_restart) MiB 10 s later)"' \
     "$OUT/pending.json" >&2
+  stop_proxy
 }
 
 # Fire rate (issue 16): BENCH_FIRES (500 000) delay adds due 60 s after the first, pproxy stopped
