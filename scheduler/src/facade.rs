@@ -109,10 +109,12 @@ impl Scheduler {
             stats: Stats::default(),
         });
         inner.stats.pending.store(pending, Ordering::Relaxed);
+        upkeep::refresh_dead_count(&inner).await;
         inner.tasks.spawn(fire::drive(inner.clone()));
         inner.tasks.spawn(upkeep::trim(inner.clone()));
         inner.tasks.spawn(upkeep::recover(inner.clone()));
         inner.tasks.spawn(upkeep::watch_stuck(inner.clone()));
+        inner.tasks.spawn(upkeep::count_dead(inner.clone()));
         Ok(Scheduler { inner })
     }
 
@@ -334,15 +336,18 @@ impl Scheduler {
             })
             .await?;
         }
+        upkeep::refresh_dead_count(&self.inner).await;
         Ok(Some(out))
     }
 
     /// Deletes a dead letter; true if it existed.
     pub async fn purge(&self, id: String, k: u64) -> Result<bool, StoreError> {
         let store = self.inner.store.clone();
-        Ok(blocking(move || store.db()?.take_dead(&id, k))
+        let purged = blocking(move || store.db()?.take_dead(&id, k))
             .await?
-            .is_some())
+            .is_some();
+        upkeep::refresh_dead_count(&self.inner).await;
+        Ok(purged)
     }
 
     /// Counters and gauges.
@@ -361,9 +366,10 @@ impl Scheduler {
         (st.wheel.len(), st.inflight.len())
     }
 
-    /// Number of dead letters.
+    /// Number of dead letters, as counted at most `DEAD_COUNT_POLL` ago: never waits for the
+    /// store (metrics and status are served from runtime threads).
     pub fn dead_count(&self) -> usize {
-        self.inner.store.dead_count()
+        self.inner.stats.dead_letters.load(Ordering::Relaxed) as usize
     }
 
     /// True from an I/O error of the store until it has been reopened (adds and cancels fail,

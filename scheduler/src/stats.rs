@@ -19,6 +19,9 @@ pub struct Stats {
     pub lateness: [AtomicU64; 10],
     /// Sum of lateness, ms.
     pub lateness_sum_ms: AtomicU64,
+    /// Dead letters kept, as last counted by `upkeep::count_dead` (a store read, which may
+    /// block while the store hangs: metrics and status must not).
+    pub dead_letters: AtomicU64,
 }
 
 /// Upper bounds (ms) of the lateness buckets.

@@ -1,5 +1,5 @@
 //! Upkeep beside the drive loop: reopening a failed store, trimming by retention, watching for a
-//! stuck store.
+//! stuck store, counting dead letters.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::clock::now_ms;
 use crate::commit::CommitStats;
 use crate::error::StoreError;
-use crate::inner::Inner;
+use crate::inner::{blocking, Inner};
 use crate::membership::lock;
 use crate::store::Mutation;
 
@@ -125,6 +125,29 @@ pub(crate) async fn watch_stuck(inner: Arc<Inner>) {
             _ => {}
         }
     }
+}
+
+/// How often the dead letters are counted.
+pub(crate) const DEAD_COUNT_POLL: Duration = Duration::from_millis(250);
+
+/// Counts the dead letters every `DEAD_COUNT_POLL` on the blocking pool. A store that hangs
+/// (a frozen filesystem: redb holds its state lock in a commit that grows the file) holds this
+/// loop, not the metrics scrape that reads the count.
+pub(crate) async fn count_dead(inner: Arc<Inner>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(DEAD_COUNT_POLL) => {}
+            _ = inner.stop.cancelled() => return,
+        }
+        refresh_dead_count(&inner).await;
+    }
+}
+
+/// Counts the dead letters now.
+pub(crate) async fn refresh_dead_count(inner: &Arc<Inner>) {
+    let store = inner.store.clone();
+    let n = blocking(move || store.dead_count()).await;
+    inner.stats.dead_letters.store(n as u64, Ordering::Relaxed);
 }
 
 /// Trims finished ids and dead letters past retention, once a minute.
