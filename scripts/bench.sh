@@ -3,7 +3,7 @@
 # (issue #5). One load generator (loadgen/src/main.rs) drives both sides.
 #
 #   scripts/bench.sh [full]    Kafka, then RocketMQ (~7 min): max rate at 64 connections with
-#                              100 B and 1 KiB bodies, latency at half of pproxy's max rate,
+#                              100 B and 1 KiB bodies, latency at half of the lower max rate,
 #                              one lone synchronous client; tables with ratios at the end
 #   scripts/bench.sh kafka     the Kafka half only
 #   scripts/bench.sh rocketmq  the RocketMQ half only
@@ -49,7 +49,7 @@
 # Plots: every mode but smoke and perf ends with scripts/plot.py, which reads all the JSON
 # summaries in BENCH_OUT and rewrites the SVGs in docs/bench/ (BENCH_PLOTS) that it has data
 # for: throughput-connections.svg (sweep), latency-percentiles.svg, cpu-per-message.svg,
-# delay-lateness.svg (delay). It runs in a virtualenv OUTSIDE the repository,
+# delay-lateness.svg (delay, pending). It runs in a virtualenv OUTSIDE the repository,
 # ${BENCH_PLOT_VENV:-~/.cache/pproxy-plot/venv}, made on first use with matplotlib from PyPI
 # (pinned: the same JSON gives the same SVG bytes). BENCH_NO_PLOT=1 skips the plots.
 #
@@ -203,9 +203,13 @@ proxy_run() {
   lg "$name" proxy --addr "$PROXY_ADDR" --proxy-pid "$PROXY_PID" "$@"
 }
 
-# half_rate PREFIX: half of the mean pproxy max rate of the two 100 B rounds.
+# half_rate PREFIX: half of the mean pproxy max rate of the two 100 B rounds, or of the direct
+# producer's when that is lower: the added latency needs a rate both sides carry (RocketMQ's
+# direct producer peaks below half of pproxy's maximum, and queued without bound at that rate).
 half_rate() {
-  jq -s 'map(.throughput) | add / length / 2 | floor' "$OUT/$1-max-100-proxy-r1.json" "$OUT/$1-max-100-proxy-r2.json"
+  local o=$OUT/$1-max-100
+  jq -s '[(.[0:2] | map(.throughput) | add / 2), (.[2:4] | map(.throughput) | add / 2)] | min / 2 | floor' \
+    "$o-proxy-r1.json" "$o-proxy-r2.json" "$o-direct-r1.json" "$o-direct-r2.json"
 }
 
 stamp() { date +%s%N | cut -c1-13; }
@@ -242,7 +246,7 @@ bench_kafka() {
     return
   fi
   half=$(half_rate kafka)
-  log "half of pproxy's max rate: $half msg/s"
+  log "half of the lower max rate (pproxy's or the direct producer's): $half msg/s"
   for r in 1 2; do
     lg "kafka-half-direct-r$r" direct-kafka --bootstrap "$KAFKA" "${common[@]}" --conns "$CONNS" --size 100 --rate "$half"
     proxy_run "kafka-half-proxy-r$r" "${common[@]}" --conns "$CONNS" --size 100 --rate "$half"
@@ -280,7 +284,7 @@ bench_rocketmq() {
     done
   done
   half=$(half_rate rmq)
-  log "half of pproxy's max rate: $half msg/s"
+  log "half of the lower max rate (pproxy's or the direct producer's): $half msg/s"
   for r in 1 2; do
     lg "rmq-half-direct-r$r" direct-rocketmq --namesrv "$NAMESRV" --topic "$t" "${common[@]}" --conns "$CONNS" --size 100 --rate "$half"
     proxy_run "rmq-half-proxy-r$r" --topic "$t" "${common[@]}" --conns "$CONNS" --size 100 --rate "$half"
@@ -794,7 +798,7 @@ for be, label in (("kafka", "Kafka"), ("rmq", "RocketMQ")):
         for r, (x, y) in enumerate(zip(d, ab), 1):
             print(f"| 100 B, autoBatch topic | {r} | {k(x['throughput'])} | {k(y['throughput'])} | **{y['throughput']/max(x['throughput'],1):.2f}** "
                   f"| {y['proxy_cpu']['us_per_msg']} ({y['proxy_cpu']['cores']}) | - / {y['self_cpu']['us_per_msg']} | - / {y['errors_total']} |")
-    for kind, title in (("half", f"latency at half of pproxy's max rate, {conns} connections, 100 B, fixed rate"),
+    for kind, title in (("half", f"latency at half of the lower max rate (pproxy's or direct's), {conns} connections, 100 B, fixed rate"),
                         ("lone", "one synchronous client (conns=1), 100 B, closed loop" + (", autoBatch topic" if be == "rmq" else ""))):
         print(f"\n### {label}: {title}\n")
         print("| run | rate msg/s d / p | direct p50 / p99 / p99.9 µs | pproxy p50 / p99 / p99.9 µs | added p50 | added p99 | added p50 / p99, service time |")
@@ -924,10 +928,12 @@ case $MODE in
   pending)
     build
     bench_pending
+    plots
     ;;
   fires)
     build
     bench_fires
+    plots
     ;;
   perf)
     build
