@@ -108,16 +108,7 @@ pub(crate) async fn drive(inner: Arc<Inner>) {
 
 /// The message of occurrence `k` of `rec`.
 pub(crate) fn fire_message(rec: &Record, k: u64) -> FireMessage {
-    FireMessage {
-        topic: rec.topic.clone(),
-        key: rec.occurrence_id(k),
-        body: rec.body.clone(),
-        tags: rec.tags.clone(),
-        properties: rec.properties.clone(),
-        due_ms: rec.due_ms(k),
-        id: rec.id.to_string(),
-        index: k,
-    }
+    into_fire_message(rec.clone(), k)
 }
 
 /// `fire_message`, taking the body and the rest from `rec` instead of copying them.
